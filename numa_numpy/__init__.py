@@ -1,0 +1,75 @@
+"""numa_numpy: NumPy arrays on chosen NUMA nodes.
+
+Constructors (`numa_empty`, `numa_zeros`, ... `interleaved_*`) return ordinary
+ndarrays whose memory the kernel places by a policy; scopes (`on_node`,
+`interleaved`, `policy`) make every NumPy allocation inside them do the same;
+`placement` asks the kernel where the pages are.
+"""
+
+from ._creation import (
+    interleaved_empty,
+    interleaved_full,
+    interleaved_ones,
+    interleaved_zeros,
+    numa_array,
+    numa_empty,
+    numa_empty_like,
+    numa_full,
+    numa_full_like,
+    numa_ones,
+    numa_ones_like,
+    numa_zeros,
+    numa_zeros_like,
+)
+from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
+from ._memory import memory_stats, set_cache_limit, trim
+from ._placement import Placement, placement
+from ._policy import (
+    Bind,
+    Default,
+    HugePages,
+    Interleave,
+    Local,
+    Policy,
+    Preferred,
+    PreferredMany,
+    Prefault,
+    WeightedInterleave,
+    as_policy,
+    parse_nodes,
+)
+from ._scope import (
+    PolicyScope,
+    current_policy,
+    interleaved,
+    on_node,
+    policy,
+    propagate,
+)
+from ._topology import Node, Topology, current_cpu, current_node, topology
+from .errors import (
+    InvalidNodeError,
+    InvalidPolicyError,
+    NumaAllocationError,
+    NumaError,
+    NumaUnavailableError,
+    NumaWarning,
+    PolicyNotEnforcedError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HANDLER_NAME",
+    "Bind", "Default", "Interleave", "Local", "Policy", "Preferred", "PreferredMany",
+    "WeightedInterleave", "HugePages", "Prefault", "as_policy", "parse_nodes",
+    "numa_empty", "numa_zeros", "numa_ones", "numa_full", "numa_empty_like",
+    "numa_zeros_like", "numa_ones_like", "numa_full_like", "numa_array",
+    "interleaved_empty", "interleaved_zeros", "interleaved_ones", "interleaved_full",
+    "PolicyScope", "policy", "on_node", "interleaved", "current_policy", "propagate",
+    "Placement", "placement", "Enforcement", "EnforcementLevel",
+    "Node", "Topology", "topology", "current_node", "current_cpu",
+    "memory_stats", "trim", "set_cache_limit",
+    "NumaError", "InvalidNodeError", "InvalidPolicyError", "NumaAllocationError",
+    "NumaUnavailableError", "PolicyNotEnforcedError", "NumaWarning",
+]

@@ -1,0 +1,227 @@
+"""NumPy's constructors, allocating under a NUMA policy.
+
+Each takes NumPy's arguments first and the NUMA keywords after `*`:
+``node=`` (shorthand for Bind(node)) or ``policy=``, plus ``strict``,
+``huge_pages`` and ``prefault``. With neither node nor policy the active
+numa_numpy scope's policy is used, else Local().
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+from ._policy import Bind, HugePages, Interleave, Local, NodesLike, PolicyLike, Prefault, as_policy
+from ._scope import PolicyScope, current_handler
+from .errors import NumaAllocationError, describe_errno
+
+__all__ = [
+    "numa_empty", "numa_zeros", "numa_ones", "numa_full",
+    "numa_empty_like", "numa_zeros_like", "numa_ones_like", "numa_full_like",
+    "numa_array",
+    "interleaved_empty", "interleaved_zeros", "interleaved_ones", "interleaved_full",
+]
+
+T = TypeVar("T")
+_SCOPES: dict[Any, PolicyScope] = {}
+
+
+def _scope(node: NodesLike | None, policy: PolicyLike | None, strict: bool,
+           huge_pages: HugePages | str | bool, prefault: Prefault | str | bool) -> PolicyScope:
+    if node is not None and policy is not None:
+        raise TypeError("pass node= or policy=, not both")
+    key = (node if not isinstance(node, list) else tuple(node), policy, strict,
+           huge_pages, prefault)
+    try:
+        return _SCOPES[key]
+    except (KeyError, TypeError):
+        pass
+    if node is not None:
+        chosen = Bind(node)
+    elif policy is not None:
+        chosen = as_policy(policy)
+    else:
+        active = current_handler()
+        chosen = active.policy if active else Local()
+    scope = PolicyScope(chosen, strict=strict, huge_pages=huge_pages, prefault=prefault)
+    if node is not None or policy is not None:
+        try:
+            _SCOPES[key] = scope
+        except TypeError:
+            pass  # unhashable arguments: no caching
+    return scope
+
+
+def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
+    with scope:
+        try:
+            return make()
+        except MemoryError as exc:
+            if isinstance(exc, NumaAllocationError):
+                raise
+            handler = scope.handler
+            err = handler.last_errno() or 12
+            raise NumaAllocationError(
+                f"cannot allocate under {handler.policy}: {exc}; "
+                f"{describe_errno(err, 'mmap/mbind/populate')}",
+                size=_requested_bytes(exc), policy=handler.policy, errno=err,
+            ) from exc
+
+
+def _requested_bytes(exc: MemoryError) -> int:
+    shape = getattr(exc, "_total_size", None)
+    return int(shape) if shape is not None else 0
+
+
+def _refuse(like: Any, device: Any) -> None:
+    """Arguments NumPy takes that a NUMA allocation cannot honour."""
+    if like is not None:
+        raise TypeError("numa_numpy constructors do not support like=: they always "
+                        "return numpy.ndarray")
+    if device not in (None, "cpu"):
+        raise TypeError(f"device={device!r}: numa_numpy allocates host memory ('cpu') only")
+
+
+
+def numa_empty(shape: Any, dtype: Any = float, order: str = "C", *, device: Any = None,
+               like: Any = None, node: NodesLike | None = None, policy: PolicyLike | None = None,
+               strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
+               prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.empty under a NUMA policy."""
+    _refuse(like, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.empty(shape, dtype, order))
+
+
+def numa_zeros(shape: Any, dtype: Any = float, order: str = "C", *, device: Any = None,
+               like: Any = None, node: NodesLike | None = None, policy: PolicyLike | None = None,
+               strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
+               prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.zeros under a NUMA policy."""
+    _refuse(like, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.zeros(shape, dtype, order))
+
+
+def numa_ones(shape: Any, dtype: Any = None, order: str = "C", *, device: Any = None,
+              like: Any = None, node: NodesLike | None = None, policy: PolicyLike | None = None,
+              strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
+              prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.ones under a NUMA policy."""
+    _refuse(like, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.ones(shape, dtype, order))
+
+
+def numa_full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
+              device: Any = None, like: Any = None, node: NodesLike | None = None,
+              policy: PolicyLike | None = None, strict: bool = False,
+              huge_pages: HugePages | str | bool = HugePages.AUTO,
+              prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.full under a NUMA policy."""
+    _refuse(like, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))
+
+
+def numa_empty_like(prototype: Any, dtype: Any = None, order: str = "K", subok: bool = True,
+                    shape: Any = None, *, device: Any = None, node: NodesLike | None = None,
+                    policy: PolicyLike | None = None, strict: bool = False,
+                    huge_pages: HugePages | str | bool = HugePages.AUTO,
+                    prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.empty_like under a NUMA policy."""
+    _refuse(None, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.empty_like(prototype, dtype, order, subok, shape))
+
+
+def numa_zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
+                    shape: Any = None, *, device: Any = None, node: NodesLike | None = None,
+                    policy: PolicyLike | None = None, strict: bool = False,
+                    huge_pages: HugePages | str | bool = HugePages.AUTO,
+                    prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.zeros_like under a NUMA policy."""
+    _refuse(None, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.zeros_like(a, dtype, order, subok, shape))
+
+
+def numa_ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
+                   shape: Any = None, *, device: Any = None, node: NodesLike | None = None,
+                   policy: PolicyLike | None = None, strict: bool = False,
+                   huge_pages: HugePages | str | bool = HugePages.AUTO,
+                   prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.ones_like under a NUMA policy."""
+    _refuse(None, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.ones_like(a, dtype, order, subok, shape))
+
+
+def numa_full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K",
+                   subok: bool = True, shape: Any = None, *, device: Any = None,
+                   node: NodesLike | None = None, policy: PolicyLike | None = None,
+                   strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
+                   prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.full_like under a NUMA policy."""
+    _refuse(None, device)
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.full_like(a, fill_value, dtype, order, subok, shape))
+
+
+def numa_array(object: Any, dtype: Any = None, *, copy: bool | None = True, order: str = "K",
+               subok: bool = False, ndmin: int = 0, like: Any = None,
+               node: NodesLike | None = None, policy: PolicyLike | None = None,
+               strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
+               prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.array that always copies `object` onto the policy's memory."""
+    _refuse(like, None)
+    if copy is False:
+        raise TypeError("numa_array always copies onto the policy's memory: copy=False "
+                        "cannot be honoured")
+    scope = _scope(node, policy, strict, huge_pages, prefault)
+    return _allocate(scope, lambda: np.array(object, dtype, copy=True, order=order,
+                                             subok=subok, ndmin=ndmin))
+
+
+def _interleaved(shape: Any, nodes: NodesLike | None, strict: bool,
+                 huge_pages: HugePages | str | bool, prefault: Prefault | str | bool,
+                 make: Callable[[], np.ndarray]) -> np.ndarray:
+    scope = _scope(None, Interleave(nodes), strict, huge_pages, prefault)
+    return _allocate(scope, make)
+
+
+def interleaved_empty(shape: Any, dtype: Any = float, order: str = "C", *,
+                      nodes: NodesLike | None = None, strict: bool = False,
+                      huge_pages: HugePages | str | bool = HugePages.AUTO,
+                      prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.empty with pages interleaved over `nodes` (None: every usable node)."""
+    return _interleaved(shape, nodes, strict, huge_pages, prefault,
+                        lambda: np.empty(shape, dtype, order))
+
+
+def interleaved_zeros(shape: Any, dtype: Any = float, order: str = "C", *,
+                      nodes: NodesLike | None = None, strict: bool = False,
+                      huge_pages: HugePages | str | bool = HugePages.AUTO,
+                      prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.zeros with pages interleaved over `nodes`."""
+    return _interleaved(shape, nodes, strict, huge_pages, prefault,
+                        lambda: np.zeros(shape, dtype, order))
+
+
+def interleaved_ones(shape: Any, dtype: Any = None, order: str = "C", *,
+                     nodes: NodesLike | None = None, strict: bool = False,
+                     huge_pages: HugePages | str | bool = HugePages.AUTO,
+                     prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.ones with pages interleaved over `nodes`."""
+    return _interleaved(shape, nodes, strict, huge_pages, prefault,
+                        lambda: np.ones(shape, dtype, order))
+
+
+def interleaved_full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
+                     nodes: NodesLike | None = None, strict: bool = False,
+                     huge_pages: HugePages | str | bool = HugePages.AUTO,
+                     prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+    """np.full with pages interleaved over `nodes`."""
+    return _interleaved(shape, nodes, strict, huge_pages, prefault,
+                        lambda: np.full(shape, fill_value, dtype, order))

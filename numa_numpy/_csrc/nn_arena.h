@@ -1,0 +1,53 @@
+/* The per-policy block allocator behind the NumPy handler. Small blocks are
+ * carved from policy-bound chunks by size class; large blocks are mappings of
+ * their own, kept in a bounded cache after free so that their faulted pages are
+ * reused. Every block records its own size (NumPy's free size is not trusted).
+ * Thread-safe without the GIL; never touches Python. */
+#ifndef NN_ARENA_H
+#define NN_ARENA_H
+
+#include <stddef.h>
+#include "nn_mapping.h"
+
+typedef struct nn_arena nn_arena;
+
+/* Huge pages the way NumPy's own allocator does it: THP for blocks >= 4 MiB. */
+#define NN_HUGE_AUTO 4
+
+typedef struct nn_arena_stats {
+    size_t used_bytes;     /* bytes handed out in live blocks (their requested sizes) */
+    size_t live_blocks;
+    size_t chunk_bytes;    /* mapped for small blocks */
+    size_t large_bytes;    /* mapped for live large blocks */
+    size_t cached_bytes;   /* freed large mappings kept for reuse */
+    size_t cache_limit;
+    size_t small_limit;    /* largest request served from chunks */
+    size_t fallbacks;      /* mappings left unbound in soft mode */
+    size_t huge_fallbacks; /* explicit huge pages unavailable: normal pages used */
+    int last_error;        /* errno of the last failure or fallback */
+    int enforced;          /* 0 when the policy was refused up front (soft mode) */
+} nn_arena_stats;
+
+nn_arena *nn_arena_new(int mode, const unsigned long *mask, size_t nwords,
+                       unsigned long maxnode, int home_node, int huge, int prefault,
+                       int prefault_threads, const int *cpus, int ncpus, int strict);
+void nn_arena_destroy(nn_arena *a);
+/* Map, bind and release one page under the arena's policy: 0 or -errno. */
+int nn_arena_probe(nn_arena *a);
+/* Soft mode after a refused probe: allocate unbound and remember why. */
+void nn_arena_disable_binding(nn_arena *a, int err);
+void nn_arena_set_cache_limit(nn_arena *a, size_t bytes);
+void nn_arena_stats_get(nn_arena *a, nn_arena_stats *out);
+/* Unmap every cached large block; returns the bytes released. */
+size_t nn_arena_trim(nn_arena *a);
+
+void *nn_arena_malloc(nn_arena *a, size_t size);
+void *nn_arena_calloc(nn_arena *a, size_t nelem, size_t elsize);
+void *nn_arena_realloc(nn_arena *a, void *ptr, size_t size);
+void nn_arena_free(nn_arena *a, void *ptr);
+
+/* For a pointer this allocator returned: its arena, recorded size and mapping
+ * status bits (NN_MAP_*). Returns NULL for a pointer that is not ours. */
+nn_arena *nn_block_owner(void *ptr, size_t *size, int *status);
+
+#endif

@@ -1,0 +1,250 @@
+#define _GNU_SOURCE
+#include "nn_mapping.h"
+#include "nn_syscalls.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+#ifndef MAP_HUGE_2MB
+#define MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+#endif
+#ifndef MAP_HUGE_1GB
+#define MAP_HUGE_1GB (30 << MAP_HUGE_SHIFT)
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define THP_SIZE ((size_t)2 << 20)
+
+size_t nn_base_page_size(void)
+{
+    static size_t page;
+    if (!page)
+        page = (size_t)sysconf(_SC_PAGESIZE);
+    return page;
+}
+
+size_t nn_huge_page_size(int huge)
+{
+    switch (huge) {
+    case NN_HUGE_TRANSPARENT:
+    case NN_HUGE_EXPLICIT_2MB:
+        return THP_SIZE;
+    case NN_HUGE_EXPLICIT_1GB:
+        return (size_t)1 << 30;
+    default:
+        return nn_base_page_size();
+    }
+}
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+int nn_apply_binding(const nn_binding *b, void *addr, size_t len, unsigned flags)
+{
+    long rc = nn_mbind(addr, len, b->mode, b->mask, b->mask ? b->maxnode : 0, flags);
+    if (rc == 0 && b->home_node >= 0)
+        rc = nn_set_mempolicy_home_node(addr, len, (unsigned long)b->home_node);
+    return (int)rc;
+}
+
+/* Explicit huge pages: one MAP_HUGETLB mapping, length rounded to the huge page. */
+static int map_hugetlb(size_t size, int huge, nn_mapping *out)
+{
+    size_t page = nn_huge_page_size(huge);
+    size_t len = round_up(size, page);
+    int bits = huge == NN_HUGE_EXPLICIT_1GB ? MAP_HUGE_1GB : MAP_HUGE_2MB;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | bits, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    out->base = p;
+    out->length = len;
+    out->page_size = page;
+    out->huge = huge;
+    return 0;
+}
+
+/* Normal pages; with THP, a 2 MiB-aligned base so huge pages can back it. */
+static int map_normal(size_t size, int thp, nn_mapping *out)
+{
+    size_t page = nn_base_page_size();
+    size_t len = round_up(size, page);
+    size_t slack = thp ? THP_SIZE - page : 0;
+    char *p = mmap(NULL, len + slack, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    if (slack) {
+        char *aligned = (char *)round_up((uintptr_t)p, THP_SIZE);
+        size_t head = (size_t)(aligned - p);
+        if (head)
+            munmap(p, head);
+        if (slack - head)
+            munmap(aligned + len, slack - head);
+        p = aligned;
+        /* Advice only: a kernel without THP still gives a working mapping. */
+        madvise(p, len, MADV_HUGEPAGE);
+    }
+    out->base = p;
+    out->length = len;
+    out->page_size = page;
+    out->huge = thp ? NN_HUGE_TRANSPARENT : NN_HUGE_NONE;
+    return 0;
+}
+
+int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *prefault,
+           int options, nn_mapping *out)
+{
+    int strict = options & NN_MAP_STRICT;
+    int rc = nn_take_fault(NN_FAULT_MMAP);
+
+    memset(out, 0, sizeof *out);
+    if (size == 0)
+        size = 1;
+    if (rc)
+        return rc;
+    if (huge == NN_HUGE_EXPLICIT_2MB || huge == NN_HUGE_EXPLICIT_1GB) {
+        rc = map_hugetlb(size, huge, out);
+        if (rc && strict)
+            return rc;
+        if (rc) {
+            /* No reserved huge pages of that size: soft mode takes normal pages. */
+            int why = -rc;
+            rc = map_normal(size, 1, out);
+            if (rc)
+                return rc;
+            out->status |= NN_MAP_HUGE_FALLBACK;
+            out->error = why;
+        }
+    } else {
+        rc = map_normal(size, huge == NN_HUGE_TRANSPARENT, out);
+        if (rc)
+            return rc;
+    }
+
+    if (options & NN_MAP_NO_BIND) {
+        out->status |= NN_MAP_POLICY_FALLBACK;
+    } else if (b->mode != NN_MPOL_DEFAULT || b->home_node >= 0) {
+        rc = nn_apply_binding(b, out->base, out->length, 0);
+        if (rc && strict) {
+            nn_unmap(out);
+            return rc;
+        }
+        if (rc) {
+            out->status |= NN_MAP_POLICY_FALLBACK;
+            out->error = -rc;
+        } else {
+            out->status |= NN_MAP_BOUND;
+        }
+    }
+
+    if (prefault && prefault->mode != NN_PREFAULT_NONE) {
+        rc = nn_populate(out->base, out->length, out->page_size, prefault);
+        if (rc) {
+            nn_unmap(out);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int nn_unmap(const nn_mapping *m)
+{
+    if (!m->base)
+        return 0;
+    return munmap(m->base, m->length) ? -errno : 0;
+}
+
+/* MADV_POPULATE_WRITE (Linux 5.14) reports ENOMEM instead of a later SIGBUS or
+ * OOM kill; older kernels get one write per page. */
+static int populate_range(char *addr, size_t len, size_t page)
+{
+    if (madvise(addr, len, MADV_POPULATE_WRITE) == 0)
+        return 0;
+    if (errno != EINVAL)
+        return errno == EFAULT || errno == EHWPOISON ? -ENOMEM : -errno;
+    for (size_t off = 0; off < len; off += page)
+        ((volatile char *)addr)[off] = 0;
+    return 0;
+}
+
+struct populate_job {
+    char *addr;
+    size_t len, page;
+    int cpu;
+    int rc;
+};
+
+static void *populate_worker(void *arg)
+{
+    struct populate_job *job = arg;
+    if (job->cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(job->cpu, &set);
+        /* Pinning is for first-touch placement and speed; failing it is not fatal. */
+        sched_setaffinity(0, sizeof set, &set);
+    }
+    job->rc = populate_range(job->addr, job->len, job->page);
+    return NULL;
+}
+
+int nn_populate(void *addr, size_t len, size_t page, const nn_prefault_plan *plan)
+{
+    int rc = nn_take_fault(NN_FAULT_POPULATE);
+    if (rc)
+        return rc;
+    int nthreads = 1;
+    if (plan->mode == NN_PREFAULT_PARALLEL) {
+        nthreads = plan->nthreads > 0 ? plan->nthreads : (plan->ncpus > 0 ? plan->ncpus : 2);
+        size_t pages = len / page;
+        if ((size_t)nthreads > pages)
+            nthreads = pages ? (int)pages : 1;
+    }
+    if (nthreads <= 1)
+        return populate_range(addr, len, page);
+
+    struct populate_job *jobs = calloc((size_t)nthreads, sizeof *jobs);
+    pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
+    if (!jobs || !threads) {
+        free(jobs);
+        free(threads);
+        return populate_range(addr, len, page);
+    }
+    size_t pages = len / page, per = pages / (size_t)nthreads, extra = pages % (size_t)nthreads;
+    char *cursor = addr;
+    int started = 0;
+    for (int i = 0; i < nthreads; i++) {
+        size_t n = per + ((size_t)i < extra);
+        jobs[i] = (struct populate_job){cursor, n * page, page,
+                                        plan->ncpus > 0 ? plan->cpus[i % plan->ncpus] : -1, 0};
+        cursor += n * page;
+    }
+    /* The calling thread does job 0 itself. */
+    for (int i = 1; i < nthreads; i++) {
+        if (pthread_create(&threads[i], NULL, populate_worker, &jobs[i]) != 0)
+            break;
+        started = i;
+    }
+    for (int i = started + 1; i < nthreads; i++)
+        populate_worker(&jobs[i]);
+    jobs[0].cpu = -1; /* never re-pin the caller */
+    populate_worker(&jobs[0]);
+    for (int i = 1; i <= started; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < nthreads && !rc; i++)
+        rc = jobs[i].rc;
+    free(jobs);
+    free(threads);
+    return rc;
+}

@@ -1,0 +1,78 @@
+#define _GNU_SOURCE
+#include "nn_syscalls.h"
+
+#include <errno.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* Fall back to the x86_64 / aarch64 numbers only where libc's headers lack a name. */
+#ifndef SYS_set_mempolicy_home_node
+#define SYS_set_mempolicy_home_node 450
+#endif
+
+static long result(long rc) { return rc < 0 ? -errno : rc; }
+
+static int fault_errno[NN_FAULT_OPS];
+static int fault_count[NN_FAULT_OPS];
+
+int nn_inject_fault(int op, int err, int count)
+{
+    if (op < 0 || op >= NN_FAULT_OPS || err < 0 || count < 0)
+        return -EINVAL;
+    __atomic_store_n(&fault_errno[op], err, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&fault_count[op], count, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+int nn_take_fault(int op)
+{
+    int left = __atomic_load_n(&fault_count[op], __ATOMIC_RELAXED);
+    while (left > 0) {
+        if (__atomic_compare_exchange_n(&fault_count[op], &left, left - 1, 0,
+                                        __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+            return -__atomic_load_n(&fault_errno[op], __ATOMIC_SEQ_CST);
+    }
+    return 0;
+}
+
+long nn_mbind(void *addr, size_t len, int mode, const unsigned long *mask,
+              unsigned long maxnode, unsigned flags)
+{
+    int fault = nn_take_fault(NN_FAULT_MBIND);
+    if (fault)
+        return fault;
+    return result(syscall(SYS_mbind, addr, len, mode, mask, maxnode, flags));
+}
+
+long nn_get_mempolicy(int *mode, unsigned long *mask, unsigned long maxnode,
+                      void *addr, unsigned long flags)
+{
+    return result(syscall(SYS_get_mempolicy, mode, mask, maxnode, addr, flags));
+}
+
+long nn_set_mempolicy(int mode, const unsigned long *mask, unsigned long maxnode)
+{
+    return result(syscall(SYS_set_mempolicy, mode, mask, maxnode));
+}
+
+long nn_move_pages(unsigned long count, void **pages, const int *nodes, int *status,
+                   int flags)
+{
+    return result(syscall(SYS_move_pages, 0, count, pages, nodes, status, flags));
+}
+
+long nn_migrate_pages(int pid, unsigned long maxnode, const unsigned long *old_nodes,
+                      const unsigned long *new_nodes)
+{
+    return result(syscall(SYS_migrate_pages, pid, maxnode, old_nodes, new_nodes));
+}
+
+long nn_getcpu(unsigned *cpu, unsigned *node)
+{
+    return result(syscall(SYS_getcpu, cpu, node, NULL));
+}
+
+long nn_set_mempolicy_home_node(void *addr, size_t len, unsigned long home_node)
+{
+    return result(syscall(SYS_set_mempolicy_home_node, addr, len, home_node, 0));
+}

@@ -1,0 +1,189 @@
+"""One NumPy memory handler per (policy, options): an arena of policy-bound
+memory in C and the "mem_handler" capsule NumPy keeps with every array it makes.
+
+Handlers are made once and cached, so scopes are cheap to enter and freed memory
+is reused. Whether the kernel accepts a policy is decided here, once, by a probe:
+strict raises, soft warns once and allocates unbound (and says so).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from ._lib import ffi, lib
+from ._policy import HugePages, Policy, Prefault, validate
+from ._topology import Topology, format_list, mask_bits
+from .errors import NumaAllocationError, NumaWarning, PolicyNotEnforcedError, describe_errno
+
+HANDLER_NAME = "numa_numpy"
+
+
+class EnforcementLevel(enum.Enum):
+    STRICT = "strict"  # applied, and refusal would have raised
+    BEST_EFFORT = "best-effort"  # applied in soft mode (or partly: see reason)
+    NONE = "none"  # not applied: memory is unbound (see reason)
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """How far a policy is enforced, and why not further."""
+
+    level: EnforcementLevel
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return self.level.value + (f" ({self.reason})" if self.reason else "")
+
+
+@dataclass(frozen=True)
+class AllocationOptions:
+    """Everything that selects a handler."""
+
+    policy: Policy
+    strict: bool = False
+    huge_pages: HugePages = HugePages.AUTO
+    prefault: Prefault = Prefault.NONE
+
+
+def _shortfall(policy: Policy, topo: Topology) -> str:
+    """Why some named nodes cannot take pages here ('' when all can)."""
+    if policy.relative_nodes or policy.static_nodes:
+        return ""
+    named = policy.resolved_nodes(topo)
+    no_memory = [n for n in named if n not in topo.memory_nodes]
+    not_allowed = [n for n in named if n in topo.memory_nodes and n not in topo.allowed_nodes]
+    reasons = []
+    if no_memory:
+        reasons.append(f"node {format_list(no_memory)} has no memory")
+    if not_allowed:
+        reasons.append(
+            f"node {format_list(not_allowed)} is outside this process's cpuset "
+            f"(Mems_allowed: {format_list(topo.allowed_nodes)})"
+        )
+    return "; ".join(reasons)
+
+
+def _prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
+    """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
+    nodes when they have any, else every CPU this process may use."""
+    allowed = set(topo.allowed_cpus)
+    cpus = [c for n in policy.resolved_nodes(topo) if n in topo.node_ids
+            for c in topo.node(n).cpus if c in allowed]
+    return cpus or sorted(allowed)
+
+
+class Handler:
+    """A NumPy memory handler bound to one policy (one arena, one capsule)."""
+
+    def __init__(self, options: AllocationOptions) -> None:
+        self.options = options
+        policy = options.policy
+        topo = validate(policy)
+        enforcement = Enforcement(
+            EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT
+        )
+        shortfall = _shortfall(policy, topo)
+        if shortfall and options.strict:
+            raise PolicyNotEnforcedError(
+                f"strict {policy}: {shortfall}", policy=policy, errno=0, reason=shortfall
+            )
+        if shortfall:
+            enforcement = Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
+
+        words = policy.nodemask(topo) if policy.takes_nodes else []
+        cpus = _prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
+        arena = lib.nn_arena_new(
+            policy.kernel_mode(),
+            ffi.new("unsigned long[]", words) if words else ffi.NULL, len(words),
+            mask_bits() + 1 if words else 0,
+            -1 if policy.home_node is None else policy.home_node,
+            options.huge_pages.c_value, options.prefault.c_value, len(cpus),
+            ffi.new("int[]", cpus) if cpus else ffi.NULL, len(cpus), int(options.strict),
+        )
+        if arena == ffi.NULL:
+            raise NumaAllocationError(f"cannot create an arena for {policy}", size=0,
+                                      policy=policy, errno=12)
+        rc = lib.nn_arena_probe(arena)
+        if rc < 0:
+            reason = describe_errno(-rc, "mbind")
+            if options.strict:
+                lib.nn_arena_destroy(arena)
+                raise PolicyNotEnforcedError(
+                    f"the kernel refused {policy}: {reason}", policy=policy, errno=-rc,
+                    reason=reason,
+                )
+            lib.nn_arena_disable_binding(arena, -rc)
+            enforcement = Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
+        if enforcement.reason:
+            warnings.warn(
+                f"numa_numpy: {policy} is not fully enforced: {enforcement.reason}; "
+                "pass strict=True to raise instead", NumaWarning, stacklevel=4,
+            )
+        capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())
+        if capsule == ffi.NULL:
+            lib.nn_arena_destroy(arena)
+            raise NumaAllocationError("cannot create a NumPy handler", size=0,
+                                      policy=policy, errno=12)
+        self.arena = arena
+        self.capsule = capsule
+        self.enforcement = enforcement
+        _BY_ARENA[int(ffi.cast("uintptr_t", arena))] = self
+
+    @property
+    def policy(self) -> Policy:
+        return self.options.policy
+
+    def stats(self) -> dict[str, Any]:
+        out = ffi.new("nn_arena_stats *")
+        lib.nn_arena_stats_get(self.arena, out)
+        return {name: int(getattr(out, name)) for name in dir(out)}
+
+    def last_errno(self) -> int:
+        return self.stats()["last_error"]
+
+    def trim(self) -> int:
+        return int(lib.nn_arena_trim(self.arena))
+
+    def set_cache_limit(self, nbytes: int) -> None:
+        lib.nn_arena_set_cache_limit(self.arena, nbytes)
+
+    def __repr__(self) -> str:
+        return f"<numa_numpy handler {self.policy} {self.enforcement}>"
+
+
+_CACHE: dict[AllocationOptions, Handler] = {}
+_BY_ARENA: dict[int, Handler] = {}
+_LOCK = threading.Lock()
+
+
+def handler_for(options: AllocationOptions) -> Handler:
+    """The cached handler for these options, made (and probed) on first use."""
+    handler = _CACHE.get(options)
+    if handler is None:
+        with _LOCK:
+            handler = _CACHE.get(options)
+            if handler is None:
+                handler = _CACHE[options] = Handler(options)
+    return handler
+
+
+def handler_of_arena(arena_address: int) -> Handler | None:
+    return _BY_ARENA.get(arena_address)
+
+
+def all_handlers() -> list[Handler]:
+    return list(_CACHE.values())
+
+
+def _reset_after_fork() -> None:
+    # Locks held by another thread at fork time stay held in the child.
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,36 @@
+"""Introspection and control of the memory numa_numpy's handlers hold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._handler import all_handlers
+
+__all__ = ["memory_stats", "trim", "set_cache_limit"]
+
+
+def memory_stats() -> dict[str, dict[str, Any]]:
+    """Per policy handler: used, cached and mapped bytes, live blocks, fallbacks."""
+    out: dict[str, dict[str, Any]] = {}
+    for handler in all_handlers():
+        o = handler.options
+        key = f"{o.policy} strict={o.strict} huge_pages={o.huge_pages.value} " \
+              f"prefault={o.prefault.value}"
+        out[key] = {**handler.stats(), "enforcement": str(handler.enforcement)}
+    return out
+
+
+def trim() -> int:
+    """Unmap every cached (freed) large block; returns the bytes given back."""
+    return sum(handler.trim() for handler in all_handlers())
+
+
+def set_cache_limit(nbytes: int) -> None:
+    """Bytes of freed large blocks each policy keeps for reuse (default 1 GiB)."""
+    if nbytes < 0:
+        raise ValueError(f"cache limit must be >= 0, not {nbytes}")
+    from . import _handler
+
+    _handler.DEFAULT_CACHE_LIMIT = nbytes
+    for handler in all_handlers():
+        handler.set_cache_limit(nbytes)

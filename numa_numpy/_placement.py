@@ -1,0 +1,188 @@
+"""Where an array's pages are, asked of the kernel page by page (move_pages),
+and the policy the kernel holds for the range (get_mempolicy MPOL_F_ADDR)."""
+
+from __future__ import annotations
+
+import errno as _errno
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel, handler_of_arena
+from ._lib import ffi, lib
+from ._policy import Policy, policy_from_kernel
+from ._topology import format_list, mask_bits
+from .errors import NumaError, describe_errno
+
+__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy"]
+
+try:  # NumPy 2 keeps it in numpy._core; NumPy 1 in numpy.core
+    from numpy._core.multiarray import get_handler_name as _get_handler_name
+except ImportError:  # pragma: no cover - NumPy 1.x
+    from numpy.core.multiarray import get_handler_name as _get_handler_name
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the pages of an array's span are.
+
+    ``pages``: node -> pages resident there. ``not_present``: pages not faulted
+    in yet (they land by the policy at first touch). ``page_size``: the unit of
+    the query (the base page; a huge page counts as page_size/base pages).
+    ``policy``: what the kernel holds for the range; ``requested`` and
+    ``enforcement``: what numa_numpy was asked and achieved (None when the
+    memory is not numa_numpy's).
+    """
+
+    address: int
+    nbytes: int
+    page_size: int
+    node_of_page: np.ndarray = field(repr=False, compare=False)
+    policy: Policy | None
+    requested: Policy | None = None
+    enforcement: Enforcement | None = None
+
+    @property
+    def pages(self) -> dict[int, int]:
+        nodes, counts = np.unique(self.node_of_page[self.node_of_page >= 0], return_counts=True)
+        return {int(n): int(c) for n, c in zip(nodes, counts)}
+
+    @property
+    def bytes_per_node(self) -> dict[int, int]:
+        return {n: c * self.page_size for n, c in self.pages.items()}
+
+    @property
+    def total_pages(self) -> int:
+        return int(self.node_of_page.size)
+
+    @property
+    def present_pages(self) -> int:
+        return int((self.node_of_page >= 0).sum())
+
+    @property
+    def not_present(self) -> int:
+        return int((self.node_of_page == -_errno.ENOENT).sum())
+
+    @property
+    def unmapped(self) -> int:
+        return int((self.node_of_page == -_errno.EFAULT).sum())
+
+    @property
+    def nodes(self) -> frozenset[int]:
+        """Nodes holding at least one page."""
+        return frozenset(self.pages)
+
+    def fraction(self, node: int) -> float:
+        """Share of the present pages that are on `node`."""
+        present = self.present_pages
+        return self.pages.get(node, 0) / present if present else 0.0
+
+    def on(self, nodes: Any) -> bool:
+        """True when every present page is on one of `nodes` (and one is present)."""
+        wanted = {nodes} if isinstance(nodes, int) else set(nodes)
+        return self.present_pages > 0 and self.nodes <= wanted
+
+    def __str__(self) -> str:
+        spread = ", ".join(f"N{n}={c}" for n, c in sorted(self.pages.items())) or "none"
+        text = (f"{self.total_pages} pages of {self.page_size} B: {spread}; "
+                f"not present {self.not_present}; policy {self.policy}")
+        if self.requested is not None:
+            text += f"; requested {self.requested}, enforcement {self.enforcement}"
+        return text
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f"<tr><td>{n}</td><td>{c}</td><td>{c * self.page_size >> 10}</td></tr>"
+                       for n, c in sorted(self.pages.items()))
+        return (f"<table><caption>policy {self.policy}"
+                f"{'' if self.requested is None else f' (requested {self.requested})'}"
+                f"</caption><thead><tr><th>node</th><th>pages</th><th>KiB</th></tr></thead>"
+                f"<tbody>{rows}<tr><td>not present</td><td>{self.not_present}</td><td></td></tr>"
+                "</tbody></table>")
+
+
+def span_of(a: np.ndarray) -> tuple[int, int]:
+    """(lowest address, bytes) touched by `a`'s elements: its span."""
+    if a.size == 0:
+        return a.__array_interface__["data"][0], 0
+    start = a.__array_interface__["data"][0]
+    low = high = 0
+    for extent, stride in zip(a.shape, a.strides):
+        reach = (extent - 1) * stride
+        low += min(reach, 0)
+        high += max(reach, 0)
+    return start + low, high - low + a.itemsize
+
+
+def owner_of(a: np.ndarray) -> np.ndarray | None:
+    """The array that owns `a`'s memory (following .base), if an ndarray does."""
+    current: Any = a
+    while isinstance(current, np.ndarray):
+        if current.flags.owndata:
+            return current
+        current = current.base
+    return None
+
+
+def range_policy(address: int) -> Policy:
+    """The policy the kernel holds for the page at `address`."""
+    mode = ffi.new("int *")
+    words = ffi.new("unsigned long[]", mask_bits() // 64)
+    rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, ffi.cast("void *", address),
+                              lib.NN_MPOL_F_ADDR)
+    if rc < 0:
+        raise NumaError(f"cannot read the policy at {address:#x}: "
+                        f"{describe_errno(-rc, 'get_mempolicy')}", errno=-rc)
+    nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
+    return policy_from_kernel(int(mode[0]), nodes)
+
+
+def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
+    owner = owner_of(a)
+    if owner is None or _get_handler_name(owner) != HANDLER_NAME:
+        return None, None
+    status = ffi.new("int *")
+    arena = lib.nn_block_owner(ffi.cast("void *", owner.ctypes.data), ffi.NULL, status)
+    handler = handler_of_arena(int(ffi.cast("uintptr_t", arena))) if arena != ffi.NULL else None
+    if handler is None:
+        return None, None
+    enforcement = handler.enforcement
+    if status[0] & lib.NN_MAP_POLICY_FALLBACK and enforcement.level is not EnforcementLevel.NONE:
+        err = handler.last_errno()
+        enforcement = Enforcement(EnforcementLevel.NONE, "the kernel refused this block's "
+                                  f"policy: {describe_errno(err, 'mbind') if err else '?'}")
+    return handler.policy, enforcement
+
+
+def pages_of(address: int, nbytes: int) -> tuple[int, np.ndarray]:
+    """(first page address, node or -errno per page) for [address, address+nbytes)."""
+    page = int(lib.nn_base_page_size())
+    first = address - address % page
+    npages = (address + nbytes - first + page - 1) // page if nbytes else 0
+    status = np.empty(npages, dtype=np.intc)
+    if npages:
+        rc = lib.nn_query_pages(ffi.cast("void *", first), npages, page,
+                                ffi.cast("int *", status.ctypes.data))
+        if rc < 0:
+            raise NumaError(f"cannot query pages: {describe_errno(-rc, 'move_pages')}",
+                            errno=-rc)
+    return first, status
+
+
+def placement(a: Any) -> Placement:
+    """Ask the kernel where every page of `a`'s span is.
+
+    Works for any array (views and non-contiguous ones: their span), and for any
+    object exporting the buffer protocol.
+    """
+    arr = a if isinstance(a, np.ndarray) else np.asarray(memoryview(a)).view(np.uint8)
+    address, nbytes = span_of(arr)
+    first, status = pages_of(address, nbytes)
+    requested, enforcement = _ours(arr)
+    policy = range_policy(first) if nbytes else None
+    page = int(lib.nn_base_page_size())
+    return Placement(address, nbytes, page, status, policy, requested, enforcement)
+
+
+def describe_nodes(nodes: frozenset[int]) -> str:
+    return format_list(sorted(nodes)) or "-"

@@ -1,0 +1,396 @@
+"""Memory policies as small immutable values, and the options of an allocation.
+
+A policy says where pages go; it is turned into the kernel's (mode, nodemask,
+maxnode) only when memory is allocated, against the topology of that moment.
+"""
+
+from __future__ import annotations
+
+import enum
+import operator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable, Union
+
+from ._lib import lib
+from ._topology import Topology, format_list, kernel_version, mask_bits, parse_list, topology
+from .errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
+
+__all__ = [
+    "Policy",
+    "Default",
+    "Local",
+    "Bind",
+    "Preferred",
+    "PreferredMany",
+    "Interleave",
+    "WeightedInterleave",
+    "HugePages",
+    "Prefault",
+    "NodesLike",
+    "PolicyLike",
+    "as_policy",
+    "parse_nodes",
+]
+
+NodesLike = Union[int, str, Iterable[int]]
+
+
+def parse_nodes(nodes: Any) -> tuple[int, ...]:
+    """Node ids from an int, an iterable of ints or numactl's syntax ("0-2,5").
+
+    Raises InvalidNodeError for negative ids, bools, floats, empty sets and text
+    that does not parse. Whether the nodes exist is checked at allocation.
+    """
+    if isinstance(nodes, bool):
+        raise InvalidNodeError(f"a node id must be an int, not {nodes!r}", nodes=(nodes,))
+    if isinstance(nodes, str):
+        try:
+            ids = parse_list(nodes)
+        except ValueError:
+            raise InvalidNodeError(
+                f"cannot parse node list {nodes!r}: expected ids and ranges like '0-2,5'",
+                nodes=(nodes,),
+            ) from None
+    elif isinstance(nodes, Iterable):
+        ids = tuple(sorted({_node_id(n) for n in nodes}))
+    else:
+        ids = (_node_id(nodes),)
+    if not ids:
+        raise InvalidNodeError("empty node set: name at least one node", nodes=())
+    return ids
+
+
+def _node_id(value: Any) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise InvalidNodeError(f"a node id must be an int, not {value!r}", nodes=(value,))
+    node = operator.index(value)
+    if node < 0:
+        raise InvalidNodeError(f"node {node} is negative", nodes=(node,))
+    return node
+
+
+@dataclass(frozen=True, repr=False)
+class Policy:
+    """Base of the policy values. Subclasses fix the kernel mode."""
+
+    mode: ClassVar[int]
+    name: ClassVar[str]
+    min_kernel: ClassVar[tuple[int, int]] = (2, 6)
+    takes_nodes: ClassVar[bool] = True
+    allows_balancing: ClassVar[bool] = False
+
+    nodes: tuple[int, ...] | None = None
+    static_nodes: bool = field(default=False, kw_only=True)
+    relative_nodes: bool = field(default=False, kw_only=True)
+    numa_balancing: bool = field(default=False, kw_only=True)
+    home_node: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.nodes is not None:
+            object.__setattr__(self, "nodes", parse_nodes(self.nodes))
+        if self.static_nodes and self.relative_nodes:
+            raise InvalidPolicyError(
+                f"{self.name}: static_nodes and relative_nodes exclude each other"
+            )
+        if (self.static_nodes or self.relative_nodes) and not self.takes_nodes:
+            raise InvalidPolicyError(f"{self.name} takes no nodes, so no node flags")
+        if self.numa_balancing and not self.allows_balancing:
+            raise InvalidPolicyError(
+                f"{self.name}: numa_balancing is only for Bind and PreferredMany"
+            )
+        if self.home_node is not None:
+            if not self.allows_balancing:
+                raise InvalidPolicyError(
+                    f"{self.name}: home_node is only for Bind and PreferredMany"
+                )
+            object.__setattr__(self, "home_node", _node_id(self.home_node))
+
+    # --- what the kernel is given -------------------------------------------------
+
+    def resolved_nodes(self, topo: Topology) -> tuple[int, ...]:
+        """The nodes this policy names on `topo` (empty for Local/Default)."""
+        return self.nodes or ()
+
+    def kernel_mode(self) -> int:
+        mode = self.mode
+        if self.static_nodes:
+            mode |= lib.NN_MPOL_F_STATIC_NODES
+        if self.relative_nodes:
+            mode |= lib.NN_MPOL_F_RELATIVE_NODES
+        if self.numa_balancing:
+            mode |= lib.NN_MPOL_F_NUMA_BALANCING
+        return mode
+
+    def check_kernel(self, topo: Topology) -> None:
+        needed = self.min_kernel
+        if self.numa_balancing:
+            needed = max(needed, (5, 12))
+        if self.home_node is not None:
+            needed = max(needed, (5, 17))
+        if topo.kernel != (0, 0) and topo.kernel < needed:
+            raise NumaUnavailableError(
+                f"{self} needs Linux {needed[0]}.{needed[1]} or newer; "
+                f"this kernel is {topo.kernel[0]}.{topo.kernel[1]}",
+                policy=self, needed=needed,
+            )
+
+    def check_nodes(self, topo: Topology) -> None:
+        """Every named node must exist (always an error, soft mode or not)."""
+        named = set(self.resolved_nodes(topo))
+        if self.home_node is not None:
+            named.add(self.home_node)
+        if self.relative_nodes:
+            return  # relative ids are positions in the allowed set, not node ids
+        missing = sorted(named - set(topo.node_ids))
+        if missing:
+            raise InvalidNodeError(
+                f"node{'s' if len(missing) > 1 else ''} {format_list(missing)} "
+                f"do{'es' if len(missing) == 1 else ''} not exist; "
+                f"nodes on this machine: {format_list(topo.node_ids)}",
+                nodes=tuple(missing), available=topo.node_ids,
+            )
+
+    def nodemask(self, topo: Topology) -> list[int]:
+        """The node mask as a list of unsigned longs sized for every possible node."""
+        words = [0] * (mask_bits() // 64)
+        for node in self.resolved_nodes(topo):
+            if node >= mask_bits():
+                raise InvalidNodeError(
+                    f"node {node} is beyond the kernel's node ids "
+                    f"(possible: {format_list(topo.possible)})",
+                    nodes=(node,), available=topo.node_ids,
+                )
+            words[node // 64] |= 1 << (node % 64)
+        return words
+
+    def __repr__(self) -> str:
+        args = [] if self.nodes is None else [format_list(self.nodes).join("''")]
+        args += [f"{flag}=True" for flag in ("static_nodes", "relative_nodes", "numa_balancing")
+                 if getattr(self, flag)]
+        if self.home_node is not None:
+            args.append(f"home_node={self.home_node}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+    def __str__(self) -> str:
+        text = self.name
+        if self.nodes is not None:
+            text += ":" + format_list(self.nodes)
+        for flag in ("static_nodes", "relative_nodes", "numa_balancing"):
+            if getattr(self, flag):
+                text += f",{flag}"
+        if self.home_node is not None:
+            text += f",home={self.home_node}"
+        return text
+
+
+@dataclass(frozen=True, repr=False)
+class Default(Policy):
+    """The thread's policy (set_mempolicy / numactl), else the kernel's default."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_DEFAULT
+    name: ClassVar[str] = "default"
+    takes_nodes: ClassVar[bool] = False
+
+
+@dataclass(frozen=True, repr=False)
+class Local(Policy):
+    """Pages on the node of the CPU that first touches them."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_LOCAL
+    name: ClassVar[str] = "local"
+    min_kernel: ClassVar[tuple[int, int]] = (3, 8)
+    takes_nodes: ClassVar[bool] = False
+
+
+def _required(cls_name: str, nodes: Any) -> None:
+    if nodes is None:
+        raise InvalidPolicyError(f"{cls_name} needs nodes")
+
+
+@dataclass(frozen=True, repr=False)
+class Bind(Policy):
+    """Pages only on these nodes; allocation fails rather than spilling."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_BIND
+    name: ClassVar[str] = "bind"
+    allows_balancing: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _required("Bind", self.nodes)
+        super().__post_init__()
+
+
+@dataclass(frozen=True, repr=False)
+class Preferred(Policy):
+    """Pages on this node while it has room, then on the nearest others."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_PREFERRED
+    name: ClassVar[str] = "preferred"
+
+    def __post_init__(self) -> None:
+        _required("Preferred", self.nodes)
+        super().__post_init__()
+        if self.nodes is not None and len(self.nodes) != 1:
+            raise InvalidPolicyError(
+                f"Preferred takes one node, not {format_list(self.nodes)}; "
+                "use PreferredMany for several"
+            )
+
+    @property
+    def node(self) -> int:
+        assert self.nodes is not None
+        return self.nodes[0]
+
+
+@dataclass(frozen=True, repr=False)
+class PreferredMany(Policy):
+    """Pages on any of these nodes while they have room (Linux 5.15)."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_PREFERRED_MANY
+    name: ClassVar[str] = "preferred-many"
+    min_kernel: ClassVar[tuple[int, int]] = (5, 15)
+    allows_balancing: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _required("PreferredMany", self.nodes)
+        super().__post_init__()
+
+
+@dataclass(frozen=True, repr=False)
+class Interleave(Policy):
+    """Pages round-robin over these nodes (None: every usable node with memory)."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_INTERLEAVE
+    name: ClassVar[str] = "interleave"
+
+    def resolved_nodes(self, topo: Topology) -> tuple[int, ...]:
+        return self.nodes if self.nodes is not None else topo.usable_nodes
+
+
+@dataclass(frozen=True, repr=False)
+class WeightedInterleave(Interleave):
+    """Interleave in proportion to the weights in
+    /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (Linux 6.9)."""
+
+    mode: ClassVar[int] = lib.NN_MPOL_WEIGHTED_INTERLEAVE
+    name: ClassVar[str] = "weighted-interleave"
+    min_kernel: ClassVar[tuple[int, int]] = (6, 9)
+
+
+_BY_NAME: dict[str, type[Policy]] = {
+    cls.name: cls
+    for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
+}
+_BY_NAME.update({"membind": Bind, "preferred_many": PreferredMany,
+                 "weighted_interleave": WeightedInterleave, "weighted": WeightedInterleave})
+_BY_MODE: dict[int, type[Policy]] = {
+    cls.mode: cls
+    for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
+}
+
+PolicyLike = Union[Policy, str]
+
+
+def as_policy(value: PolicyLike) -> Policy:
+    """A Policy from a Policy or its string form ("bind:1", "interleave:0-3",
+    "preferred:2", "local", "interleave" for every node)."""
+    if isinstance(value, Policy):
+        return value
+    if not isinstance(value, str):
+        raise InvalidPolicyError(
+            f"expected a Policy or a string like 'bind:0', not {type(value).__name__}"
+        )
+    name, _, nodes = value.strip().partition(":")
+    cls = _BY_NAME.get(name.strip().lower())
+    if cls is None:
+        raise InvalidPolicyError(
+            f"unknown policy {name!r} in {value!r}; known: {', '.join(sorted(_BY_NAME))}"
+        )
+    if not cls.takes_nodes:
+        if nodes.strip():
+            raise InvalidPolicyError(f"{cls.name} takes no nodes: {value!r}")
+        return cls()
+    return cls(nodes.strip() if nodes.strip() else None)
+
+
+def policy_from_kernel(mode: int, nodes: tuple[int, ...]) -> Policy:
+    """The Policy value for what get_mempolicy reports."""
+    flags = mode & lib.NN_MPOL_MODE_FLAGS
+    cls = _BY_MODE.get(mode & ~lib.NN_MPOL_MODE_FLAGS, Default)
+    kwargs = {
+        "static_nodes": bool(flags & lib.NN_MPOL_F_STATIC_NODES),
+        "relative_nodes": bool(flags & lib.NN_MPOL_F_RELATIVE_NODES),
+        "numa_balancing": bool(flags & lib.NN_MPOL_F_NUMA_BALANCING),
+    }
+    if not cls.takes_nodes:
+        return cls()
+    return cls(nodes, **kwargs)
+
+
+class HugePages(enum.Enum):
+    """Page size for large blocks and regions."""
+
+    AUTO = "auto"  # like NumPy: transparent huge pages for blocks >= 4 MiB
+    NONE = "none"
+    TRANSPARENT = "transparent"  # 2 MiB-aligned + MADV_HUGEPAGE
+    EXPLICIT_2MB = "2mb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_2MB)
+    EXPLICIT_1GB = "1gb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_1GB)
+
+    @classmethod
+    def coerce(cls, value: "HugePages | str | bool | None") -> "HugePages":
+        if isinstance(value, cls):
+            return value
+        if value is None or value is False:
+            return cls.NONE
+        if value is True:
+            return cls.TRANSPARENT
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise InvalidPolicyError(
+                f"huge_pages={value!r}: expected one of {[m.value for m in cls]}"
+            ) from None
+
+    @property
+    def c_value(self) -> int:
+        return {
+            "auto": lib.NN_HUGE_AUTO, "none": lib.NN_HUGE_NONE,
+            "transparent": lib.NN_HUGE_TRANSPARENT, "2mb": lib.NN_HUGE_EXPLICIT_2MB,
+            "1gb": lib.NN_HUGE_EXPLICIT_1GB,
+        }[self.value]
+
+
+class Prefault(enum.Enum):
+    """Whether pages are faulted in at allocation (after the policy is set)."""
+
+    NONE = "none"
+    TOUCH = "touch"  # MADV_POPULATE_WRITE, or a write per page on old kernels
+    PARALLEL = "parallel"  # threads pinned to CPUs of the policy's nodes
+
+    @classmethod
+    def coerce(cls, value: "Prefault | str | bool | None") -> "Prefault":
+        if isinstance(value, cls):
+            return value
+        if value is None or value is False:
+            return cls.NONE
+        if value is True:
+            return cls.TOUCH
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise InvalidPolicyError(
+                f"prefault={value!r}: expected one of {[m.value for m in cls]}"
+            ) from None
+
+    @property
+    def c_value(self) -> int:
+        return {"none": lib.NN_PREFAULT_NONE, "touch": lib.NN_PREFAULT_TOUCH,
+                "parallel": lib.NN_PREFAULT_PARALLEL}[self.value]
+
+
+def validate(policy: Policy, topo: Topology | None = None) -> Topology:
+    """Kernel support and node existence: the checks that raise in any mode."""
+    topo = topo or topology()
+    policy.check_kernel(topo)
+    policy.check_nodes(topo)
+    return topo
