@@ -22,7 +22,7 @@ from ._creation import (
     numa_zeros_like,
 )
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
-from ._memory import memory_stats, set_cache_limit, trim
+from ._memory import free_all_blocks, memory_stats, set_cache_limit, trim
 from ._placement import Placement, placement
 from ._policy import (
     Bind,
@@ -69,7 +69,7 @@ __all__ = [
     "PolicyScope", "policy", "on_node", "interleaved", "current_policy", "propagate",
     "Placement", "placement", "Enforcement", "EnforcementLevel",
     "Node", "Topology", "topology", "current_node", "current_cpu",
-    "memory_stats", "trim", "set_cache_limit",
+    "memory_stats", "trim", "set_cache_limit", "free_all_blocks",
     "NumaError", "InvalidNodeError", "InvalidPolicyError", "NumaAllocationError",
     "NumaUnavailableError", "PolicyNotEnforcedError", "NumaWarning",
 ]

@@ -180,8 +180,12 @@ def numa_array(object: Any, dtype: Any = None, *, copy: bool | None = True, orde
         raise TypeError("numa_array always copies onto the policy's memory: copy=False "
                         "cannot be honoured")
     scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.array(object, dtype, copy=True, order=order,
-                                             subok=subok, ndmin=ndmin))
+
+    def make() -> np.ndarray:
+        out = np.array(object, dtype, copy=True, order=order, subok=subok, ndmin=ndmin)
+        # ndmin reshapes the copy into a view: give the caller the owner itself.
+        return out if out.flags.owndata else out.copy(order="K")
+    return _allocate(scope, make)
 
 
 def _interleaved(shape: Any, nodes: NodesLike | None, strict: bool,

@@ -12,7 +12,9 @@ import enum
 import os
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ._lib import ffi, lib
@@ -68,6 +70,27 @@ def _shortfall(policy: Policy, topo: Topology) -> str:
     return "; ".join(reasons)
 
 
+def _huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
+    """Why explicit huge pages cannot be had ('' when some are free)."""
+    kib = {HugePages.EXPLICIT_2MB: 2048, HugePages.EXPLICIT_1GB: 1 << 20}.get(options.huge_pages)
+    if kib is None:
+        return ""
+    nodes = [n for n in options.policy.resolved_nodes(topo) if n in topo.node_ids]
+    nodes = nodes or list(topo.usable_nodes)
+    free = 0
+    for node in nodes:
+        path = Path(f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/free_hugepages")
+        try:
+            free += int(path.read_text())
+        except (OSError, ValueError):
+            pass
+    if free:
+        return ""
+    return (f"no {options.huge_pages.value} huge pages free on node {format_list(nodes)} "
+            f"(reserve some in /sys/devices/system/node/nodeN/hugepages/hugepages-{kib}kB/"
+            "nr_hugepages); normal pages are used")
+
+
 def _prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
     """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
     nodes when they have any, else every CPU this process may use."""
@@ -87,7 +110,8 @@ class Handler:
         enforcement = Enforcement(
             EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT
         )
-        shortfall = _shortfall(policy, topo)
+        shortfall = "; ".join(filter(None, [_shortfall(policy, topo),
+                                            _huge_page_shortfall(options, topo)]))
         if shortfall and options.strict:
             raise PolicyNotEnforcedError(
                 f"strict {policy}: {shortfall}", policy=policy, errno=0, reason=shortfall
@@ -155,10 +179,19 @@ class Handler:
     def __repr__(self) -> str:
         return f"<numa_numpy handler {self.policy} {self.enforcement}>"
 
+    def __del__(self) -> None:
+        # Arrays hold their own references to the capsule: the arena is destroyed
+        # only after the last of them is freed.
+        capsule = getattr(self, "capsule", None)
+        if capsule is not None and lib is not None:
+            lib.nn_handler_release(capsule)
+
 
 _CACHE: dict[AllocationOptions, Handler] = {}
-_BY_ARENA: dict[int, Handler] = {}
+_BY_ARENA: "weakref.WeakValueDictionary[int, Handler]" = weakref.WeakValueDictionary()
 _LOCK = threading.Lock()
+# Bumped when the cache is cleared, so scopes drop the handlers they hold.
+generation = 0
 
 
 def handler_for(options: AllocationOptions) -> Handler:
@@ -178,6 +211,15 @@ def handler_of_arena(arena_address: int) -> Handler | None:
 
 def all_handlers() -> list[Handler]:
     return list(_CACHE.values())
+
+
+def release_handlers() -> None:
+    """Forget every cached handler. Scopes made before keep theirs; memory of a
+    handler returns to the system once its last array is freed."""
+    global generation
+    with _LOCK:
+        _CACHE.clear()
+        generation += 1
 
 
 def _reset_after_fork() -> None:

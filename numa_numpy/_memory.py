@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._handler import all_handlers
+from ._handler import all_handlers, release_handlers
 
-__all__ = ["memory_stats", "trim", "set_cache_limit"]
+__all__ = ["memory_stats", "trim", "set_cache_limit", "free_all_blocks"]
 
 
 def memory_stats() -> dict[str, dict[str, Any]]:
@@ -26,11 +26,17 @@ def trim() -> int:
 
 
 def set_cache_limit(nbytes: int) -> None:
-    """Bytes of freed large blocks each policy keeps for reuse (default 1 GiB)."""
+    """Bytes of freed large blocks each existing policy handler keeps for reuse
+    (default 1 GiB each)."""
     if nbytes < 0:
         raise ValueError(f"cache limit must be >= 0, not {nbytes}")
-    from . import _handler
-
-    _handler.DEFAULT_CACHE_LIMIT = nbytes
     for handler in all_handlers():
         handler.set_cache_limit(nbytes)
+
+
+def free_all_blocks() -> int:
+    """Trim every handler and forget them all: each one's chunks and cache are
+    unmapped as soon as its last array is freed. Returns the bytes trimmed now."""
+    released = trim()
+    release_handlers()
+    return released

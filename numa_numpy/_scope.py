@@ -12,6 +12,7 @@ import functools
 import inspect
 from typing import Any, Callable, TypeVar
 
+from . import _handler
 from ._handler import AllocationOptions, Handler, handler_for
 from ._lib import ffi, lib
 from ._policy import Bind, HugePages, Interleave, NodesLike, Policy, PolicyLike, Prefault, as_policy
@@ -32,7 +33,7 @@ class PolicyScope:
     again, nested, and from several threads or tasks at once.
     """
 
-    __slots__ = ("options", "_handler")
+    __slots__ = ("options", "_handler", "_generation")
 
     def __init__(self, policy: PolicyLike, *, strict: bool = False,
                  huge_pages: HugePages | str | bool = HugePages.AUTO,
@@ -42,6 +43,7 @@ class PolicyScope:
             Prefault.coerce(prefault),
         )
         self._handler: Handler | None = None
+        self._generation = -1
 
     @property
     def policy(self) -> Policy:
@@ -50,12 +52,13 @@ class PolicyScope:
     @property
     def handler(self) -> Handler:
         """The handler (made and probed on first use: raises for bad policies)."""
-        if self._handler is None:
+        if self._handler is None or self._generation != _handler.generation:
+            self._generation = _handler.generation
             self._handler = handler_for(self.options)
         return self._handler
 
     def __enter__(self) -> "PolicyScope":
-        handler = self._handler or self.handler
+        handler = self.handler
         previous = lib.nn_handler_install(handler.capsule)
         if previous == ffi.NULL:
             raise NumaError("NumPy did not accept the numa_numpy handler")

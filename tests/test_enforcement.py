@@ -1,0 +1,120 @@
+"""Soft vs strict when the kernel refuses: failures injected deterministically in
+the C layer (the next mbind / mmap / populate fails with a chosen errno)."""
+
+import errno
+import warnings
+
+import numpy as np
+import pytest
+
+import numa_numpy as nn
+from numa_numpy._lib import lib
+from kernel_view import mapping_count
+
+
+@pytest.fixture
+def fresh_handlers():
+    nn.free_all_blocks()
+    yield
+    for op in (lib.NN_FAULT_MMAP, lib.NN_FAULT_MBIND, lib.NN_FAULT_POPULATE):
+        lib.nn_inject_fault(op, 0, 0)
+    nn.free_all_blocks()
+
+
+def inject(op, err, count=1):
+    assert lib.nn_inject_fault(op, err, count) == 0
+
+
+@pytest.mark.parametrize("err", [errno.EPERM, errno.EINVAL])
+def test_refused_policy_soft_warns_once_and_falls_back(fresh_handlers, err, handler_name):
+    inject(lib.NN_FAULT_MBIND, err)
+    with pytest.warns(nn.NumaWarning, match=errno.errorcode[err]) as record:
+        with nn.on_node(0):
+            a = np.ones(1 << 16)
+    assert len(record) == 1 and "originated from mbind" in str(record[0].message)
+    where = nn.placement(a)
+    assert where.requested == nn.Bind(0)
+    assert where.enforcement.level is nn.EnforcementLevel.NONE
+    assert errno.errorcode[err] in where.enforcement.reason
+    assert where.policy == nn.Default(), "fallback memory must really be unbound"
+    assert handler_name(a) == "numa_numpy" and (a == 1).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with nn.on_node(0):  # warned once: not again
+            np.ones(10)
+
+
+def test_refused_policy_strict_raises(fresh_handlers, handler_name):
+    inject(lib.NN_FAULT_MBIND, errno.EPERM)
+    with pytest.raises(nn.PolicyNotEnforcedError, match="EPERM") as info:
+        with nn.on_node(0, strict=True):
+            pass  # pragma: no cover
+    assert info.value.errno == errno.EPERM and info.value.policy == nn.Bind(0)
+    assert handler_name() == "default_allocator"
+    with pytest.raises(nn.PolicyNotEnforcedError):
+        inject(lib.NN_FAULT_MBIND, errno.EPERM)
+        nn.numa_zeros(10, node=0, strict=True)
+
+
+def test_refusal_after_the_probe_soft_marks_the_block(fresh_handlers):
+    with nn.on_node(0):
+        np.ones(1)  # handler made and probed
+        inject(lib.NN_FAULT_MBIND, errno.EPERM)
+        a = np.ones(1 << 17)  # a large block: its own mapping, refused
+        b = np.ones(1 << 17)
+    bad, good = nn.placement(a), nn.placement(b)
+    assert bad.enforcement.level is nn.EnforcementLevel.NONE and bad.policy == nn.Default()
+    assert good.enforcement.level is nn.EnforcementLevel.BEST_EFFORT
+    assert good.policy == nn.Bind(0)
+    stats = nn.on_node(0).handler.stats()
+    assert stats["fallbacks"] == 1 and stats["last_error"] == errno.EPERM
+
+
+def test_refusal_after_the_probe_strict_fails_the_allocation(fresh_handlers):
+    nn.numa_zeros(1, node=0, strict=True)
+    inject(lib.NN_FAULT_MBIND, errno.EINVAL)
+    with pytest.raises(nn.NumaAllocationError, match="EINVAL") as info:
+        nn.numa_zeros(1 << 17, node=0, strict=True)
+    assert info.value.errno == errno.EINVAL and info.value.size == 8 << 17
+
+
+@pytest.mark.parametrize("err", [errno.ENOMEM, errno.EIO])
+def test_populate_failure_raises_and_leaks_nothing(fresh_handlers, err):
+    nn.numa_zeros(1, node=0, prefault="touch")
+    before = mapping_count()
+    inject(lib.NN_FAULT_POPULATE, err)
+    with pytest.raises(nn.NumaAllocationError) as info:
+        nn.numa_empty(1 << 20, node=0, prefault="touch", huge_pages="none")
+    assert info.value.errno == err
+    assert mapping_count() <= before
+    assert nn.on_node(0, prefault="touch").handler.stats()["large_bytes"] == 0
+
+
+def test_mmap_failure_in_a_scope_is_numpys_memory_error(fresh_handlers):
+    with nn.on_node(0):
+        inject(lib.NN_FAULT_MMAP, errno.ENOMEM)
+        with pytest.raises(MemoryError):
+            np.empty(1 << 20)
+        assert np.empty(1 << 20).size == 1 << 20  # the next allocation works
+
+
+def test_explicit_huge_pages_without_a_pool(fresh_handlers):
+    from pathlib import Path
+    pool = Path("/sys/devices/system/node/node0/hugepages/hugepages-1048576kB/free_hugepages")
+    if pool.exists() and int(pool.read_text()) > 0:
+        pytest.skip("1 GiB huge pages are reserved here")
+    with pytest.warns(nn.NumaWarning, match="no 1gb huge pages free on node 0"):
+        a = nn.numa_zeros(1 << 20, node=0, huge_pages="1gb")  # soft: normal pages
+    assert (a == 0).all()
+    assert nn.placement(a).enforcement.level is nn.EnforcementLevel.BEST_EFFORT
+    assert nn.on_node(0, huge_pages="1gb").handler.stats()["huge_fallbacks"] == 1
+    with pytest.raises(nn.PolicyNotEnforcedError, match="huge pages"):
+        nn.numa_zeros(1 << 20, node=0, huge_pages="1gb", strict=True)
+
+
+def test_nonexistent_node_always_raises_even_soft(fresh_handlers):
+    with pytest.raises(nn.InvalidNodeError) as info:
+        nn.numa_zeros(10, node=max(nn.topology().node_ids) + 1)
+    assert info.value.available == nn.topology().node_ids
+    with pytest.raises(nn.InvalidNodeError, match="do not exist"):
+        nn.numa_zeros(10, policy=nn.Interleave([0, 500, 501]))

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+import numa_numpy as nn
+from kernel_view import numa_maps_entry
+
+
+def test_placement_matches_numa_maps_page_by_page():
+    a = nn.numa_zeros(3 << 20, np.uint8, node=0, huge_pages="none")
+    a[:] = 1  # fault every page in
+    where = nn.placement(a)
+    entry = numa_maps_entry(a.ctypes.data)
+    assert entry.policy == "bind:0"
+    assert where.policy == nn.Bind(0)
+    assert where.not_present == 0
+    assert where.pages == {0: where.total_pages}
+    # numa_maps counts the whole mapping (header page included): same node, >= our span
+    assert set(entry.pages) == {0} and entry.pages[0] >= where.total_pages
+    assert where.bytes_per_node == {0: where.total_pages * where.page_size}
+    assert where.fraction(0) == 1.0 and where.on(0) and where.on([0, 1])
+
+
+def test_untouched_pages_are_reported_not_present():
+    nn.trim()  # a fresh mapping, not a cached one
+    a = nn.numa_empty(1 << 20, np.uint8, node=0, huge_pages="none")
+    where = nn.placement(a)
+    # data starts 64 bytes into the mapping: the header's page is the only one touched
+    assert where.total_pages == 257 and where.present_pages == 1
+    assert where.not_present == 256
+    a[: 10 * 4096] = 7
+    assert nn.placement(a).present_pages == 11
+
+
+def test_views_and_non_contiguous_arrays_report_their_span():
+    a = nn.numa_zeros((512, 1024), np.float64, node=0)  # 4 MiB
+    a[:] = 1
+    col = a[:, 3]
+    span = nn.placement(col)
+    assert span.nbytes == 511 * 8192 + 8
+    assert span.requested == nn.Bind(0)
+    assert span.pages == {0: span.total_pages}
+    back = a[::-1, ::-2]
+    assert nn.placement(back).nbytes == a.nbytes - 8
+    assert nn.placement(a[5:6, 10:11]).total_pages == 1
+
+
+def test_placement_of_memory_that_is_not_ours():
+    a = np.ones(1 << 16)
+    where = nn.placement(a)
+    assert where.requested is None and where.enforcement is None
+    assert where.policy == nn.Default()
+    assert where.on(0)
+
+
+def test_placement_of_a_buffer():
+    buf = bytearray(b"x" * 10000)
+    assert nn.placement(buf).nbytes == 10000
+
+
+def test_empty_array_has_no_pages():
+    where = nn.placement(nn.numa_empty(0, node=0))
+    assert where.nbytes == 0 and where.total_pages == 0 and where.pages == {}
+
+
+def test_small_blocks_in_a_scope_are_bound_too():
+    with nn.on_node(0):
+        tiny = np.ones(2)  # 16 bytes: carved from a bound chunk
+    where = nn.placement(tiny)
+    assert where.policy == nn.Bind(0) and where.requested == nn.Bind(0)
+    assert numa_maps_entry(tiny.ctypes.data).policy == "bind:0"
+
+
+def test_str_and_html():
+    a = nn.numa_ones(1000, node=0)
+    where = nn.placement(a)
+    assert "N0=" in str(where) and "bind:0" in str(where)
+    assert "<table>" in where._repr_html_()

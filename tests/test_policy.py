@@ -1,0 +1,120 @@
+import pickle
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import numa_numpy as nn
+from numa_numpy._topology import format_list, parse_list
+
+
+@given(st.sets(st.integers(0, 2000), min_size=1, max_size=40))
+def test_node_list_syntax_round_trips(ids):
+    text = format_list(ids)
+    assert parse_list(text) == tuple(sorted(ids))
+    assert nn.parse_nodes(text) == tuple(sorted(ids))
+
+
+@pytest.mark.parametrize("value, expected", [
+    (0, (0,)), (3, (3,)), ("0-2,5", (0, 1, 2, 5)), ([2, 0, 2], (0, 2)), ((1,), (1,)),
+    (range(2), (0, 1)), (" 1 ", (1,)),
+])
+def test_parse_nodes_accepts(value, expected):
+    assert nn.parse_nodes(value) == expected
+
+
+@pytest.mark.parametrize("value, words", [
+    (-1, "negative"), (True, "must be an int"), (1.0, "must be an int"), ("0-", "cannot parse"),
+    ("x", "cannot parse"), ("3-1", "cannot parse"), ([], "empty node set"), ("", "empty"),
+    ([0, -2], "negative"), ([0, "1"], "must be an int"), (None, "must be an int"),
+])
+def test_parse_nodes_rejects(value, words):
+    with pytest.raises(nn.InvalidNodeError, match=words):
+        nn.parse_nodes(value)
+
+
+@pytest.mark.parametrize("text, policy", [
+    ("bind:1", nn.Bind(1)), ("interleave:0-3", nn.Interleave("0-3")),
+    ("preferred:2", nn.Preferred(2)), ("local", nn.Local()), ("default", nn.Default()),
+    ("interleave", nn.Interleave()), ("preferred-many:0,2", nn.PreferredMany([0, 2])),
+    ("weighted-interleave:0-1", nn.WeightedInterleave([0, 1])), ("BIND:0", nn.Bind(0)),
+    ("membind:4", nn.Bind(4)),
+])
+def test_policy_strings(text, policy):
+    assert nn.as_policy(text) == policy
+    assert nn.as_policy(str(policy)) == policy
+
+
+@pytest.mark.parametrize("text, words", [
+    ("bind", "needs nodes"), ("local:1", "takes no nodes"), ("nearest:1", "unknown policy"),
+    ("bind:x", "cannot parse"), ("preferred:0-1", "takes one node"),
+])
+def test_bad_policy_strings(text, words):
+    with pytest.raises((nn.InvalidPolicyError, nn.InvalidNodeError), match=words):
+        nn.as_policy(text)
+
+
+def test_as_policy_rejects_other_types():
+    with pytest.raises(nn.InvalidPolicyError, match="not int"):
+        nn.as_policy(3)
+
+
+def test_policies_are_immutable_hashable_values():
+    a, b = nn.Bind([1, 0]), nn.Bind("0-1")
+    assert a == b and hash(a) == hash(b) and a.nodes == (0, 1)
+    assert nn.Bind(0) != nn.Preferred(0)
+    with pytest.raises(AttributeError):
+        a.nodes = (2,)
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert eval(repr(a), vars(nn)) == a
+    assert repr(nn.Interleave()) == "Interleave()"
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: nn.Bind(0, static_nodes=True, relative_nodes=True), "exclude each other"),
+    (lambda: nn.Interleave([0], numa_balancing=True), "only for Bind and PreferredMany"),
+    (lambda: nn.Preferred(0, home_node=0), "only for Bind and PreferredMany"),
+    (lambda: nn.Local(static_nodes=True), "takes no nodes"),
+    (lambda: nn.Bind(0, home_node=-1), "negative"),
+])
+def test_invalid_flag_combinations_raise_before_any_syscall(make, words):
+    with pytest.raises((nn.InvalidPolicyError, nn.InvalidNodeError), match=words):
+        make()
+
+
+def test_kernel_mode_carries_flags():
+    from numa_numpy._lib import lib
+    p = nn.Bind(0, static_nodes=True, numa_balancing=True)
+    assert p.kernel_mode() == lib.NN_MPOL_BIND | lib.NN_MPOL_F_STATIC_NODES | \
+        lib.NN_MPOL_F_NUMA_BALANCING
+    assert nn.Interleave(0, relative_nodes=True).kernel_mode() == \
+        lib.NN_MPOL_INTERLEAVE | lib.NN_MPOL_F_RELATIVE_NODES
+
+
+def test_nodemask_sized_for_possible_nodes_and_maxnode_covers_top_bit():
+    from numa_numpy._topology import mask_bits
+    topo = nn.topology()
+    bits = mask_bits()
+    assert bits % 64 == 0 and bits > max(topo.possible)
+    words = nn.Bind(0).nodemask(topo)
+    assert len(words) == bits // 64 and words[0] == 1
+
+
+def test_policy_the_kernel_lacks_names_the_version(monkeypatch):
+    import dataclasses
+    topo = dataclasses.replace(nn.topology(), kernel=(5, 4))
+    with pytest.raises(nn.NumaUnavailableError, match="needs Linux 6.9 or newer; this kernel is 5.4"):
+        nn.WeightedInterleave([0]).check_kernel(topo)
+    with pytest.raises(nn.NumaUnavailableError, match="5.15"):
+        nn.PreferredMany([0]).check_kernel(topo)
+    nn.Bind(0).check_kernel(topo)  # old enough for bind
+
+
+def test_hugepages_and_prefault_coercion():
+    assert nn.HugePages.coerce("2mb") is nn.HugePages.EXPLICIT_2MB
+    assert nn.HugePages.coerce(True) is nn.HugePages.TRANSPARENT
+    assert nn.Prefault.coerce(True) is nn.Prefault.TOUCH
+    with pytest.raises(nn.InvalidPolicyError, match="huge_pages='4mb'"):
+        nn.HugePages.coerce("4mb")
+    with pytest.raises(nn.InvalidPolicyError, match="prefault='eager'"):
+        nn.Prefault.coerce("eager")
