@@ -23,7 +23,11 @@ from ._creation import (
 )
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
 from ._memory import free_all_blocks, memory_stats, set_cache_limit, trim
+from ._migrate import migrate
 from ._placement import Placement, placement
+from ._region import NumaRegion
+from ._shared import SharedArray, attach_shared, shared_empty, shared_zeros
+from ._thread import get_thread_policy, pinned, thread_policy
 from ._policy import (
     Bind,
     Default,
@@ -50,6 +54,7 @@ from ._topology import Node, Topology, current_cpu, current_node, topology
 from .errors import (
     InvalidNodeError,
     InvalidPolicyError,
+    MigrationError,
     NumaAllocationError,
     NumaError,
     NumaUnavailableError,
@@ -67,9 +72,11 @@ __all__ = [
     "numa_zeros_like", "numa_ones_like", "numa_full_like", "numa_array",
     "interleaved_empty", "interleaved_zeros", "interleaved_ones", "interleaved_full",
     "PolicyScope", "policy", "on_node", "interleaved", "current_policy", "propagate",
-    "Placement", "placement", "Enforcement", "EnforcementLevel",
+    "Placement", "placement", "Enforcement", "EnforcementLevel", "migrate",
+    "NumaRegion", "SharedArray", "shared_empty", "shared_zeros", "attach_shared",
+    "pinned", "thread_policy", "get_thread_policy",
     "Node", "Topology", "topology", "current_node", "current_cpu",
     "memory_stats", "trim", "set_cache_limit", "free_all_blocks",
     "NumaError", "InvalidNodeError", "InvalidPolicyError", "NumaAllocationError",
-    "NumaUnavailableError", "PolicyNotEnforcedError", "NumaWarning",
+    "NumaUnavailableError", "PolicyNotEnforcedError", "MigrationError", "NumaWarning",
 ]

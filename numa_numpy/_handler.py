@@ -19,7 +19,7 @@ from typing import Any
 
 from ._lib import ffi, lib
 from ._policy import HugePages, Policy, Prefault, validate
-from ._topology import Topology, format_list, mask_bits
+from ._topology import Topology, format_list
 from .errors import NumaAllocationError, NumaWarning, PolicyNotEnforcedError, describe_errno
 
 HANDLER_NAME = "numa_numpy"
@@ -52,7 +52,7 @@ class AllocationOptions:
     prefault: Prefault = Prefault.NONE
 
 
-def _shortfall(policy: Policy, topo: Topology) -> str:
+def node_shortfall(policy: Policy, topo: Topology) -> str:
     """Why some named nodes cannot take pages here ('' when all can)."""
     if policy.relative_nodes or policy.static_nodes:
         return ""
@@ -70,7 +70,7 @@ def _shortfall(policy: Policy, topo: Topology) -> str:
     return "; ".join(reasons)
 
 
-def _huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
+def huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
     """Why explicit huge pages cannot be had ('' when some are free)."""
     kib = {HugePages.EXPLICIT_2MB: 2048, HugePages.EXPLICIT_1GB: 1 << 20}.get(options.huge_pages)
     if kib is None:
@@ -88,10 +88,10 @@ def _huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
         return ""
     return (f"no {options.huge_pages.value} huge pages free on node {format_list(nodes)} "
             f"(reserve some in /sys/devices/system/node/nodeN/hugepages/hugepages-{kib}kB/"
-            "nr_hugepages); normal pages are used")
+            "nr_hugepages)")
 
 
-def _prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
+def prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
     """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
     nodes when they have any, else every CPU this process may use."""
     allowed = set(topo.allowed_cpus)
@@ -110,8 +110,8 @@ class Handler:
         enforcement = Enforcement(
             EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT
         )
-        shortfall = "; ".join(filter(None, [_shortfall(policy, topo),
-                                            _huge_page_shortfall(options, topo)]))
+        shortfall = "; ".join(filter(None, [node_shortfall(policy, topo),
+                                            huge_page_shortfall(options, topo)]))
         if shortfall and options.strict:
             raise PolicyNotEnforcedError(
                 f"strict {policy}: {shortfall}", policy=policy, errno=0, reason=shortfall
@@ -119,14 +119,11 @@ class Handler:
         if shortfall:
             enforcement = Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
 
-        words = policy.nodemask(topo) if policy.takes_nodes else []
-        cpus = _prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
+        mode, words, maxnode, home = policy.kernel_args(topo)
+        cpus = prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
         arena = lib.nn_arena_new(
-            policy.kernel_mode(),
-            ffi.new("unsigned long[]", words) if words else ffi.NULL, len(words),
-            mask_bits() + 1 if words else 0,
-            -1 if policy.home_node is None else policy.home_node,
-            options.huge_pages.c_value, options.prefault.c_value, len(cpus),
+            mode, ffi.new("unsigned long[]", words) if words else ffi.NULL, len(words),
+            maxnode, home, options.huge_pages.c_value, options.prefault.c_value, len(cpus),
             ffi.new("int[]", cpus) if cpus else ffi.NULL, len(cpus), int(options.strict),
         )
         if arena == ffi.NULL:

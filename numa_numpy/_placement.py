@@ -137,6 +137,10 @@ def range_policy(address: int) -> Policy:
     return policy_from_kernel(int(mode[0]), nodes)
 
 
+# Large blocks moved by migrate(): data address -> the policy they now follow.
+MIGRATED_TO: dict[int, Policy] = {}
+
+
 def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
     owner = owner_of(a)
     if owner is None or _get_handler_name(owner) != HANDLER_NAME:
@@ -147,6 +151,9 @@ def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
     if handler is None:
         return None, None
     enforcement = handler.enforcement
+    if status[0] & lib.NN_MAP_MIGRATED:
+        target = MIGRATED_TO.get(owner.ctypes.data)
+        return target, Enforcement(enforcement.level, f"migrated from {handler.policy}")
     if status[0] & lib.NN_MAP_POLICY_FALLBACK and enforcement.level is not EnforcementLevel.NONE:
         err = handler.last_errno()
         enforcement = Enforcement(EnforcementLevel.NONE, "the kernel refused this block's "

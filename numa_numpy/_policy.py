@@ -163,6 +163,19 @@ class Policy:
             words[node // 64] |= 1 << (node % 64)
         return words
 
+    def kernel_args(self, topo: Topology) -> tuple[int, list[int], int, int]:
+        """(mode with flags, mask words, maxnode, home node or -1) for the kernel."""
+        words = self.nodemask(topo) if self.takes_nodes else []
+        return (self.kernel_mode(), words, mask_bits() + 1 if words else 0,
+                -1 if self.home_node is None else self.home_node)
+
+    def allowed_nodes(self, topo: Topology) -> frozenset[int] | None:
+        """Nodes every page must be on under this policy, or None when pages may
+        legally go anywhere (Default, Local, Preferred spill over)."""
+        if isinstance(self, (Bind, Interleave)) and not self.relative_nodes:
+            return frozenset(self.resolved_nodes(topo))
+        return None
+
     def __repr__(self) -> str:
         args = [] if self.nodes is None else [format_list(self.nodes).join("''")]
         args += [f"{flag}=True" for flag in ("static_nodes", "relative_nodes", "numa_balancing")

@@ -78,6 +78,20 @@ def _status_list(key: str) -> tuple[int, ...] | None:
     return parse_list(match.group(1)) if match else None
 
 
+def cpuset_cpus() -> tuple[int, ...]:
+    """CPUs this process's cpuset allows (cgroup v2 or v1), else the affinity of the
+    main thread. Not the calling thread's affinity, which pinning narrows."""
+    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy == "0" or "cpuset" in controllers.split(","):
+            root = Path("/sys/fs/cgroup") / ("" if hierarchy == "0" else "cpuset")
+            for name in ("cpuset.cpus.effective", "cpuset.effective_cpus"):
+                text = _read(root / path.lstrip("/") / name)
+                if text and text.strip():
+                    return parse_list(text)
+    return _status_list("Cpus_allowed_list") or tuple(sorted(os.sched_getaffinity(0)))
+
+
 @lru_cache(maxsize=1)
 def kernel_version() -> tuple[int, int]:
     """(major, minor) of the running kernel; (0, 0) when it cannot be read."""
@@ -111,7 +125,7 @@ class Topology:
     nodes: tuple[Node, ...]
     possible: tuple[int, ...]
     allowed_nodes: tuple[int, ...]  # cpuset Mems_allowed
-    allowed_cpus: tuple[int, ...]  # cpuset Cpus_allowed / affinity
+    allowed_cpus: tuple[int, ...]  # the cpuset's CPUs
     kernel: tuple[int, int]
     from_sysfs: bool
 
@@ -194,7 +208,7 @@ def _node_from_sysfs(node_id: int) -> Node:
 
 def topology() -> Topology:
     """Read the topology now (memory_free changes; everything else rarely)."""
-    allowed_cpus = tuple(sorted(os.sched_getaffinity(0)))
+    allowed_cpus = cpuset_cpus()
     online = _read(NODE_ROOT / "online")
     if online is None:
         meminfo = _read(Path("/proc/meminfo")) or ""

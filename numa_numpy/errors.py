@@ -13,6 +13,7 @@ __all__ = [
     "NumaAllocationError",
     "NumaUnavailableError",
     "PolicyNotEnforcedError",
+    "MigrationError",
     "NumaWarning",
 ]
 
@@ -63,12 +64,17 @@ class PolicyNotEnforcedError(NumaError):
     """
 
 
+class MigrationError(NumaError, ValueError):
+    """migrate() refused an array whose pages it cannot move safely (a view, or
+    a small block that shares its pages with other arrays)."""
+
+
 class NumaWarning(RuntimeWarning):
     """A policy was not enforced and numa_numpy fell back (soft mode)."""
 
 
 for _cls in (NumaError, InvalidNodeError, InvalidPolicyError, NumaAllocationError,
-             NumaUnavailableError, PolicyNotEnforcedError, NumaWarning):
+             NumaUnavailableError, PolicyNotEnforcedError, MigrationError, NumaWarning):
     _cls.__module__ = "numa_numpy"
 
 

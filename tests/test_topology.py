@@ -18,7 +18,9 @@ def test_topology_matches_sysfs():
         row = Path(f"/sys/devices/system/node/node{node.id}/distance").read_text().split()
         assert [node.distances[i] for i in topo.node_ids] == [int(x) for x in row]
         assert node.memory_total >= node.memory_free > 0 or not node.has_memory
-    assert set(topo.allowed_cpus) == os.sched_getaffinity(0)
+    assert set(topo.allowed_cpus) >= os.sched_getaffinity(0)
+    with nn.pinned(cpus=[min(topo.allowed_cpus)]):
+        assert nn.topology().allowed_cpus == topo.allowed_cpus  # pinning is not the cpuset
     assert topo.usable_nodes and set(topo.usable_nodes) <= set(topo.allowed_nodes)
 
 

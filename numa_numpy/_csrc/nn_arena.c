@@ -363,7 +363,8 @@ static void large_free(nn_arena *a, void *ptr)
     a->stats.used_bytes -= header_of(ptr)->size;
     a->stats.live_blocks--;
     a->stats.large_bytes -= m.length;
-    if (a->ncached < CACHE_SLOTS && a->stats.cached_bytes + m.length <= a->stats.cache_limit) {
+    if (!(m.status & NN_MAP_MIGRATED) && a->ncached < CACHE_SLOTS &&
+        a->stats.cached_bytes + m.length <= a->stats.cache_limit) {
         a->cache[a->ncached++] = m;
         a->stats.cached_bytes += m.length;
         cached = 1;
@@ -470,4 +471,21 @@ nn_arena *nn_block_owner(void *ptr, size_t *size, int *status)
     if (status)
         *status = c->status;
     return c->owner;
+}
+
+int nn_block_mapping(void *ptr, void **base, size_t *length)
+{
+    if (header_of(ptr)->kind != KIND_LARGE)
+        return -EINVAL;
+    *base = large_of(ptr)->map.base;
+    *length = large_of(ptr)->map.length;
+    return 0;
+}
+
+int nn_block_mark_migrated(void *ptr)
+{
+    if (header_of(ptr)->kind != KIND_LARGE)
+        return -EINVAL;
+    large_of(ptr)->map.status |= NN_MAP_MIGRATED;
+    return 0;
 }

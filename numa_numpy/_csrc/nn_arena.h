@@ -49,5 +49,11 @@ void nn_arena_free(nn_arena *a, void *ptr);
 /* For a pointer this allocator returned: its arena, recorded size and mapping
  * status bits (NN_MAP_*). Returns NULL for a pointer that is not ours. */
 nn_arena *nn_block_owner(void *ptr, size_t *size, int *status);
+/* Large blocks only: the bounds of the block's own mapping, for migration.
+ * 0, or -EINVAL for a small block (its pages are shared with other blocks). */
+int nn_block_mapping(void *ptr, void **base, size_t *length);
+/* Record that a large block's pages now follow another policy: it is unmapped
+ * on free instead of returning to its arena's cache. */
+int nn_block_mark_migrated(void *ptr);
 
 #endif

@@ -47,6 +47,15 @@ size_t nn_huge_page_size(int huge)
     }
 }
 
+int nn_hugetlb_flags(int huge)
+{
+    if (huge == NN_HUGE_EXPLICIT_2MB)
+        return MAP_HUGETLB | MAP_HUGE_2MB;
+    if (huge == NN_HUGE_EXPLICIT_1GB)
+        return MAP_HUGETLB | MAP_HUGE_1GB;
+    return 0;
+}
+
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 int nn_apply_binding(const nn_binding *b, void *addr, size_t len, unsigned flags)
@@ -62,9 +71,8 @@ static int map_hugetlb(size_t size, int huge, nn_mapping *out)
 {
     size_t page = nn_huge_page_size(huge);
     size_t len = round_up(size, page);
-    int bits = huge == NN_HUGE_EXPLICIT_1GB ? MAP_HUGE_1GB : MAP_HUGE_2MB;
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | bits, -1, 0);
+                   MAP_PRIVATE | MAP_ANONYMOUS | nn_hugetlb_flags(huge), -1, 0);
     if (p == MAP_FAILED)
         return -errno;
     out->base = p;

@@ -32,6 +32,7 @@ typedef struct nn_binding {
 #define NN_MAP_BOUND 1           /* policy applied by mbind */
 #define NN_MAP_POLICY_FALLBACK 2 /* mbind refused: memory left unbound */
 #define NN_MAP_HUGE_FALLBACK 4   /* explicit huge pages unavailable: normal pages used */
+#define NN_MAP_MIGRATED 8        /* pages moved to another policy after allocation */
 
 typedef struct nn_mapping {
     void *base;
@@ -53,6 +54,8 @@ typedef struct nn_prefault_plan {
 
 size_t nn_base_page_size(void);
 size_t nn_huge_page_size(int huge);
+/* mmap flags for an explicit huge-page mode (MAP_HUGETLB | size bits), else 0. */
+int nn_hugetlb_flags(int huge);
 
 int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *prefault,
            int options, nn_mapping *out);
