@@ -16,6 +16,7 @@ from . import _handler
 from ._handler import AllocationOptions, Handler, handler_for
 from ._lib import ffi, lib
 from ._policy import Bind, HugePages, Interleave, NodesLike, Policy, PolicyLike, Prefault, as_policy
+from ._thread import thread_policy
 from .errors import NumaError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,15 +34,19 @@ class PolicyScope:
     again, nested, and from several threads or tasks at once.
     """
 
-    __slots__ = ("options", "_handler", "_generation")
+    __slots__ = ("options", "thread", "_handler", "_generation")
 
     def __init__(self, policy: PolicyLike, *, strict: bool = False,
                  huge_pages: HugePages | str | bool = HugePages.AUTO,
-                 prefault: Prefault | str | bool = Prefault.NONE) -> None:
+                 prefault: Prefault | str | bool = Prefault.NONE,
+                 thread: bool = False) -> None:
         self.options = AllocationOptions(
             as_policy(policy), bool(strict), HugePages.coerce(huge_pages),
             Prefault.coerce(prefault),
         )
+        # thread=True: also the OS thread's task policy (set_mempolicy), so that
+        # allocations outside NumPy (Python objects, other libraries) follow it.
+        self.thread = thread_policy(self.options.policy) if thread else None
         self._handler: Handler | None = None
         self._generation = -1
 
@@ -59,8 +64,12 @@ class PolicyScope:
 
     def __enter__(self) -> "PolicyScope":
         handler = self.handler
+        if self.thread is not None:
+            self.thread.__enter__()
         previous = lib.nn_handler_install(handler.capsule)
         if previous == ffi.NULL:
+            if self.thread is not None:
+                self.thread.__exit__(None, None, None)
             raise NumaError("NumPy did not accept the numa_numpy handler")
         _stack.set(_stack.get() + ((previous, handler),))
         return self
@@ -69,6 +78,8 @@ class PolicyScope:
         stack = _stack.get()
         _stack.set(stack[:-1])
         lib.nn_handler_restore(stack[-1][0])
+        if self.thread is not None:
+            self.thread.__exit__(None, None, None)
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
@@ -97,24 +108,28 @@ class PolicyScope:
 
 def policy(policy: PolicyLike, *, strict: bool = False,
            huge_pages: HugePages | str | bool = HugePages.AUTO,
-           prefault: Prefault | str | bool = Prefault.NONE) -> PolicyScope:
-    """A scope in which NumPy allocates under `policy` (a Policy or "bind:1")."""
-    return PolicyScope(policy, strict=strict, huge_pages=huge_pages, prefault=prefault)
+           prefault: Prefault | str | bool = Prefault.NONE, thread: bool = False) -> PolicyScope:
+    """A scope in which NumPy allocates under `policy` (a Policy or "bind:1");
+    thread=True also sets the thread's own policy for non-NumPy allocations."""
+    return PolicyScope(policy, strict=strict, huge_pages=huge_pages, prefault=prefault,
+                       thread=thread)
 
 
 def on_node(node: NodesLike, *, strict: bool = False,
             huge_pages: HugePages | str | bool = HugePages.AUTO,
-            prefault: Prefault | str | bool = Prefault.NONE) -> PolicyScope:
+            prefault: Prefault | str | bool = Prefault.NONE, thread: bool = False) -> PolicyScope:
     """A scope in which NumPy allocates on `node` (Bind)."""
-    return PolicyScope(Bind(node), strict=strict, huge_pages=huge_pages, prefault=prefault)
+    return PolicyScope(Bind(node), strict=strict, huge_pages=huge_pages, prefault=prefault,
+                       thread=thread)
 
 
 def interleaved(nodes: NodesLike | None = None, *, strict: bool = False,
                 huge_pages: HugePages | str | bool = HugePages.AUTO,
-                prefault: Prefault | str | bool = Prefault.NONE) -> PolicyScope:
+                prefault: Prefault | str | bool = Prefault.NONE,
+                thread: bool = False) -> PolicyScope:
     """A scope in which NumPy interleaves pages over `nodes` (None: all with memory)."""
     return PolicyScope(Interleave(nodes), strict=strict, huge_pages=huge_pages,
-                       prefault=prefault)
+                       prefault=prefault, thread=thread)
 
 
 def current_policy() -> Policy | None:

@@ -79,3 +79,15 @@ def test_thread_policy_refused_is_strict():
 def test_home_node_is_applied():
     a = nn.numa_zeros(1 << 18, policy=nn.Bind(0, home_node=0), strict=True)
     assert nn.placement(a).policy == nn.Bind(0)
+
+
+def test_scope_with_thread_sets_both_and_restores_both(handler_name):
+    with nn.on_node(0, thread=True):
+        assert nn.get_thread_policy() == nn.Bind(0)
+        assert handler_name() == "numa_numpy"
+        with nn.policy("interleave:0", thread=True):
+            assert nn.get_thread_policy() == nn.Interleave(0)
+        assert nn.get_thread_policy() == nn.Bind(0)
+    assert nn.get_thread_policy() == nn.Default()
+    with nn.on_node(0):  # without thread=True the task policy is left alone
+        assert nn.get_thread_policy() == nn.Default()
