@@ -6,6 +6,7 @@ ndarrays whose memory the kernel places by a policy; scopes (`on_node`,
 `placement` asks the kernel where the pages are.
 """
 
+from ._capabilities import Capabilities, capabilities, process_memory
 from ._creation import (
     interleaved_empty,
     interleaved_full,
@@ -76,6 +77,7 @@ __all__ = [
     "NumaRegion", "SharedArray", "shared_empty", "shared_zeros", "attach_shared",
     "pinned", "thread_policy", "get_thread_policy",
     "Node", "Topology", "topology", "current_node", "current_cpu",
+    "Capabilities", "capabilities", "process_memory",
     "memory_stats", "trim", "set_cache_limit", "free_all_blocks",
     "NumaError", "InvalidNodeError", "InvalidPolicyError", "NumaAllocationError",
     "NumaUnavailableError", "PolicyNotEnforcedError", "MigrationError", "NumaWarning",

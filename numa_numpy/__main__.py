@@ -1,6 +1,14 @@
-"""python -m numa_numpy [info|check] [--json]: the topology, like
-`numactl --hardware`, and a self-check that allocates on every node with memory
-and verifies placement page by page. Exit status 0 only when every check passes."""
+"""python -m numa_numpy [info|check|maps PID|bench] [--json]
+
+info   the topology (like `numactl --hardware`) and the kernel's capabilities
+check  a self-check: allocate on every node with memory, verify page by page
+maps   per-node memory of a process by kind (like `numastat -p PID`)
+bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node)
+
+With no command: info, then check. Exit status: 0 when everything passed,
+1 when a check failed, 2 for a usage error, 3 when the process to inspect does
+not exist or cannot be read.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from ._capabilities import capabilities, process_memory
 from ._creation import interleaved_zeros, numa_zeros
 from ._placement import placement
 from ._scope import on_node
 from ._topology import Topology, topology
 
 CHECK_BYTES = 8 << 20
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_PROCESS = 0, 1, 2, 3
 
 
-def _check_node(node: int) -> dict[str, Any]:
-    """Constructor (large, prefaulted by writing) and scope (small temporaries)."""
+def _check_node(node: int) -> dict[str, tuple[bool, str]]:
+    """Constructor (large, written) and scope (small ufunc output and temporaries)."""
     results = {}
     big = numa_zeros(CHECK_BYTES // 8, node=node, strict=True)
     big[:] = 1.0
@@ -28,14 +38,14 @@ def _check_node(node: int) -> dict[str, Any]:
     results["constructor 8 MiB"] = (where.on(node) and where.not_present == 0, str(where))
     with on_node(node, strict=True):
         x = np.arange(1000.0)
-        y = np.sqrt(x * 2.0 + 1.0)  # output and temporaries come from the scope
+        y = np.sqrt(x * 2.0 + 1.0)
     where = placement(y)
     results["scope ufunc output"] = (where.on(node), str(where))
     return results
 
 
-def self_check(topo: Topology) -> dict[str, Any]:
-    report: dict[str, Any] = {}
+def self_check(topo: Topology) -> dict[str, dict[str, tuple[bool, str]]]:
+    report: dict[str, dict[str, tuple[bool, str]]] = {}
     for node in topo.usable_nodes:
         try:
             report[f"node {node}"] = _check_node(node)
@@ -46,50 +56,98 @@ def self_check(topo: Topology) -> dict[str, Any]:
         a = interleaved_zeros(len(nodes) * (4 << 20) // 8, nodes=nodes, huge_pages="none")
         a[:] = 1.0
         where = placement(a)
-        report["interleave"] = {"all nodes": (where.nodes == set(nodes), str(where))}
+        balanced = max(where.pages.values()) - min(where.pages.values()) <= 1
+        report["interleave"] = {f"nodes {','.join(map(str, nodes))}": (
+            where.nodes == set(nodes) and balanced, str(where))}
     except Exception as exc:
         report["interleave"] = {"error": (False, f"{type(exc).__name__}: {exc}")}
     return report
 
 
-def _passed(report: dict[str, Any]) -> bool:
+def _passed(report: dict[str, dict[str, tuple[bool, str]]]) -> bool:
     return all(ok for checks in report.values() for ok, _ in checks.values())
 
 
+def _topology_dict(topo: Topology) -> dict[str, Any]:
+    return {
+        "nodes": [{"id": n.id, "cpus": n.cpus, "memory_total": n.memory_total,
+                   "memory_free": n.memory_free, "distances": n.distances} for n in topo.nodes],
+        "allowed_nodes": topo.allowed_nodes, "allowed_cpus": topo.allowed_cpus,
+        "kernel": ".".join(map(str, topo.kernel)),
+    }
+
+
+def _maps_table(pid: str, usage: dict[str, dict[int, int]]) -> str:
+    nodes = sorted({n for per_node in usage.values() for n in per_node})
+    head = "".join(f"{'Node ' + str(n):>16}" for n in nodes) + f"{'Total':>16}"
+    lines = [f"Per-node process memory usage (in MBs) for PID {pid}", f"{'':<16}{head}"]
+    totals = dict.fromkeys(nodes, 0)
+    for kind, per_node in usage.items():
+        row = "".join(f"{per_node.get(n, 0) / 2**20:>16.2f}" for n in nodes)
+        lines.append(f"{kind:<16}{row}{sum(per_node.values()) / 2**20:>16.2f}")
+        for n in nodes:
+            totals[n] += per_node.get(n, 0)
+    row = "".join(f"{totals[n] / 2**20:>16.2f}" for n in nodes)
+    lines.append(f"{'Total':<16}{row}{sum(totals.values()) / 2**20:>16.2f}")
+    return "\n".join(lines)
+
+
+def _bench(args: argparse.Namespace) -> tuple[int, Any, str]:
+    from ._bandwidth import bandwidth_matrix, format_matrix
+    result = bandwidth_matrix(size_bytes=args.size_mib << 20, repeats=args.repeats,
+                              progress=not args.json)
+    return EXIT_OK, result, format_matrix(result)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m numa_numpy", description=__doc__)
-    parser.add_argument("command", nargs="?", choices=["info", "check"], default=None,
-                        help="info: topology only; check: self-check only (default: both)")
+    parser = argparse.ArgumentParser(prog="python -m numa_numpy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=["info", "check", "maps", "bench"])
+    parser.add_argument("pid", nargs="?", help="for maps: the process id (default: self)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--size-mib", type=int, default=64, help="bench: array size")
+    parser.add_argument("--repeats", type=int, default=5, help="bench: best of N")
     args = parser.parse_args(argv)
+    if args.pid is not None and args.command != "maps":
+        parser.error("a pid is only for `maps`")
+
+    if args.command == "maps":
+        pid = args.pid or "self"
+        try:
+            usage = process_memory(pid)
+        except (OSError, ValueError) as exc:
+            print(f"cannot read /proc/{pid}/numa_maps: {exc}", file=sys.stderr)
+            return EXIT_NO_PROCESS
+        print(json.dumps({k: {str(n): b for n, b in v.items()} for k, v in usage.items()})
+              if args.json else _maps_table(pid, usage))
+        return EXIT_OK
+    if args.command == "bench":
+        status, data, text = _bench(args)
+        print(json.dumps(data, indent=2) if args.json else text)
+        return status
+
     topo = topology()
-    report = self_check(topo) if args.command in (None, "check") else {}
-    ok = _passed(report)
-    if args.json:
-        out: dict[str, Any] = {}
-        if args.command in (None, "info"):
-            out["topology"] = {
-                "nodes": [{"id": n.id, "cpus": n.cpus, "memory_total": n.memory_total,
-                           "memory_free": n.memory_free, "distances": n.distances}
-                          for n in topo.nodes],
-                "allowed_nodes": topo.allowed_nodes, "allowed_cpus": topo.allowed_cpus,
-                "kernel": ".".join(map(str, topo.kernel)),
-            }
-        if report:
-            out["check"] = {group: {name: {"ok": ok_, "detail": d}
-                                    for name, (ok_, d) in checks.items()}
-                            for group, checks in report.items()}
-            out["passed"] = ok
-        print(json.dumps(out, indent=2, default=list))
-    else:
-        if args.command in (None, "info"):
-            print(topo)
-        for group, checks in report.items():
-            for name, (ok_, detail) in checks.items():
-                print(f"{'PASS' if ok_ else 'FAIL'} {group}: {name}: {detail}")
-        if report:
-            print("self-check passed" if ok else "self-check FAILED")
-    return 0 if ok else 1
+    out: dict[str, Any] = {}
+    lines: list[str] = []
+    status = EXIT_OK
+    if args.command in (None, "info"):
+        caps = capabilities()
+        out["topology"] = _topology_dict(topo)
+        out["capabilities"] = caps.as_dict()
+        lines += [str(topo), str(caps)]
+    if args.command in (None, "check"):
+        report = self_check(topo)
+        passed = _passed(report)
+        status = EXIT_OK if passed else EXIT_FAILED
+        out["check"] = {group: {name: {"ok": ok, "detail": detail}
+                                for name, (ok, detail) in checks.items()}
+                        for group, checks in report.items()}
+        out["passed"] = passed
+        lines += [f"{'PASS' if ok else 'FAIL'} {group}: {name}: {detail}"
+                  for group, checks in report.items() for name, (ok, detail) in checks.items()]
+        lines.append("self-check passed" if passed else "self-check FAILED")
+    print(json.dumps(out, indent=2, default=list) if args.json else "\n".join(lines))
+    return status
 
 
 if __name__ == "__main__":

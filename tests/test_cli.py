@@ -38,3 +38,39 @@ def test_failing_check_exits_non_zero():
     assert out.returncode == 1
     assert "FAIL node 0" in out.stdout and "EPERM" in out.stdout
     assert "self-check FAILED" in out.stdout
+
+
+def test_info_reports_kernel_capabilities():
+    data = json.loads(run("info", "--json").stdout)
+    caps = data["capabilities"]
+    assert caps["policies"]["bind"] is True and caps["mbind_permitted"] is True
+    assert caps["transparent_huge_pages"] in ("always", "madvise", "never", "unavailable")
+    assert set(caps["huge_pages"]) == {str(n) for n in nn.topology().node_ids}
+    text = run("info").stdout
+    assert "mbind: permitted" in text and "policies: " in text
+
+
+def test_maps_of_a_process_matches_its_numa_maps():
+    import os
+    from pathlib import Path
+    usage = nn.process_memory(os.getpid())
+    total = sum(b for per_node in usage.values() for b in per_node.values())
+    pages = 0
+    for line in Path(f"/proc/{os.getpid()}/numa_maps").read_text().splitlines():
+        kib = 4
+        for token in line.split():
+            if token.startswith("kernelpagesize_kB="):
+                kib = int(token.split("=")[1])
+        pages += sum(int(t.split("=")[1]) * kib * 1024 for t in line.split()
+                     if t[0] == "N" and t[1:].split("=")[0].isdigit())
+    # the process allocates between the two reads: within 4 MiB
+    assert abs(total - pages) < 4 << 20
+    out = run("maps", str(os.getpid()))
+    assert out.returncode == 0 and out.stdout.startswith("Per-node process memory usage")
+    assert "Heap" in out.stdout and "Node 0" in out.stdout
+
+
+def test_exit_codes_scripts_can_rely_on():
+    assert run("maps", "999999999").returncode == 3
+    assert run("nonsense").returncode == 2
+    assert run("info", "123").returncode == 2

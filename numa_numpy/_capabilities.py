@@ -1,0 +1,135 @@
+"""What this kernel and process can do: policy modes, huge-page pools per node,
+weighted-interleave weights, THP mode, and whether mbind is permitted here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._lib import ffi, lib
+from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave
+from ._topology import NODE_ROOT, kernel_version, topology
+
+__all__ = ["Capabilities", "capabilities", "process_memory"]
+
+WEIGHTS = Path("/sys/kernel/mm/mempolicy/weighted_interleave")
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    kernel: tuple[int, int]
+    policies: dict[str, bool]  # policy name -> the kernel has it
+    mbind_permitted: bool  # False in containers whose seccomp profile refuses it
+    mbind_error: str
+    transparent_huge_pages: str  # always / madvise / never / unavailable
+    huge_pages: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    interleave_weights: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kernel": ".".join(map(str, self.kernel)), "policies": self.policies,
+            "mbind_permitted": self.mbind_permitted, "mbind_error": self.mbind_error,
+            "transparent_huge_pages": self.transparent_huge_pages,
+            "huge_pages": {str(n): {size: {"total": t, "free": f} for size, (t, f) in pools.items()}
+                           for n, pools in self.huge_pages.items()},
+            "interleave_weights": {str(n): w for n, w in self.interleave_weights.items()},
+        }
+
+    def __str__(self) -> str:
+        lines = [f"kernel: {self.kernel[0]}.{self.kernel[1]}",
+                 "policies: " + ", ".join(f"{name}{'' if ok else ' (no)'}"
+                                          for name, ok in self.policies.items()),
+                 f"mbind: {'permitted' if self.mbind_permitted else 'refused: ' + self.mbind_error}",
+                 f"transparent huge pages: {self.transparent_huge_pages}"]
+        for node, pools in self.huge_pages.items():
+            text = ", ".join(f"{size} {free}/{total} free" for size, (total, free) in pools.items())
+            lines.append(f"node {node} huge pages: {text or 'none'}")
+        if self.interleave_weights:
+            lines.append("weighted interleave weights: " + " ".join(
+                f"N{n}={w}" for n, w in self.interleave_weights.items()))
+        return "\n".join(lines)
+
+
+def _probe_mbind() -> str:
+    """'' when the kernel lets this process bind memory, else why not."""
+    from .errors import describe_errno
+    topo = topology()
+    node = topo.usable_nodes[0] if topo.usable_nodes else 0
+    binding_mode, words, maxnode, home = Bind(node).kernel_args(topo)
+    mask = ffi.new("unsigned long[]", words)
+    binding = ffi.new("nn_binding *", {"mode": binding_mode, "home_node": home,
+                                        "maxnode": maxnode, "nwords": len(words), "mask": mask})
+    plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
+    mapping = ffi.new("nn_mapping *")
+    rc = lib.nn_map(binding, int(lib.nn_base_page_size()), lib.NN_HUGE_NONE, plan,
+                    lib.NN_MAP_STRICT, mapping)
+    if rc == 0:
+        lib.nn_unmap(mapping)
+        return ""
+    return describe_errno(-rc, "mbind")
+
+
+def capabilities() -> Capabilities:
+    kernel = kernel_version()
+    topo = topology()
+    policies = {cls.name: kernel >= cls.min_kernel or kernel == (0, 0)
+                for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave,
+                            WeightedInterleave)}
+    policies["weighted-interleave"] = policies["weighted-interleave"] and WEIGHTS.exists()
+    thp = "unavailable"
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        thp = text[text.index("[") + 1:text.index("]")]
+    except (OSError, ValueError):
+        pass
+    huge: dict[int, dict[str, tuple[int, int]]] = {}
+    for node in topo.node_ids:
+        pools = {}
+        for size_dir in sorted((NODE_ROOT / f"node{node}" / "hugepages").glob("hugepages-*kB")):
+            kib = int(size_dir.name.split("-")[1][:-2])
+            label = f"{kib >> 10}MB" if kib < (1 << 20) else f"{kib >> 20}GB"
+            pools[label] = (_read_int(size_dir / "nr_hugepages") or 0,
+                            _read_int(size_dir / "free_hugepages") or 0)
+        huge[node] = pools
+    weights = {}
+    for node in topo.node_ids:
+        weight = _read_int(WEIGHTS / f"node{node}")
+        if weight is not None:
+            weights[node] = weight
+    refused = _probe_mbind()
+    return Capabilities(kernel, policies, not refused, refused, thp, huge, weights)
+
+
+def process_memory(pid: int | str = "self") -> dict[str, dict[int, int]]:
+    """Per-node memory of a process by kind (Huge, Heap, Stack, Private), in bytes,
+    from /proc/PID/numa_maps: what `numastat -p PID` shows."""
+    text = Path(f"/proc/{pid}/numa_maps").read_text()
+    usage: dict[str, dict[int, int]] = {"Huge": {}, "Heap": {}, "Stack": {}, "Private": {}}
+    for line in text.splitlines():
+        fields = line.split()[2:]
+        page_kib = 4
+        kind = "Private"
+        counts = {}
+        for token in fields:
+            key, _, value = token.partition("=")
+            if key == "kernelpagesize_kB":
+                page_kib = int(value)
+            elif key == "huge":
+                kind = "Huge"
+            elif key == "heap":
+                kind = "Heap"
+            elif key == "stack":
+                kind = "Stack"
+            elif key.startswith("N") and key[1:].isdigit():
+                counts[int(key[1:])] = int(value)
+        for node, pages in counts.items():
+            usage[kind][node] = usage[kind].get(node, 0) + pages * page_kib * 1024
+    return usage
