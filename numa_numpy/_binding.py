@@ -64,7 +64,9 @@ def bind_range(address: int, length: int, page_size: int, options: AllocationOpt
         plan = ffi.new("nn_prefault_plan *", {
             "mode": options.prefault.c_value, "nthreads": len(cpus),
             "cpus": ffi.new("int[]", cpus) if cpus else ffi.NULL, "ncpus": len(cpus)})
-        rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)
+        rc = lib.nn_check_room(binding, length)
+        if rc == 0:
+            rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)
         if rc < 0:
             raise NumaAllocationError(
                 f"cannot fault in {length} bytes under {policy}: "

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -110,6 +111,42 @@ static int map_normal(size_t size, int thp, nn_mapping *out)
     return 0;
 }
 
+/* MemFree of one node from sysfs, in bytes; -1 when it cannot be read. */
+static long long node_free_bytes(int node)
+{
+    char path[80], line[160];
+    long long kib = -1;
+    snprintf(path, sizeof path, "/sys/devices/system/node/node%d/meminfo", node);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Node %*d MemFree: %lld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib < 0 ? -1 : kib * 1024;
+}
+
+/* Populating more than a BIND policy's nodes hold would not fail cleanly: the
+ * page allocator invokes the mempolicy-constrained OOM killer, which may kill
+ * this process. Refuse up front when the nodes' free memory is short. */
+static int bind_has_room(const nn_binding *b, size_t len)
+{
+    if ((b->mode & ~NN_MPOL_MODE_FLAGS) != NN_MPOL_BIND || !b->mask ||
+        (b->mode & NN_MPOL_F_RELATIVE_NODES))
+        return 0;
+    long long free_bytes = 0;
+    for (size_t w = 0; w < b->nwords; w++)
+        for (int bit = 0; bit < 64; bit++)
+            if (b->mask[w] >> bit & 1UL) {
+                long long node_free = node_free_bytes((int)(w * 64) + bit);
+                if (node_free < 0)
+                    return 0; /* no sysfs: let the kernel decide */
+                free_bytes += node_free;
+            }
+    return (long long)len <= free_bytes ? 0 : -ENOMEM;
+}
+
 int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *prefault,
            int options, nn_mapping *out)
 {
@@ -157,7 +194,9 @@ int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *p
     }
 
     if (prefault && prefault->mode != NN_PREFAULT_NONE) {
-        rc = nn_populate(out->base, out->length, out->page_size, prefault);
+        rc = out->status & NN_MAP_BOUND ? bind_has_room(b, out->length) : 0;
+        if (rc == 0)
+            rc = nn_populate(out->base, out->length, out->page_size, prefault);
         if (rc) {
             nn_unmap(out);
             return rc;
@@ -165,6 +204,8 @@ int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *p
     }
     return 0;
 }
+
+int nn_check_room(const nn_binding *b, size_t len) { return bind_has_room(b, len); }
 
 int nn_unmap(const nn_mapping *m)
 {

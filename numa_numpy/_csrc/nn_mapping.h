@@ -60,6 +60,8 @@ int nn_hugetlb_flags(int huge);
 int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *prefault,
            int options, nn_mapping *out);
 int nn_unmap(const nn_mapping *m);
+/* -ENOMEM when `len` bytes cannot fit in a BIND policy's nodes' free memory. */
+int nn_check_room(const nn_binding *b, size_t len);
 /* mbind (plus the home node) over an existing range. */
 int nn_apply_binding(const nn_binding *b, void *addr, size_t len, unsigned flags);
 /* Fault in [addr, addr+len) so the policy places every page now. */
