@@ -57,8 +57,12 @@ def self_check(topo: Topology) -> dict[str, dict[str, tuple[bool, str]]]:
         a[:] = 1.0
         where = placement(a)
         balanced = max(where.pages.values()) - min(where.pages.values()) <= 1
-        report["interleave"] = {f"nodes {','.join(map(str, nodes))}": (
-            where.nodes == set(nodes) and balanced, str(where))}
+        report["interleave"] = {
+            f"nodes {','.join(map(str, nodes))}": (
+                where.nodes == set(nodes) and balanced,
+                str(where),
+            )
+        }
     except Exception as exc:
         report["interleave"] = {"error": (False, f"{type(exc).__name__}: {exc}")}
     return report
@@ -70,9 +74,18 @@ def _passed(report: dict[str, dict[str, tuple[bool, str]]]) -> bool:
 
 def _topology_dict(topo: Topology) -> dict[str, Any]:
     return {
-        "nodes": [{"id": n.id, "cpus": n.cpus, "memory_total": n.memory_total,
-                   "memory_free": n.memory_free, "distances": n.distances} for n in topo.nodes],
-        "allowed_nodes": topo.allowed_nodes, "allowed_cpus": topo.allowed_cpus,
+        "nodes": [
+            {
+                "id": n.id,
+                "cpus": n.cpus,
+                "memory_total": n.memory_total,
+                "memory_free": n.memory_free,
+                "distances": n.distances,
+            }
+            for n in topo.nodes
+        ],
+        "allowed_nodes": topo.allowed_nodes,
+        "allowed_cpus": topo.allowed_cpus,
         "kernel": ".".join(map(str, topo.kernel)),
     }
 
@@ -94,14 +107,19 @@ def _maps_table(pid: str, usage: dict[str, dict[int, int]]) -> str:
 
 def _bench(args: argparse.Namespace) -> tuple[int, Any, str]:
     from ._bandwidth import bandwidth_matrix, format_matrix
-    result = bandwidth_matrix(size_bytes=args.size_mib << 20, repeats=args.repeats,
-                              progress=not args.json)
+
+    result = bandwidth_matrix(
+        size_bytes=args.size_mib << 20, repeats=args.repeats, progress=not args.json
+    )
     return EXIT_OK, result, format_matrix(result)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m numa_numpy", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m numa_numpy",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", nargs="?", choices=["info", "check", "maps", "bench"])
     parser.add_argument("pid", nargs="?", help="for maps: the process id (default: self)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -118,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"cannot read /proc/{pid}/numa_maps: {exc}", file=sys.stderr)
             return EXIT_NO_PROCESS
-        print(json.dumps({k: {str(n): b for n, b in v.items()} for k, v in usage.items()})
-              if args.json else _maps_table(pid, usage))
+        print(
+            json.dumps({k: {str(n): b for n, b in v.items()} for k, v in usage.items()})
+            if args.json
+            else _maps_table(pid, usage)
+        )
         return EXIT_OK
     if args.command == "bench":
         status, data, text = _bench(args)
@@ -139,12 +160,16 @@ def main(argv: list[str] | None = None) -> int:
         report = self_check(topo)
         passed = _passed(report)
         status = EXIT_OK if passed else EXIT_FAILED
-        out["check"] = {group: {name: {"ok": ok, "detail": detail}
-                                for name, (ok, detail) in checks.items()}
-                        for group, checks in report.items()}
+        out["check"] = {
+            group: {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()}
+            for group, checks in report.items()
+        }
         out["passed"] = passed
-        lines += [f"{'PASS' if ok else 'FAIL'} {group}: {name}: {detail}"
-                  for group, checks in report.items() for name, (ok, detail) in checks.items()]
+        lines += [
+            f"{'PASS' if ok else 'FAIL'} {group}: {name}: {detail}"
+            for group, checks in report.items()
+            for name, (ok, detail) in checks.items()
+        ]
         lines.append("self-check passed" if passed else "self-check FAILED")
     print(json.dumps(out, indent=2, default=list) if args.json else "\n".join(lines))
     return status

@@ -5,8 +5,15 @@ handler does the same in C for its own blocks."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
-from ._handler import AllocationOptions, Enforcement, EnforcementLevel, node_shortfall, prefault_cpus
+from ._handler import (
+    AllocationOptions,
+    Enforcement,
+    EnforcementLevel,
+    node_shortfall,
+    prefault_cpus,
+)
 from ._lib import ffi, lib
 from ._placement import pages_of
 from ._policy import Policy, Prefault, validate
@@ -14,22 +21,29 @@ from ._topology import Topology, format_list
 from .errors import NumaAllocationError, NumaWarning, PolicyNotEnforcedError, describe_errno
 
 
-def binding_struct(policy: Policy, topo: Topology) -> tuple[object, object]:
+def binding_struct(policy: Policy, topo: Topology) -> tuple[Any, Any]:
     """An nn_binding for `policy` (and the mask array it points to, to keep alive)."""
     mode, words, maxnode, home = policy.kernel_args(topo)
     mask = ffi.new("unsigned long[]", words) if words else ffi.NULL
-    binding = ffi.new("nn_binding *", {"mode": mode, "home_node": home, "maxnode": maxnode,
-                                        "nwords": len(words), "mask": mask})
+    binding = ffi.new(
+        "nn_binding *",
+        {"mode": mode, "home_node": home, "maxnode": maxnode, "nwords": len(words), "mask": mask},
+    )
     return binding, mask
 
 
 def refuse_or_warn(options: AllocationOptions, reason: str, err: int = 0) -> None:
     """Strict: raise PolicyNotEnforcedError. Soft: one NumaWarning."""
     if options.strict:
-        raise PolicyNotEnforcedError(f"strict {options.policy}: {reason}",
-                                     policy=options.policy, errno=err, reason=reason)
-    warnings.warn(f"numa_numpy: {options.policy} is not fully enforced: {reason}; "
-                  "pass strict=True to raise instead", NumaWarning, stacklevel=4)
+        raise PolicyNotEnforcedError(
+            f"strict {options.policy}: {reason}", policy=options.policy, errno=err, reason=reason
+        )
+    warnings.warn(
+        f"numa_numpy: {options.policy} is not fully enforced: {reason}; "
+        "pass strict=True to raise instead",
+        NumaWarning,
+        stacklevel=4,
+    )
 
 
 def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) -> int:
@@ -42,8 +56,15 @@ def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) 
     return int((~(present[:, None] == list(allowed)).any(axis=1)).sum()) if present.size else 0
 
 
-def bind_range(address: int, length: int, page_size: int, options: AllocationOptions,
-               *, move: bool = False, extra_reason: str = "") -> Enforcement:
+def bind_range(
+    address: int,
+    length: int,
+    page_size: int,
+    options: AllocationOptions,
+    *,
+    move: bool = False,
+    extra_reason: str = "",
+) -> Enforcement:
     """Apply options.policy to [address, address+length), populate it when asked,
     verify it when strict. Raises as the options say; returns the enforcement."""
     policy = options.policy
@@ -61,9 +82,15 @@ def bind_range(address: int, length: int, page_size: int, options: AllocationOpt
         return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
     if options.prefault is not Prefault.NONE:
         cpus = prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
-        plan = ffi.new("nn_prefault_plan *", {
-            "mode": options.prefault.c_value, "nthreads": len(cpus),
-            "cpus": ffi.new("int[]", cpus) if cpus else ffi.NULL, "ncpus": len(cpus)})
+        plan = ffi.new(
+            "nn_prefault_plan *",
+            {
+                "mode": options.prefault.c_value,
+                "nthreads": len(cpus),
+                "cpus": ffi.new("int[]", cpus) if cpus else ffi.NULL,
+                "ncpus": len(cpus),
+            },
+        )
         rc = lib.nn_check_room(binding, length)
         if rc == 0:
             rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)
@@ -71,12 +98,18 @@ def bind_range(address: int, length: int, page_size: int, options: AllocationOpt
             raise NumaAllocationError(
                 f"cannot fault in {length} bytes under {policy}: "
                 f"{describe_errno(-rc, 'madvise(MADV_POPULATE_WRITE)')}",
-                size=length, policy=policy, errno=-rc)
+                size=length,
+                policy=policy,
+                errno=-rc,
+            )
         if options.strict:
             off = off_policy_pages(address, length, policy, topo)
             if off:
                 allowed = policy.allowed_nodes(topo) or frozenset()
                 raise PolicyNotEnforcedError(
                     f"strict {policy}: {off} pages are off node {format_list(allowed)}",
-                    policy=policy, errno=0, reason=f"{off} pages off-policy")
+                    policy=policy,
+                    errno=0,
+                    reason=f"{off} pages off-policy",
+                )
     return Enforcement(level, "; ".join(reasons))

@@ -35,42 +35,60 @@ class Capabilities:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "kernel": ".".join(map(str, self.kernel)), "policies": self.policies,
-            "mbind_permitted": self.mbind_permitted, "mbind_error": self.mbind_error,
+            "kernel": ".".join(map(str, self.kernel)),
+            "policies": self.policies,
+            "mbind_permitted": self.mbind_permitted,
+            "mbind_error": self.mbind_error,
             "transparent_huge_pages": self.transparent_huge_pages,
-            "huge_pages": {str(n): {size: {"total": t, "free": f} for size, (t, f) in pools.items()}
-                           for n, pools in self.huge_pages.items()},
+            "huge_pages": {
+                str(n): {size: {"total": t, "free": f} for size, (t, f) in pools.items()}
+                for n, pools in self.huge_pages.items()
+            },
             "interleave_weights": {str(n): w for n, w in self.interleave_weights.items()},
         }
 
     def __str__(self) -> str:
-        lines = [f"kernel: {self.kernel[0]}.{self.kernel[1]}",
-                 "policies: " + ", ".join(f"{name}{'' if ok else ' (no)'}"
-                                          for name, ok in self.policies.items()),
-                 f"mbind: {'permitted' if self.mbind_permitted else 'refused: ' + self.mbind_error}",
-                 f"transparent huge pages: {self.transparent_huge_pages}"]
+        lines = [
+            f"kernel: {self.kernel[0]}.{self.kernel[1]}",
+            "policies: "
+            + ", ".join(f"{name}{'' if ok else ' (no)'}" for name, ok in self.policies.items()),
+            f"mbind: {'permitted' if self.mbind_permitted else 'refused: ' + self.mbind_error}",
+            f"transparent huge pages: {self.transparent_huge_pages}",
+        ]
         for node, pools in self.huge_pages.items():
             text = ", ".join(f"{size} {free}/{total} free" for size, (total, free) in pools.items())
             lines.append(f"node {node} huge pages: {text or 'none'}")
         if self.interleave_weights:
-            lines.append("weighted interleave weights: " + " ".join(
-                f"N{n}={w}" for n, w in self.interleave_weights.items()))
+            lines.append(
+                "weighted interleave weights: "
+                + " ".join(f"N{n}={w}" for n, w in self.interleave_weights.items())
+            )
         return "\n".join(lines)
 
 
 def _probe_mbind() -> str:
     """'' when the kernel lets this process bind memory, else why not."""
     from .errors import describe_errno
+
     topo = topology()
     node = topo.usable_nodes[0] if topo.usable_nodes else 0
     binding_mode, words, maxnode, home = Bind(node).kernel_args(topo)
     mask = ffi.new("unsigned long[]", words)
-    binding = ffi.new("nn_binding *", {"mode": binding_mode, "home_node": home,
-                                        "maxnode": maxnode, "nwords": len(words), "mask": mask})
+    binding = ffi.new(
+        "nn_binding *",
+        {
+            "mode": binding_mode,
+            "home_node": home,
+            "maxnode": maxnode,
+            "nwords": len(words),
+            "mask": mask,
+        },
+    )
     plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
     mapping = ffi.new("nn_mapping *")
-    rc = lib.nn_map(binding, int(lib.nn_base_page_size()), lib.NN_HUGE_NONE, plan,
-                    lib.NN_MAP_STRICT, mapping)
+    rc = lib.nn_map(
+        binding, int(lib.nn_base_page_size()), lib.NN_HUGE_NONE, plan, lib.NN_MAP_STRICT, mapping
+    )
     if rc == 0:
         lib.nn_unmap(mapping)
         return ""
@@ -80,14 +98,15 @@ def _probe_mbind() -> str:
 def capabilities() -> Capabilities:
     kernel = kernel_version()
     topo = topology()
-    policies = {cls.name: kernel >= cls.min_kernel or kernel == (0, 0)
-                for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave,
-                            WeightedInterleave)}
+    policies = {
+        cls.name: kernel >= cls.min_kernel or kernel == (0, 0)
+        for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
+    }
     policies["weighted-interleave"] = policies["weighted-interleave"] and WEIGHTS.exists()
     thp = "unavailable"
     try:
         text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-        thp = text[text.index("[") + 1:text.index("]")]
+        thp = text[text.index("[") + 1 : text.index("]")]
     except (OSError, ValueError):
         pass
     huge: dict[int, dict[str, tuple[int, int]]] = {}
@@ -96,8 +115,10 @@ def capabilities() -> Capabilities:
         for size_dir in sorted((NODE_ROOT / f"node{node}" / "hugepages").glob("hugepages-*kB")):
             kib = int(size_dir.name.split("-")[1][:-2])
             label = f"{kib >> 10}MB" if kib < (1 << 20) else f"{kib >> 20}GB"
-            pools[label] = (_read_int(size_dir / "nr_hugepages") or 0,
-                            _read_int(size_dir / "free_hugepages") or 0)
+            pools[label] = (
+                _read_int(size_dir / "nr_hugepages") or 0,
+                _read_int(size_dir / "free_hugepages") or 0,
+            )
         huge[node] = pools
     weights = {}
     for node in topo.node_ids:

@@ -8,35 +8,72 @@ numa_numpy scope's policy is used, else Local().
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, SupportsIndex, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
-from ._policy import Bind, HugePages, Interleave, Local, NodesLike, PolicyLike, Prefault, as_policy
+from ._policy import (
+    Bind,
+    HugePages,
+    HugePagesLike,
+    Interleave,
+    Local,
+    NodesLike,
+    Policy,
+    PolicyLike,
+    Prefault,
+    PrefaultLike,
+    as_policy,
+)
 from ._scope import PolicyScope, current_handler
 from .errors import NumaAllocationError, describe_errno
 
 __all__ = [
-    "numa_empty", "numa_zeros", "numa_ones", "numa_full",
-    "numa_empty_like", "numa_zeros_like", "numa_ones_like", "numa_full_like",
+    "numa_empty",
+    "numa_zeros",
+    "numa_ones",
+    "numa_full",
+    "numa_empty_like",
+    "numa_zeros_like",
+    "numa_ones_like",
+    "numa_full_like",
     "numa_array",
-    "interleaved_empty", "interleaved_zeros", "interleaved_ones", "interleaved_full",
+    "interleaved_empty",
+    "interleaved_zeros",
+    "interleaved_ones",
+    "interleaved_full",
 ]
 
 T = TypeVar("T")
+ShapeLike = Union[SupportsIndex, Sequence[SupportsIndex]]
+Order = Literal["C", "F"]
+OrderKACF = Literal["K", "A", "C", "F"]
 _SCOPES: dict[Any, PolicyScope] = {}
 
 
-def _scope(node: NodesLike | None, policy: PolicyLike | None, strict: bool,
-           huge_pages: HugePages | str | bool, prefault: Prefault | str | bool) -> PolicyScope:
+def _scope(
+    node: NodesLike | None,
+    policy: PolicyLike | None,
+    strict: bool,
+    huge_pages: HugePagesLike,
+    prefault: PrefaultLike,
+) -> PolicyScope:
     if node is not None and policy is not None:
         raise TypeError("pass node= or policy=, not both")
-    key = (node if not isinstance(node, list) else tuple(node), policy, strict,
-           huge_pages, prefault)
+    key = (
+        node if not isinstance(node, list) else tuple(node),
+        policy,
+        strict,
+        huge_pages,
+        prefault,
+    )
     try:
         return _SCOPES[key]
     except (KeyError, TypeError):
         pass
+    chosen: Policy
     if node is not None:
         chosen = Bind(node)
     elif policy is not None:
@@ -65,7 +102,9 @@ def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
             raise NumaAllocationError(
                 f"cannot allocate under {handler.policy}: {exc}; "
                 f"{describe_errno(err, 'mmap/mbind/populate')}",
-                size=_requested_bytes(exc), policy=handler.policy, errno=err,
+                size=_requested_bytes(exc),
+                policy=handler.policy,
+                errno=err,
             ) from exc
 
 
@@ -77,155 +116,274 @@ def _requested_bytes(exc: MemoryError) -> int:
 def _refuse(like: Any, device: Any) -> None:
     """Arguments NumPy takes that a NUMA allocation cannot honour."""
     if like is not None:
-        raise TypeError("numa_numpy constructors do not support like=: they always "
-                        "return numpy.ndarray")
+        raise TypeError(
+            "numa_numpy constructors do not support like=: they always return numpy.ndarray"
+        )
     if device not in (None, "cpu"):
         raise TypeError(f"device={device!r}: numa_numpy allocates host memory ('cpu') only")
 
 
-
-def numa_empty(shape: Any, dtype: Any = float, order: str = "C", *, device: Any = None,
-               like: Any = None, node: NodesLike | None = None, policy: PolicyLike | None = None,
-               strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
-               prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_empty(
+    shape: ShapeLike,
+    dtype: DTypeLike = float,
+    order: Order = "C",
+    *,
+    device: Any = None,
+    like: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.empty under a NUMA policy."""
     _refuse(like, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.empty(shape, dtype, order))
 
 
-def numa_zeros(shape: Any, dtype: Any = float, order: str = "C", *, device: Any = None,
-               like: Any = None, node: NodesLike | None = None, policy: PolicyLike | None = None,
-               strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
-               prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_zeros(
+    shape: ShapeLike,
+    dtype: DTypeLike = float,
+    order: Order = "C",
+    *,
+    device: Any = None,
+    like: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.zeros under a NUMA policy."""
     _refuse(like, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.zeros(shape, dtype, order))
 
 
-def numa_ones(shape: Any, dtype: Any = None, order: str = "C", *, device: Any = None,
-              like: Any = None, node: NodesLike | None = None, policy: PolicyLike | None = None,
-              strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
-              prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_ones(
+    shape: ShapeLike,
+    dtype: DTypeLike | None = None,
+    order: Order = "C",
+    *,
+    device: Any = None,
+    like: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.ones under a NUMA policy."""
     _refuse(like, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.ones(shape, dtype, order))
 
 
-def numa_full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
-              device: Any = None, like: Any = None, node: NodesLike | None = None,
-              policy: PolicyLike | None = None, strict: bool = False,
-              huge_pages: HugePages | str | bool = HugePages.AUTO,
-              prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_full(
+    shape: ShapeLike,
+    fill_value: Any,
+    dtype: DTypeLike | None = None,
+    order: Order = "C",
+    *,
+    device: Any = None,
+    like: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.full under a NUMA policy."""
     _refuse(like, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))
 
 
-def numa_empty_like(prototype: Any, dtype: Any = None, order: str = "K", subok: bool = True,
-                    shape: Any = None, *, device: Any = None, node: NodesLike | None = None,
-                    policy: PolicyLike | None = None, strict: bool = False,
-                    huge_pages: HugePages | str | bool = HugePages.AUTO,
-                    prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_empty_like(
+    prototype: ArrayLike,
+    dtype: DTypeLike | None = None,
+    order: OrderKACF = "K",
+    subok: bool = True,
+    shape: ShapeLike | None = None,
+    *,
+    device: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.empty_like under a NUMA policy."""
     _refuse(None, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.empty_like(prototype, dtype, order, subok, shape))
 
 
-def numa_zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
-                    shape: Any = None, *, device: Any = None, node: NodesLike | None = None,
-                    policy: PolicyLike | None = None, strict: bool = False,
-                    huge_pages: HugePages | str | bool = HugePages.AUTO,
-                    prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_zeros_like(
+    a: ArrayLike,
+    dtype: DTypeLike | None = None,
+    order: OrderKACF = "K",
+    subok: bool = True,
+    shape: ShapeLike | None = None,
+    *,
+    device: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.zeros_like under a NUMA policy."""
     _refuse(None, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.zeros_like(a, dtype, order, subok, shape))
 
 
-def numa_ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
-                   shape: Any = None, *, device: Any = None, node: NodesLike | None = None,
-                   policy: PolicyLike | None = None, strict: bool = False,
-                   huge_pages: HugePages | str | bool = HugePages.AUTO,
-                   prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_ones_like(
+    a: ArrayLike,
+    dtype: DTypeLike | None = None,
+    order: OrderKACF = "K",
+    subok: bool = True,
+    shape: ShapeLike | None = None,
+    *,
+    device: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.ones_like under a NUMA policy."""
     _refuse(None, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.ones_like(a, dtype, order, subok, shape))
 
 
-def numa_full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K",
-                   subok: bool = True, shape: Any = None, *, device: Any = None,
-                   node: NodesLike | None = None, policy: PolicyLike | None = None,
-                   strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
-                   prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_full_like(
+    a: ArrayLike,
+    fill_value: Any,
+    dtype: DTypeLike | None = None,
+    order: OrderKACF = "K",
+    subok: bool = True,
+    shape: ShapeLike | None = None,
+    *,
+    device: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.full_like under a NUMA policy."""
     _refuse(None, device)
     scope = _scope(node, policy, strict, huge_pages, prefault)
     return _allocate(scope, lambda: np.full_like(a, fill_value, dtype, order, subok, shape))
 
 
-def numa_array(object: Any, dtype: Any = None, *, copy: bool | None = True, order: str = "K",
-               subok: bool = False, ndmin: int = 0, like: Any = None,
-               node: NodesLike | None = None, policy: PolicyLike | None = None,
-               strict: bool = False, huge_pages: HugePages | str | bool = HugePages.AUTO,
-               prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def numa_array(
+    object: ArrayLike,
+    dtype: DTypeLike | None = None,
+    *,
+    copy: bool | None = True,
+    order: OrderKACF = "K",
+    subok: bool = False,
+    ndmin: int = 0,
+    like: Any = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.array that always copies `object` onto the policy's memory."""
     _refuse(like, None)
     if copy is False:
-        raise TypeError("numa_array always copies onto the policy's memory: copy=False "
-                        "cannot be honoured")
+        raise TypeError(
+            "numa_array always copies onto the policy's memory: copy=False cannot be honoured"
+        )
     scope = _scope(node, policy, strict, huge_pages, prefault)
 
     def make() -> np.ndarray:
         out = np.array(object, dtype, copy=True, order=order, subok=subok, ndmin=ndmin)
         # ndmin reshapes the copy into a view: give the caller the owner itself.
         return out if out.flags.owndata else out.copy(order="K")
+
     return _allocate(scope, make)
 
 
-def _interleaved(shape: Any, nodes: NodesLike | None, strict: bool,
-                 huge_pages: HugePages | str | bool, prefault: Prefault | str | bool,
-                 make: Callable[[], np.ndarray]) -> np.ndarray:
+def _interleaved(
+    shape: ShapeLike,
+    nodes: NodesLike | None,
+    strict: bool,
+    huge_pages: HugePagesLike,
+    prefault: PrefaultLike,
+    make: Callable[[], np.ndarray],
+) -> np.ndarray:
     scope = _scope(None, Interleave(nodes), strict, huge_pages, prefault)
     return _allocate(scope, make)
 
 
-def interleaved_empty(shape: Any, dtype: Any = float, order: str = "C", *,
-                      nodes: NodesLike | None = None, strict: bool = False,
-                      huge_pages: HugePages | str | bool = HugePages.AUTO,
-                      prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def interleaved_empty(
+    shape: ShapeLike,
+    dtype: DTypeLike = float,
+    order: Order = "C",
+    *,
+    nodes: NodesLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.empty with pages interleaved over `nodes` (None: every usable node)."""
-    return _interleaved(shape, nodes, strict, huge_pages, prefault,
-                        lambda: np.empty(shape, dtype, order))
+    return _interleaved(
+        shape, nodes, strict, huge_pages, prefault, lambda: np.empty(shape, dtype, order)
+    )
 
 
-def interleaved_zeros(shape: Any, dtype: Any = float, order: str = "C", *,
-                      nodes: NodesLike | None = None, strict: bool = False,
-                      huge_pages: HugePages | str | bool = HugePages.AUTO,
-                      prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def interleaved_zeros(
+    shape: ShapeLike,
+    dtype: DTypeLike = float,
+    order: Order = "C",
+    *,
+    nodes: NodesLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.zeros with pages interleaved over `nodes`."""
-    return _interleaved(shape, nodes, strict, huge_pages, prefault,
-                        lambda: np.zeros(shape, dtype, order))
+    return _interleaved(
+        shape, nodes, strict, huge_pages, prefault, lambda: np.zeros(shape, dtype, order)
+    )
 
 
-def interleaved_ones(shape: Any, dtype: Any = None, order: str = "C", *,
-                     nodes: NodesLike | None = None, strict: bool = False,
-                     huge_pages: HugePages | str | bool = HugePages.AUTO,
-                     prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def interleaved_ones(
+    shape: ShapeLike,
+    dtype: DTypeLike | None = None,
+    order: Order = "C",
+    *,
+    nodes: NodesLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.ones with pages interleaved over `nodes`."""
-    return _interleaved(shape, nodes, strict, huge_pages, prefault,
-                        lambda: np.ones(shape, dtype, order))
+    return _interleaved(
+        shape, nodes, strict, huge_pages, prefault, lambda: np.ones(shape, dtype, order)
+    )
 
 
-def interleaved_full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
-                     nodes: NodesLike | None = None, strict: bool = False,
-                     huge_pages: HugePages | str | bool = HugePages.AUTO,
-                     prefault: Prefault | str | bool = Prefault.NONE) -> np.ndarray:
+def interleaved_full(
+    shape: ShapeLike,
+    fill_value: Any,
+    dtype: DTypeLike | None = None,
+    order: Order = "C",
+    *,
+    nodes: NodesLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> np.ndarray:
     """np.full with pages interleaved over `nodes`."""
-    return _interleaved(shape, nodes, strict, huge_pages, prefault,
-                        lambda: np.full(shape, fill_value, dtype, order))
+    return _interleaved(
+        shape, nodes, strict, huge_pages, prefault, lambda: np.full(shape, fill_value, dtype, order)
+    )

@@ -79,24 +79,33 @@ def huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
     nodes = nodes or list(topo.usable_nodes)
     free = 0
     for node in nodes:
-        path = Path(f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/free_hugepages")
+        path = Path(
+            f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/free_hugepages"
+        )
         try:
             free += int(path.read_text())
         except (OSError, ValueError):
             pass
     if free:
         return ""
-    return (f"no {options.huge_pages.value} huge pages free on node {format_list(nodes)} "
-            f"(reserve some in /sys/devices/system/node/nodeN/hugepages/hugepages-{kib}kB/"
-            "nr_hugepages)")
+    return (
+        f"no {options.huge_pages.value} huge pages free on node {format_list(nodes)} "
+        f"(reserve some in /sys/devices/system/node/nodeN/hugepages/hugepages-{kib}kB/"
+        "nr_hugepages)"
+    )
 
 
 def prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
     """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
     nodes when they have any, else every CPU this process may use."""
     allowed = set(topo.allowed_cpus)
-    cpus = [c for n in policy.resolved_nodes(topo) if n in topo.node_ids
-            for c in topo.node(n).cpus if c in allowed]
+    cpus = [
+        c
+        for n in policy.resolved_nodes(topo)
+        if n in topo.node_ids
+        for c in topo.node(n).cpus
+        if c in allowed
+    ]
     return cpus or sorted(allowed)
 
 
@@ -110,8 +119,9 @@ class Handler:
         enforcement = Enforcement(
             EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT
         )
-        shortfall = "; ".join(filter(None, [node_shortfall(policy, topo),
-                                            huge_page_shortfall(options, topo)]))
+        shortfall = "; ".join(
+            filter(None, [node_shortfall(policy, topo), huge_page_shortfall(options, topo)])
+        )
         if shortfall and options.strict:
             raise PolicyNotEnforcedError(
                 f"strict {policy}: {shortfall}", policy=policy, errno=0, reason=shortfall
@@ -122,20 +132,31 @@ class Handler:
         mode, words, maxnode, home = policy.kernel_args(topo)
         cpus = prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
         arena = lib.nn_arena_new(
-            mode, ffi.new("unsigned long[]", words) if words else ffi.NULL, len(words),
-            maxnode, home, options.huge_pages.c_value, options.prefault.c_value, len(cpus),
-            ffi.new("int[]", cpus) if cpus else ffi.NULL, len(cpus), int(options.strict),
+            mode,
+            ffi.new("unsigned long[]", words) if words else ffi.NULL,
+            len(words),
+            maxnode,
+            home,
+            options.huge_pages.c_value,
+            options.prefault.c_value,
+            len(cpus),
+            ffi.new("int[]", cpus) if cpus else ffi.NULL,
+            len(cpus),
+            int(options.strict),
         )
         if arena == ffi.NULL:
-            raise NumaAllocationError(f"cannot create an arena for {policy}", size=0,
-                                      policy=policy, errno=12)
+            raise NumaAllocationError(
+                f"cannot create an arena for {policy}", size=0, policy=policy, errno=12
+            )
         rc = lib.nn_arena_probe(arena)
         if rc < 0:
             reason = describe_errno(-rc, "mbind")
             if options.strict:
                 lib.nn_arena_destroy(arena)
                 raise PolicyNotEnforcedError(
-                    f"the kernel refused {policy}: {reason}", policy=policy, errno=-rc,
+                    f"the kernel refused {policy}: {reason}",
+                    policy=policy,
+                    errno=-rc,
                     reason=reason,
                 )
             lib.nn_arena_disable_binding(arena, -rc)
@@ -143,13 +164,16 @@ class Handler:
         if enforcement.reason:
             warnings.warn(
                 f"numa_numpy: {policy} is not fully enforced: {enforcement.reason}; "
-                "pass strict=True to raise instead", NumaWarning, stacklevel=4,
+                "pass strict=True to raise instead",
+                NumaWarning,
+                stacklevel=4,
             )
         capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())
         if capsule == ffi.NULL:
             lib.nn_arena_destroy(arena)
-            raise NumaAllocationError("cannot create a NumPy handler", size=0,
-                                      policy=policy, errno=12)
+            raise NumaAllocationError(
+                "cannot create a NumPy handler", size=0, policy=policy, errno=12
+            )
         self.arena = arena
         self.capsule = capsule
         self.enforcement = enforcement
@@ -165,7 +189,7 @@ class Handler:
         return {name: int(getattr(out, name)) for name in dir(out)}
 
     def last_errno(self) -> int:
-        return self.stats()["last_error"]
+        return int(self.stats()["last_error"])
 
     def trim(self) -> int:
         return int(lib.nn_arena_trim(self.arena))
@@ -185,7 +209,7 @@ class Handler:
 
 
 _CACHE: dict[AllocationOptions, Handler] = {}
-_BY_ARENA: "weakref.WeakValueDictionary[int, Handler]" = weakref.WeakValueDictionary()
+_BY_ARENA: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _LOCK = threading.Lock()
 # Bumped when the cache is cleared, so scopes drop the handlers they hold.
 generation = 0

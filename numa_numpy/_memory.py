@@ -14,8 +14,10 @@ def memory_stats() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for handler in all_handlers():
         o = handler.options
-        key = f"{o.policy} strict={o.strict} huge_pages={o.huge_pages.value} " \
-              f"prefault={o.prefault.value}"
+        key = (
+            f"{o.policy} strict={o.strict} huge_pages={o.huge_pages.value} "
+            f"prefault={o.prefault.value}"
+        )
         out[key] = {**handler.stats(), "enforcement": str(handler.enforcement)}
     return out
 

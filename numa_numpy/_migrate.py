@@ -11,7 +11,7 @@ import numpy as np
 from ._binding import bind_range, off_policy_pages
 from ._handler import HANDLER_NAME, AllocationOptions
 from ._lib import ffi, lib
-from ._placement import MIGRATED_TO, Placement, _get_handler_name, owner_of, placement, span_of
+from ._placement import MIGRATED_TO, Placement, get_handler_name, owner_of, placement, span_of
 from ._policy import Bind, Default, Interleave, Local, Policy, PolicyLike, as_policy, validate
 from ._topology import current_node, format_list
 from .errors import MigrationError, NumaWarning, PolicyNotEnforcedError, describe_errno
@@ -22,8 +22,9 @@ __all__ = ["migrate"]
 def _target(policy_or_node: Any) -> Policy:
     if isinstance(policy_or_node, (Policy, str)):
         return as_policy(policy_or_node)
-    return Bind(operator.index(policy_or_node) if not isinstance(policy_or_node, bool)
-                else policy_or_node)
+    return Bind(
+        operator.index(policy_or_node) if not isinstance(policy_or_node, bool) else policy_or_node
+    )
 
 
 def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = False) -> Placement:
@@ -46,18 +47,21 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
     topo = validate(target)
     owner = owner_of(a)
     if owner is not a:
-        raise MigrationError("migrate() moves whole pages, which a view shares with the rest "
-                             "of the array it views: migrate the array that owns the memory "
-                             "(follow .base)")
+        raise MigrationError(
+            "migrate() moves whole pages, which a view shares with the rest "
+            "of the array it views: migrate the array that owns the memory "
+            "(follow .base)"
+        )
     if a.nbytes == 0:
         return placement(a)
     options = AllocationOptions(target, bool(strict))
-    if _get_handler_name(a) == HANDLER_NAME:
+    if get_handler_name(a) == HANDLER_NAME:
         base, length = ffi.new("void **"), ffi.new("size_t *")
         if lib.nn_block_mapping(ffi.cast("void *", a.ctypes.data), base, length) < 0:
             raise MigrationError(
                 f"this {a.nbytes}-byte array is a small block that shares its pages with other "
-                "arrays; copy it instead: numa_array(a, policy=...)")
+                "arrays; copy it instead: numa_array(a, policy=...)"
+            )
         address = int(ffi.cast("uintptr_t", base[0]))
         bind_range(address, int(length[0]), int(lib.nn_base_page_size()), options, move=True)
         lib.nn_block_mark_migrated(ffi.cast("void *", a.ctypes.data))
@@ -72,8 +76,10 @@ def _report(address: int, length: int, options: AllocationOptions, topo: Any) ->
     off = off_policy_pages(address, length, options.policy, topo)
     if off:
         allowed = options.policy.allowed_nodes(topo) or frozenset()
-        message = (f"{off} pages could not be moved to node {format_list(allowed)} "
-                   "(pages shared with another process move only with CAP_SYS_NICE)")
+        message = (
+            f"{off} pages could not be moved to node {format_list(allowed)} "
+            "(pages shared with another process move only with CAP_SYS_NICE)"
+        )
         if options.strict:
             raise PolicyNotEnforcedError(message, policy=options.policy, errno=0, reason=message)
         warnings.warn(message, NumaWarning, stacklevel=3)
@@ -94,17 +100,27 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
         nodes = list(target.resolved_nodes(topo))
     else:
         nodes = [target.resolved_nodes(topo)[0]]
-    per_page = np.resize(np.asarray(nodes, dtype=np.intc), npages) if len(nodes) > 1 else \
-        np.asarray(nodes, dtype=np.intc)
+    per_page = (
+        np.resize(np.asarray(nodes, dtype=np.intc), npages)
+        if len(nodes) > 1
+        else np.asarray(nodes, dtype=np.intc)
+    )
     status = np.empty(npages, dtype=np.intc)
-    rc = lib.nn_move_range(ffi.cast("void *", first), npages, page,
-                           ffi.cast("int *", per_page.ctypes.data), per_page.size, 0,
-                           ffi.cast("int *", status.ctypes.data))
+    rc = lib.nn_move_range(
+        ffi.cast("void *", first),
+        npages,
+        page,
+        ffi.cast("int *", per_page.ctypes.data),
+        per_page.size,
+        0,
+        ffi.cast("int *", status.ctypes.data),
+    )
     if rc < 0:
         reason = describe_errno(-rc, "move_pages")
         if options.strict:
-            raise PolicyNotEnforcedError(f"cannot move pages to {target}: {reason}",
-                                         policy=target, errno=-rc, reason=reason)
+            raise PolicyNotEnforcedError(
+                f"cannot move pages to {target}: {reason}", policy=target, errno=-rc, reason=reason
+            )
         warnings.warn(f"cannot move pages to {target}: {reason}", NumaWarning, stacklevel=3)
         return
     wanted = np.resize(per_page, npages)

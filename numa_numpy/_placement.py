@@ -15,12 +15,11 @@ from ._policy import Policy, policy_from_kernel
 from ._topology import format_list, mask_bits
 from .errors import NumaError, describe_errno
 
-__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy"]
+__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy", "get_handler_name"]
 
-try:  # NumPy 2 keeps it in numpy._core; NumPy 1 in numpy.core
-    from numpy._core.multiarray import get_handler_name as _get_handler_name
-except ImportError:  # pragma: no cover - NumPy 1.x
-    from numpy.core.multiarray import get_handler_name as _get_handler_name
+# NumPy 2 keeps it in numpy._core; NumPy 1 in numpy.core
+_multiarray: Any = getattr(np, "_core", None) or np.core
+get_handler_name: Any = _multiarray.multiarray.get_handler_name
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Placement:
     @property
     def pages(self) -> dict[int, int]:
         nodes, counts = np.unique(self.node_of_page[self.node_of_page >= 0], return_counts=True)
-        return {int(n): int(c) for n, c in zip(nodes, counts)}
+        return {int(n): int(c) for n, c in zip(nodes, counts, strict=True)}
 
     @property
     def bytes_per_node(self) -> dict[int, int]:
@@ -85,20 +84,26 @@ class Placement:
 
     def __str__(self) -> str:
         spread = ", ".join(f"N{n}={c}" for n, c in sorted(self.pages.items())) or "none"
-        text = (f"{self.total_pages} pages of {self.page_size} B: {spread}; "
-                f"not present {self.not_present}; policy {self.policy}")
+        text = (
+            f"{self.total_pages} pages of {self.page_size} B: {spread}; "
+            f"not present {self.not_present}; policy {self.policy}"
+        )
         if self.requested is not None:
             text += f"; requested {self.requested}, enforcement {self.enforcement}"
         return text
 
     def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{n}</td><td>{c}</td><td>{c * self.page_size >> 10}</td></tr>"
-                       for n, c in sorted(self.pages.items()))
-        return (f"<table><caption>policy {self.policy}"
-                f"{'' if self.requested is None else f' (requested {self.requested})'}"
-                f"</caption><thead><tr><th>node</th><th>pages</th><th>KiB</th></tr></thead>"
-                f"<tbody>{rows}<tr><td>not present</td><td>{self.not_present}</td><td></td></tr>"
-                "</tbody></table>")
+        rows = "".join(
+            f"<tr><td>{n}</td><td>{c}</td><td>{c * self.page_size >> 10}</td></tr>"
+            for n, c in sorted(self.pages.items())
+        )
+        return (
+            f"<table><caption>policy {self.policy}"
+            f"{'' if self.requested is None else f' (requested {self.requested})'}"
+            f"</caption><thead><tr><th>node</th><th>pages</th><th>KiB</th></tr></thead>"
+            f"<tbody>{rows}<tr><td>not present</td><td>{self.not_present}</td><td></td></tr>"
+            "</tbody></table>"
+        )
 
 
 def span_of(a: np.ndarray) -> tuple[int, int]:
@@ -107,7 +112,7 @@ def span_of(a: np.ndarray) -> tuple[int, int]:
         return a.__array_interface__["data"][0], 0
     start = a.__array_interface__["data"][0]
     low = high = 0
-    for extent, stride in zip(a.shape, a.strides):
+    for extent, stride in zip(a.shape, a.strides, strict=True):
         reach = (extent - 1) * stride
         low += min(reach, 0)
         high += max(reach, 0)
@@ -128,11 +133,14 @@ def range_policy(address: int) -> Policy:
     """The policy the kernel holds for the page at `address`."""
     mode = ffi.new("int *")
     words = ffi.new("unsigned long[]", mask_bits() // 64)
-    rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, ffi.cast("void *", address),
-                              lib.NN_MPOL_F_ADDR)
+    rc = lib.nn_get_mempolicy(
+        mode, words, mask_bits() + 1, ffi.cast("void *", address), lib.NN_MPOL_F_ADDR
+    )
     if rc < 0:
-        raise NumaError(f"cannot read the policy at {address:#x}: "
-                        f"{describe_errno(-rc, 'get_mempolicy')}", errno=-rc)
+        raise NumaError(
+            f"cannot read the policy at {address:#x}: {describe_errno(-rc, 'get_mempolicy')}",
+            errno=-rc,
+        )
     nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
     return policy_from_kernel(int(mode[0]), nodes)
 
@@ -143,7 +151,7 @@ MIGRATED_TO: dict[int, Policy] = {}
 
 def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
     owner = owner_of(a)
-    if owner is None or _get_handler_name(owner) != HANDLER_NAME:
+    if owner is None or get_handler_name(owner) != HANDLER_NAME:
         return None, None
     status = ffi.new("int *")
     arena = lib.nn_block_owner(ffi.cast("void *", owner.ctypes.data), ffi.NULL, status)
@@ -156,8 +164,11 @@ def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
         return target, Enforcement(enforcement.level, f"migrated from {handler.policy}")
     if status[0] & lib.NN_MAP_POLICY_FALLBACK and enforcement.level is not EnforcementLevel.NONE:
         err = handler.last_errno()
-        enforcement = Enforcement(EnforcementLevel.NONE, "the kernel refused this block's "
-                                  f"policy: {describe_errno(err, 'mbind') if err else '?'}")
+        enforcement = Enforcement(
+            EnforcementLevel.NONE,
+            "the kernel refused this block's "
+            f"policy: {describe_errno(err, 'mbind') if err else '?'}",
+        )
     return handler.policy, enforcement
 
 
@@ -168,11 +179,11 @@ def pages_of(address: int, nbytes: int) -> tuple[int, np.ndarray]:
     npages = (address + nbytes - first + page - 1) // page if nbytes else 0
     status = np.empty(npages, dtype=np.intc)
     if npages:
-        rc = lib.nn_query_pages(ffi.cast("void *", first), npages, page,
-                                ffi.cast("int *", status.ctypes.data))
+        rc = lib.nn_query_pages(
+            ffi.cast("void *", first), npages, page, ffi.cast("int *", status.ctypes.data)
+        )
         if rc < 0:
-            raise NumaError(f"cannot query pages: {describe_errno(-rc, 'move_pages')}",
-                            errno=-rc)
+            raise NumaError(f"cannot query pages: {describe_errno(-rc, 'move_pages')}", errno=-rc)
     return first, status
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import enum
 import operator
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Union
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
 
 from ._lib import lib
-from ._topology import Topology, format_list, kernel_version, mask_bits, parse_list, topology
+from ._topology import Topology, format_list, mask_bits, parse_list, topology
 from .errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "Prefault",
     "NodesLike",
     "PolicyLike",
+    "HugePagesLike",
+    "PrefaultLike",
     "as_policy",
     "parse_nodes",
 ]
@@ -69,7 +72,7 @@ def _node_id(value: Any) -> int:
     return node
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Policy:
     """Base of the policy values. Subclasses fix the kernel mode."""
 
@@ -79,15 +82,32 @@ class Policy:
     takes_nodes: ClassVar[bool] = True
     allows_balancing: ClassVar[bool] = False
 
-    nodes: tuple[int, ...] | None = None
-    static_nodes: bool = field(default=False, kw_only=True)
-    relative_nodes: bool = field(default=False, kw_only=True)
-    numa_balancing: bool = field(default=False, kw_only=True)
-    home_node: int | None = field(default=None, kw_only=True)
+    nodes: tuple[int, ...] | None
+    static_nodes: bool
+    relative_nodes: bool
+    numa_balancing: bool
+    home_node: int | None
 
-    def __post_init__(self) -> None:
-        if self.nodes is not None:
-            object.__setattr__(self, "nodes", parse_nodes(self.nodes))
+    def __init__(
+        self,
+        nodes: NodesLike | None = None,
+        *,
+        static_nodes: bool = False,
+        relative_nodes: bool = False,
+        numa_balancing: bool = False,
+        home_node: int | None = None,
+    ) -> None:
+        init = object.__setattr__  # frozen: set once, here
+        init(self, "nodes", None if nodes is None else parse_nodes(nodes))
+        init(self, "static_nodes", bool(static_nodes))
+        init(self, "relative_nodes", bool(relative_nodes))
+        init(self, "numa_balancing", bool(numa_balancing))
+        init(self, "home_node", None if home_node is None else _node_id(home_node))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.nodes is not None and not self.takes_nodes:
+            raise InvalidPolicyError(f"{self.name} takes no nodes")
         if self.static_nodes and self.relative_nodes:
             raise InvalidPolicyError(
                 f"{self.name}: static_nodes and relative_nodes exclude each other"
@@ -98,12 +118,8 @@ class Policy:
             raise InvalidPolicyError(
                 f"{self.name}: numa_balancing is only for Bind and PreferredMany"
             )
-        if self.home_node is not None:
-            if not self.allows_balancing:
-                raise InvalidPolicyError(
-                    f"{self.name}: home_node is only for Bind and PreferredMany"
-                )
-            object.__setattr__(self, "home_node", _node_id(self.home_node))
+        if self.home_node is not None and not self.allows_balancing:
+            raise InvalidPolicyError(f"{self.name}: home_node is only for Bind and PreferredMany")
 
     # --- what the kernel is given -------------------------------------------------
 
@@ -131,7 +147,8 @@ class Policy:
             raise NumaUnavailableError(
                 f"{self} needs Linux {needed[0]}.{needed[1]} or newer; "
                 f"this kernel is {topo.kernel[0]}.{topo.kernel[1]}",
-                policy=self, needed=needed,
+                policy=self,
+                needed=needed,
             )
 
     def check_nodes(self, topo: Topology) -> None:
@@ -147,7 +164,8 @@ class Policy:
                 f"node{'s' if len(missing) > 1 else ''} {format_list(missing)} "
                 f"do{'es' if len(missing) == 1 else ''} not exist; "
                 f"nodes on this machine: {format_list(topo.node_ids)}",
-                nodes=tuple(missing), available=topo.node_ids,
+                nodes=tuple(missing),
+                available=topo.node_ids,
             )
 
     def nodemask(self, topo: Topology) -> list[int]:
@@ -158,7 +176,8 @@ class Policy:
                 raise InvalidNodeError(
                     f"node {node} is beyond the kernel's node ids "
                     f"(possible: {format_list(topo.possible)})",
-                    nodes=(node,), available=topo.node_ids,
+                    nodes=(node,),
+                    available=topo.node_ids,
                 )
             words[node // 64] |= 1 << (node % 64)
         return words
@@ -166,8 +185,12 @@ class Policy:
     def kernel_args(self, topo: Topology) -> tuple[int, list[int], int, int]:
         """(mode with flags, mask words, maxnode, home node or -1) for the kernel."""
         words = self.nodemask(topo) if self.takes_nodes else []
-        return (self.kernel_mode(), words, mask_bits() + 1 if words else 0,
-                -1 if self.home_node is None else self.home_node)
+        return (
+            self.kernel_mode(),
+            words,
+            mask_bits() + 1 if words else 0,
+            -1 if self.home_node is None else self.home_node,
+        )
 
     def allowed_nodes(self, topo: Topology) -> frozenset[int] | None:
         """Nodes every page must be on under this policy, or None when pages may
@@ -178,8 +201,11 @@ class Policy:
 
     def __repr__(self) -> str:
         args = [] if self.nodes is None else [format_list(self.nodes).join("''")]
-        args += [f"{flag}=True" for flag in ("static_nodes", "relative_nodes", "numa_balancing")
-                 if getattr(self, flag)]
+        args += [
+            f"{flag}=True"
+            for flag in ("static_nodes", "relative_nodes", "numa_balancing")
+            if getattr(self, flag)
+        ]
         if self.home_node is not None:
             args.append(f"home_node={self.home_node}")
         return f"{type(self).__name__}({', '.join(args)})"
@@ -196,7 +222,7 @@ class Policy:
         return text
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Default(Policy):
     """The thread's policy (set_mempolicy / numactl), else the kernel's default."""
 
@@ -205,7 +231,7 @@ class Default(Policy):
     takes_nodes: ClassVar[bool] = False
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Local(Policy):
     """Pages on the node of the CPU that first touches them."""
 
@@ -220,7 +246,7 @@ def _required(cls_name: str, nodes: Any) -> None:
         raise InvalidPolicyError(f"{cls_name} needs nodes")
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Bind(Policy):
     """Pages only on these nodes; allocation fails rather than spilling."""
 
@@ -228,21 +254,21 @@ class Bind(Policy):
     name: ClassVar[str] = "bind"
     allows_balancing: ClassVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _required("Bind", self.nodes)
-        super().__post_init__()
+        super()._validate()
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Preferred(Policy):
     """Pages on this node while it has room, then on the nearest others."""
 
     mode: ClassVar[int] = lib.NN_MPOL_PREFERRED
     name: ClassVar[str] = "preferred"
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _required("Preferred", self.nodes)
-        super().__post_init__()
+        super()._validate()
         if self.nodes is not None and len(self.nodes) != 1:
             raise InvalidPolicyError(
                 f"Preferred takes one node, not {format_list(self.nodes)}; "
@@ -255,7 +281,7 @@ class Preferred(Policy):
         return self.nodes[0]
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class PreferredMany(Policy):
     """Pages on any of these nodes while they have room (Linux 5.15)."""
 
@@ -264,12 +290,12 @@ class PreferredMany(Policy):
     min_kernel: ClassVar[tuple[int, int]] = (5, 15)
     allows_balancing: ClassVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def _validate(self) -> None:
         _required("PreferredMany", self.nodes)
-        super().__post_init__()
+        super()._validate()
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class Interleave(Policy):
     """Pages round-robin over these nodes (None: every usable node with memory)."""
 
@@ -280,7 +306,7 @@ class Interleave(Policy):
         return self.nodes if self.nodes is not None else topo.usable_nodes
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, init=False)
 class WeightedInterleave(Interleave):
     """Interleave in proportion to the weights in
     /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (Linux 6.9)."""
@@ -294,14 +320,22 @@ _BY_NAME: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
 }
-_BY_NAME.update({"membind": Bind, "preferred_many": PreferredMany,
-                 "weighted_interleave": WeightedInterleave, "weighted": WeightedInterleave})
+_BY_NAME.update(
+    {
+        "membind": Bind,
+        "preferred_many": PreferredMany,
+        "weighted_interleave": WeightedInterleave,
+        "weighted": WeightedInterleave,
+    }
+)
 _BY_MODE: dict[int, type[Policy]] = {
     cls.mode: cls
     for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
 }
 
 PolicyLike = Union[Policy, str]
+HugePagesLike = Union["HugePages", str, bool, None]
+PrefaultLike = Union["Prefault", str, bool, None]
 
 
 def as_policy(value: PolicyLike) -> Policy:
@@ -350,7 +384,7 @@ class HugePages(enum.Enum):
     EXPLICIT_1GB = "1gb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_1GB)
 
     @classmethod
-    def coerce(cls, value: "HugePages | str | bool | None") -> "HugePages":
+    def coerce(cls, value: HugePages | str | bool | None) -> HugePages:
         if isinstance(value, cls):
             return value
         if value is None or value is False:
@@ -366,11 +400,15 @@ class HugePages(enum.Enum):
 
     @property
     def c_value(self) -> int:
-        return {
-            "auto": lib.NN_HUGE_AUTO, "none": lib.NN_HUGE_NONE,
-            "transparent": lib.NN_HUGE_TRANSPARENT, "2mb": lib.NN_HUGE_EXPLICIT_2MB,
-            "1gb": lib.NN_HUGE_EXPLICIT_1GB,
-        }[self.value]
+        return int(
+            {
+                "auto": lib.NN_HUGE_AUTO,
+                "none": lib.NN_HUGE_NONE,
+                "transparent": lib.NN_HUGE_TRANSPARENT,
+                "2mb": lib.NN_HUGE_EXPLICIT_2MB,
+                "1gb": lib.NN_HUGE_EXPLICIT_1GB,
+            }[self.value]
+        )
 
 
 class Prefault(enum.Enum):
@@ -381,7 +419,7 @@ class Prefault(enum.Enum):
     PARALLEL = "parallel"  # threads pinned to CPUs of the policy's nodes
 
     @classmethod
-    def coerce(cls, value: "Prefault | str | bool | None") -> "Prefault":
+    def coerce(cls, value: Prefault | str | bool | None) -> Prefault:
         if isinstance(value, cls):
             return value
         if value is None or value is False:
@@ -397,8 +435,13 @@ class Prefault(enum.Enum):
 
     @property
     def c_value(self) -> int:
-        return {"none": lib.NN_PREFAULT_NONE, "touch": lib.NN_PREFAULT_TOUCH,
-                "parallel": lib.NN_PREFAULT_PARALLEL}[self.value]
+        return int(
+            {
+                "none": lib.NN_PREFAULT_NONE,
+                "touch": lib.NN_PREFAULT_TOUCH,
+                "parallel": lib.NN_PREFAULT_PARALLEL,
+            }[self.value]
+        )
 
 
 def validate(policy: Policy, topo: Topology | None = None) -> Topology:

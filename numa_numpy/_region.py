@@ -8,11 +8,23 @@ from typing import Any
 
 import numpy as np
 
-from ._binding import bind_range, refuse_or_warn
-from ._handler import AllocationOptions, Enforcement, EnforcementLevel, huge_page_shortfall
+from ._binding import bind_range
+from ._handler import AllocationOptions, Enforcement, huge_page_shortfall
 from ._lib import lib
 from ._placement import Placement, placement
-from ._policy import Bind, HugePages, Local, NodesLike, Policy, PolicyLike, Prefault, as_policy, validate
+from ._policy import (
+    Bind,
+    HugePages,
+    HugePagesLike,
+    Local,
+    NodesLike,
+    Policy,
+    PolicyLike,
+    Prefault,
+    PrefaultLike,
+    as_policy,
+    validate,
+)
 from .errors import InvalidPolicyError, NumaAllocationError, PolicyNotEnforcedError
 
 __all__ = ["NumaRegion"]
@@ -45,24 +57,30 @@ class NumaRegion(mmap.mmap):
     policy and the huge-page request were met.
     """
 
-    size: int
+    requested_bytes: int
     policy: Policy
     huge_pages: HugePages
     enforcement: Enforcement
     _address: int
 
-    def __new__(cls, size: int, policy: PolicyLike | None = None, *,
-                node: NodesLike | None = None,
-                huge_pages: HugePages | str | bool = HugePages.AUTO,
-                prefault: Prefault | str | bool = Prefault.NONE,
-                strict: bool = False) -> "NumaRegion":
+    def __new__(
+        cls,
+        size: int,
+        policy: PolicyLike | None = None,
+        *,
+        node: NodesLike | None = None,
+        huge_pages: HugePagesLike = HugePages.AUTO,
+        prefault: PrefaultLike = Prefault.NONE,
+        strict: bool = False,
+    ) -> NumaRegion:
         if node is not None and policy is not None:
             raise TypeError("pass node= or policy=, not both")
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise InvalidPolicyError(f"a region's size must be a positive int, not {size!r}")
         chosen = Bind(node) if node is not None else as_policy(policy or Local())
-        options = AllocationOptions(chosen, bool(strict), HugePages.coerce(huge_pages),
-                                    Prefault.coerce(prefault))
+        options = AllocationOptions(
+            chosen, bool(strict), HugePages.coerce(huge_pages), Prefault.coerce(prefault)
+        )
         topo = validate(chosen)
         huge = options.huge_pages
         if huge is HugePages.AUTO:
@@ -72,14 +90,19 @@ class NumaRegion(mmap.mmap):
         if huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB) and not reason:
             page = int(lib.nn_huge_page_size(huge.c_value))
             try:
-                region = super().__new__(cls, -1, _round_up(size, page),
-                                         flags=mmap.MAP_PRIVATE | lib.nn_hugetlb_flags(huge.c_value))
+                region = super().__new__(
+                    cls,
+                    -1,
+                    _round_up(size, page),
+                    flags=mmap.MAP_PRIVATE | lib.nn_hugetlb_flags(huge.c_value),
+                )
             except OSError as exc:
                 reason = f"no {huge.value} huge pages could be mapped ({exc.strerror})"
         if region is None and huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB):
             if options.strict:
-                raise PolicyNotEnforcedError(f"strict {chosen}: {reason}", policy=chosen,
-                                             errno=0, reason=reason)
+                raise PolicyNotEnforcedError(
+                    f"strict {chosen}: {reason}", policy=chosen, errno=0, reason=reason
+                )
             huge = HugePages.TRANSPARENT  # soft: normal pages, THP where possible
         if region is None:
             page = int(lib.nn_base_page_size())
@@ -88,17 +111,19 @@ class NumaRegion(mmap.mmap):
             try:
                 region = super().__new__(cls, -1, length, flags=mmap.MAP_PRIVATE)
             except OSError as exc:
-                raise NumaAllocationError(f"cannot map {size} bytes: {exc}", size=size,
-                                          policy=chosen, errno=exc.errno) from None
+                raise NumaAllocationError(
+                    f"cannot map {size} bytes: {exc}", size=size, policy=chosen, errno=exc.errno
+                ) from None
             if huge is HugePages.TRANSPARENT:
                 region.madvise(mmap.MADV_HUGEPAGE)
-        region.size = size
+        region.requested_bytes = size
         region.policy = chosen
         region.huge_pages = huge
         region._address = buffer_address(region)
         try:
-            enforcement = bind_range(region._address, len(region), page, options,
-                                     extra_reason=reason if reason else "")
+            enforcement = bind_range(
+                region._address, len(region), page, options, extra_reason=reason if reason else ""
+            )
         except BaseException:
             region.close()
             raise
@@ -110,7 +135,7 @@ class NumaRegion(mmap.mmap):
 
     @property
     def nbytes(self) -> int:
-        """Bytes mapped: the size asked for, rounded up to the page size."""
+        """Bytes mapped: requested_bytes rounded up to the page size."""
         return len(self)
 
     @property
@@ -119,8 +144,9 @@ class NumaRegion(mmap.mmap):
             raise ValueError("the region is closed")
         return self._address
 
-    def as_array(self, shape: Any, dtype: Any = np.uint8, order: str = "C",
-                 offset: int = 0) -> np.ndarray:
+    def as_array(
+        self, shape: Any, dtype: Any = np.uint8, order: str = "C", offset: int = 0
+    ) -> np.ndarray:
         """A zero-copy ndarray over the region; it keeps the region alive and
         close() refuses while it exists."""
         dtype = np.dtype(dtype)
@@ -136,11 +162,15 @@ class NumaRegion(mmap.mmap):
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self)} bytes at {self._address:#x}"
-        return f"<NumaRegion {self.policy} {state} huge_pages={self.huge_pages.value} " \
-               f"enforcement={self.enforcement}>"
+        return (
+            f"<NumaRegion {self.policy} {state} huge_pages={self.huge_pages.value} "
+            f"enforcement={self.enforcement}>"
+        )
 
     def _repr_html_(self) -> str:
-        return (f"<table><tr><th>policy</th><td>{self.policy}</td></tr>"
-                f"<tr><th>bytes</th><td>{len(self) if not self.closed else 'closed'}</td></tr>"
-                f"<tr><th>huge pages</th><td>{self.huge_pages.value}</td></tr>"
-                f"<tr><th>enforcement</th><td>{self.enforcement}</td></tr></table>")
+        return (
+            f"<table><tr><th>policy</th><td>{self.policy}</td></tr>"
+            f"<tr><th>bytes</th><td>{len(self) if not self.closed else 'closed'}</td></tr>"
+            f"<tr><th>huge pages</th><td>{self.huge_pages.value}</td></tr>"
+            f"<tr><th>enforcement</th><td>{self.enforcement}</td></tr></table>"
+        )

@@ -10,12 +10,24 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from . import _handler
 from ._handler import AllocationOptions, Handler, handler_for
 from ._lib import ffi, lib
-from ._policy import Bind, HugePages, Interleave, NodesLike, Policy, PolicyLike, Prefault, as_policy
+from ._policy import (
+    Bind,
+    HugePages,
+    HugePagesLike,
+    Interleave,
+    NodesLike,
+    Policy,
+    PolicyLike,
+    Prefault,
+    PrefaultLike,
+    as_policy,
+)
 from ._thread import thread_policy
 from .errors import NumaError
 
@@ -36,12 +48,19 @@ class PolicyScope:
 
     __slots__ = ("options", "thread", "_handler", "_generation")
 
-    def __init__(self, policy: PolicyLike, *, strict: bool = False,
-                 huge_pages: HugePages | str | bool = HugePages.AUTO,
-                 prefault: Prefault | str | bool = Prefault.NONE,
-                 thread: bool = False) -> None:
+    def __init__(
+        self,
+        policy: PolicyLike,
+        *,
+        strict: bool = False,
+        huge_pages: HugePagesLike = HugePages.AUTO,
+        prefault: PrefaultLike = Prefault.NONE,
+        thread: bool = False,
+    ) -> None:
         self.options = AllocationOptions(
-            as_policy(policy), bool(strict), HugePages.coerce(huge_pages),
+            as_policy(policy),
+            bool(strict),
+            HugePages.coerce(huge_pages),
             Prefault.coerce(prefault),
         )
         # thread=True: also the OS thread's task policy (set_mempolicy), so that
@@ -62,7 +81,7 @@ class PolicyScope:
             self._handler = handler_for(self.options)
         return self._handler
 
-    def __enter__(self) -> "PolicyScope":
+    def __enter__(self) -> PolicyScope:
         handler = self.handler
         if self.thread is not None:
             self.thread.__enter__()
@@ -83,16 +102,19 @@ class PolicyScope:
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
+
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 with self:
                     return await func(*args, **kwargs)
+
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(func)
         def run(*args: Any, **kwargs: Any) -> Any:
             with self:
                 return func(*args, **kwargs)
+
         return run  # type: ignore[return-value]
 
     def initializer(self) -> None:
@@ -102,34 +124,53 @@ class PolicyScope:
 
     def __repr__(self) -> str:
         o = self.options
-        return (f"<numa_numpy scope {o.policy} strict={o.strict} "
-                f"huge_pages={o.huge_pages.value} prefault={o.prefault.value}>")
+        return (
+            f"<numa_numpy scope {o.policy} strict={o.strict} "
+            f"huge_pages={o.huge_pages.value} prefault={o.prefault.value}>"
+        )
 
 
-def policy(policy: PolicyLike, *, strict: bool = False,
-           huge_pages: HugePages | str | bool = HugePages.AUTO,
-           prefault: Prefault | str | bool = Prefault.NONE, thread: bool = False) -> PolicyScope:
+def policy(
+    policy: PolicyLike,
+    *,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+    thread: bool = False,
+) -> PolicyScope:
     """A scope in which NumPy allocates under `policy` (a Policy or "bind:1");
     thread=True also sets the thread's own policy for non-NumPy allocations."""
-    return PolicyScope(policy, strict=strict, huge_pages=huge_pages, prefault=prefault,
-                       thread=thread)
+    return PolicyScope(
+        policy, strict=strict, huge_pages=huge_pages, prefault=prefault, thread=thread
+    )
 
 
-def on_node(node: NodesLike, *, strict: bool = False,
-            huge_pages: HugePages | str | bool = HugePages.AUTO,
-            prefault: Prefault | str | bool = Prefault.NONE, thread: bool = False) -> PolicyScope:
+def on_node(
+    node: NodesLike,
+    *,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+    thread: bool = False,
+) -> PolicyScope:
     """A scope in which NumPy allocates on `node` (Bind)."""
-    return PolicyScope(Bind(node), strict=strict, huge_pages=huge_pages, prefault=prefault,
-                       thread=thread)
+    return PolicyScope(
+        Bind(node), strict=strict, huge_pages=huge_pages, prefault=prefault, thread=thread
+    )
 
 
-def interleaved(nodes: NodesLike | None = None, *, strict: bool = False,
-                huge_pages: HugePages | str | bool = HugePages.AUTO,
-                prefault: Prefault | str | bool = Prefault.NONE,
-                thread: bool = False) -> PolicyScope:
+def interleaved(
+    nodes: NodesLike | None = None,
+    *,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+    thread: bool = False,
+) -> PolicyScope:
     """A scope in which NumPy interleaves pages over `nodes` (None: all with memory)."""
-    return PolicyScope(Interleave(nodes), strict=strict, huge_pages=huge_pages,
-                       prefault=prefault, thread=thread)
+    return PolicyScope(
+        Interleave(nodes), strict=strict, huge_pages=huge_pages, prefault=prefault, thread=thread
+    )
 
 
 def current_policy() -> Policy | None:
@@ -151,4 +192,5 @@ def propagate(func: F) -> F:
     @functools.wraps(func)
     def run(*args: Any, **kwargs: Any) -> Any:
         return context.copy().run(func, *args, **kwargs)
+
     return run  # type: ignore[return-value]

@@ -21,10 +21,19 @@ from typing import Any
 import numpy as np
 
 from ._binding import bind_range
-from ._handler import AllocationOptions
-from ._policy import Bind, HugePages, Local, NodesLike, PolicyLike, Prefault, as_policy
+from ._handler import AllocationOptions, Enforcement
+from ._policy import (
+    Bind,
+    HugePages,
+    Local,
+    NodesLike,
+    PolicyLike,
+    Prefault,
+    PrefaultLike,
+    as_policy,
+)
 from ._region import buffer_address
-from .errors import InvalidPolicyError, NumaAllocationError, NumaError
+from .errors import InvalidPolicyError, NumaError
 
 __all__ = ["SharedArray", "shared_empty", "shared_zeros", "attach_shared"]
 
@@ -39,6 +48,7 @@ class _Segment(mmap.mmap):
     """The shared mapping; arrays over it keep it alive through their base."""
 
     name: str
+    enforcement: Enforcement
 
 
 class SharedArray(np.ndarray):
@@ -58,8 +68,9 @@ class SharedArray(np.ndarray):
             raise NumaError(f"only the process that created {name!r} unlinks it")
         _unlink(name)
 
-    def __array_wrap__(self, array: np.ndarray, context: Any = None,
-                       return_scalar: bool = False) -> Any:
+    def __array_wrap__(
+        self, array: np.ndarray, context: Any = None, return_scalar: bool = False
+    ) -> Any:
         if _segment_of(array) is None:
             array = array.view(np.ndarray)
         return array[()] if return_scalar else array
@@ -69,8 +80,16 @@ class SharedArray(np.ndarray):
         if segment is None:
             return self.view(np.ndarray).__reduce__()
         offset = self.__array_interface__["data"][0] - buffer_address(segment)
-        return (_attach_view, (segment.name, offset, self.shape, self.strides,
-                               np.lib.format.dtype_to_descr(self.dtype)))
+        return (
+            _attach_view,
+            (
+                segment.name,
+                offset,
+                self.shape,
+                self.strides,
+                np.lib.format.dtype_to_descr(self.dtype),
+            ),
+        )
 
 
 def _segment_of(a: Any) -> _Segment | None:
@@ -121,25 +140,39 @@ def _open(name: str, size: int | None) -> _Segment:
 def _descr(descr: Any) -> Any:
     """JSON turns a structured dtype's descr tuples into lists; NumPy wants tuples."""
     if isinstance(descr, list):
-        return [tuple(_descr(x) for x in field) if isinstance(field, list) else field
-                for field in descr]
+        return [
+            tuple(_descr(x) for x in field) if isinstance(field, list) else field for field in descr
+        ]
     return descr
 
 
-def _attach_view(name: str, offset: int, shape: tuple[int, ...], strides: tuple[int, ...],
-                 descr: Any) -> SharedArray:
+def _attach_view(
+    name: str, offset: int, shape: tuple[int, ...], strides: tuple[int, ...], descr: Any
+) -> SharedArray:
     """Rebuild a pickled SharedArray (or a view of one) in this process."""
     segment = _open(name, None)
     # frombuffer holds a buffer export, so the segment stays mapped under the view
     flat = np.frombuffer(segment, np.uint8)
-    return np.ndarray(shape, np.lib.format.descr_to_dtype(_descr(descr)), buffer=flat,
-                      offset=offset, strides=strides).view(SharedArray)
+    return np.ndarray(
+        shape,
+        np.lib.format.descr_to_dtype(_descr(descr)),
+        buffer=flat,
+        offset=offset,
+        strides=strides,
+    ).view(SharedArray)
 
 
-def shared_empty(shape: Any, dtype: Any = float, order: str = "C", *, name: str | None = None,
-                 node: NodesLike | None = None, policy: PolicyLike | None = None,
-                 strict: bool = False, prefault: Prefault | str | bool = Prefault.NONE
-                 ) -> SharedArray:
+def shared_empty(
+    shape: Any,
+    dtype: Any = float,
+    order: str = "C",
+    *,
+    name: str | None = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> SharedArray:
     """A new shared array under a policy; other processes attach by `name`
     (default: a fresh unique name, see `.shared_name`)."""
     if node is not None and policy is not None:
@@ -157,27 +190,40 @@ def shared_empty(shape: Any, dtype: Any = float, order: str = "C", *, name: str 
     _created[name] = os.getpid()
     weakref.finalize(segment, _unlink, name)
     try:
-        meta = {"magic": MAGIC, "shape": shape, "order": order, "policy": str(chosen),
-                "descr": np.lib.format.dtype_to_descr(dtype)}
+        meta = {
+            "magic": MAGIC,
+            "shape": shape,
+            "order": order,
+            "policy": str(chosen),
+            "descr": np.lib.format.dtype_to_descr(dtype),
+        }
         blob = json.dumps(meta).encode()
         segment[: len(blob)] = blob
-        options = AllocationOptions(chosen, bool(strict), HugePages.NONE,
-                                    Prefault.coerce(prefault))
-        segment.enforcement = bind_range(buffer_address(segment) + HEADER, size - HEADER, page,
-                                         options)
+        options = AllocationOptions(chosen, bool(strict), HugePages.NONE, Prefault.coerce(prefault))
+        segment.enforcement = bind_range(
+            buffer_address(segment) + HEADER, size - HEADER, page, options
+        )
     except BaseException:
         _unlink(name)
         raise
     return _array(segment, meta)
 
 
-def shared_zeros(shape: Any, dtype: Any = float, order: str = "C", *, name: str | None = None,
-                 node: NodesLike | None = None, policy: PolicyLike | None = None,
-                 strict: bool = False, prefault: Prefault | str | bool = Prefault.NONE
-                 ) -> SharedArray:
+def shared_zeros(
+    shape: Any,
+    dtype: Any = float,
+    order: str = "C",
+    *,
+    name: str | None = None,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    prefault: PrefaultLike = Prefault.NONE,
+) -> SharedArray:
     """shared_empty: new shared memory is already zero."""
-    return shared_empty(shape, dtype, order, name=name, node=node, policy=policy,
-                        strict=strict, prefault=prefault)
+    return shared_empty(
+        shape, dtype, order, name=name, node=node, policy=policy, strict=strict, prefault=prefault
+    )
 
 
 def _array(segment: _Segment, meta: dict[str, Any]) -> SharedArray:

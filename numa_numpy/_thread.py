@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any, Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from ._binding import binding_struct
 from ._lib import ffi, lib
-from ._policy import Bind, Policy, PolicyLike, as_policy, parse_nodes, policy_from_kernel, validate
+from ._policy import Policy, PolicyLike, as_policy, parse_nodes, policy_from_kernel, validate
 from ._topology import format_list, mask_bits, topology
 from .errors import InvalidNodeError, NumaError, PolicyNotEnforcedError, describe_errno
 
@@ -40,6 +41,7 @@ class _ThreadScope:
         def run(*args: Any, **kwargs: Any) -> Any:
             with self:
                 return func(*args, **kwargs)
+
         return run  # type: ignore[return-value]
 
     def __enter__(self) -> Any:  # pragma: no cover - abstract
@@ -63,18 +65,22 @@ class pinned(_ThreadScope):
             if not chosen:
                 raise InvalidNodeError(
                     f"node {node_id} has no CPUs; nodes with CPUs: {format_list(topo.cpu_nodes)}",
-                    nodes=(node_id,), available=topo.cpu_nodes)
+                    nodes=(node_id,),
+                    available=topo.cpu_nodes,
+                )
         else:
             chosen = {int(c) for c in cpus}  # type: ignore[union-attr]
         usable = chosen & set(topo.allowed_cpus)
         if not usable:
             raise InvalidNodeError(
                 f"none of CPUs {format_list(chosen)} is allowed for this process "
-                f"(cpuset: {format_list(topo.allowed_cpus)})", nodes=(node,),
-                available=topo.node_ids)
+                f"(cpuset: {format_list(topo.allowed_cpus)})",
+                nodes=(node,),
+                available=topo.node_ids,
+            )
         self.cpus = frozenset(usable)
 
-    def __enter__(self) -> "pinned":
+    def __enter__(self) -> pinned:
         self._push(os.sched_getaffinity(0))
         os.sched_setaffinity(0, self.cpus)
         return self
@@ -89,8 +95,9 @@ def get_thread_policy() -> Policy:
     words = ffi.new("unsigned long[]", mask_bits() // 64)
     rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, ffi.NULL, 0)
     if rc < 0:
-        raise NumaError(f"cannot read the thread policy: {describe_errno(-rc, 'get_mempolicy')}",
-                        errno=-rc)
+        raise NumaError(
+            f"cannot read the thread policy: {describe_errno(-rc, 'get_mempolicy')}", errno=-rc
+        )
     nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
     return policy_from_kernel(int(mode[0]), nodes)
 
@@ -110,14 +117,18 @@ class thread_policy(_ThreadScope):
         if self.policy.home_node is not None:
             raise TypeError("home_node applies to ranges (scopes, regions), not threads")
 
-    def __enter__(self) -> "thread_policy":
+    def __enter__(self) -> thread_policy:
         validate(self.policy)
         previous = get_thread_policy()
         rc = _set_thread_policy(self.policy)
         if rc < 0:
             reason = describe_errno(-rc, "set_mempolicy")
-            raise PolicyNotEnforcedError(f"the kernel refused {self.policy} for this thread: "
-                                         f"{reason}", policy=self.policy, errno=-rc, reason=reason)
+            raise PolicyNotEnforcedError(
+                f"the kernel refused {self.policy} for this thread: {reason}",
+                policy=self.policy,
+                errno=-rc,
+                reason=reason,
+            )
         self._push(previous)
         return self
 

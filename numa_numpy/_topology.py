@@ -156,7 +156,8 @@ class Topology:
 
         raise InvalidNodeError(
             f"node {node_id} does not exist; nodes: {format_list(self.node_ids)}",
-            nodes=(node_id,), available=self.node_ids,
+            nodes=(node_id,),
+            available=self.node_ids,
         )
 
     def distance(self, a: int, b: int) -> int:
@@ -223,7 +224,8 @@ def topology() -> Topology:
         node = _node_from_sysfs(node_id)
         row = (_read(NODE_ROOT / f"node{node_id}" / "distance") or "").split()
         node.distances.update(
-            {other: int(d) for other, d in zip(ids, row)} if len(row) == len(ids)
+            {other: int(d) for other, d in zip(ids, row, strict=True)}
+            if len(row) == len(ids)
             else {other: 10 if other == node_id else 20 for other in ids}
         )
         nodes.append(node)

@@ -73,8 +73,16 @@ class NumaWarning(RuntimeWarning):
     """A policy was not enforced and numa_numpy fell back (soft mode)."""
 
 
-for _cls in (NumaError, InvalidNodeError, InvalidPolicyError, NumaAllocationError,
-             NumaUnavailableError, PolicyNotEnforcedError, MigrationError, NumaWarning):
+for _cls in (
+    NumaError,
+    InvalidNodeError,
+    InvalidPolicyError,
+    NumaAllocationError,
+    NumaUnavailableError,
+    PolicyNotEnforcedError,
+    MigrationError,
+    NumaWarning,
+):
     _cls.__module__ = "numa_numpy"
 
 

@@ -28,7 +28,7 @@ def reserved_2mb_pages():
 
 def test_region_is_a_bound_buffer():
     region = nn.NumaRegion(1 << 20, "bind:0", prefault="touch", strict=True)
-    assert region.nbytes == len(region) == 1 << 20 and region.size == 1 << 20
+    assert region.nbytes == len(region) == 1 << 20 and region.requested_bytes == 1 << 20
     assert region.policy == nn.Bind(0)
     assert region.enforcement.level is nn.EnforcementLevel.STRICT
     where = region.placement()
