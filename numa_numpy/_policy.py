@@ -378,7 +378,7 @@ class HugePages(enum.Enum):
     """Page size for large blocks and regions."""
 
     AUTO = "auto"  # like NumPy: transparent huge pages for blocks >= 4 MiB
-    NONE = "none"
+    NONE = "none"  # base pages only (MADV_NOHUGEPAGE), even where THP is "always"
     TRANSPARENT = "transparent"  # 2 MiB-aligned + MADV_HUGEPAGE
     EXPLICIT_2MB = "2mb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_2MB)
     EXPLICIT_1GB = "1gb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_1GB)

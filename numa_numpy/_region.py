@@ -116,6 +116,8 @@ class NumaRegion(mmap.mmap):
                 ) from None
             if huge is HugePages.TRANSPARENT:
                 region.madvise(mmap.MADV_HUGEPAGE)
+            elif options.huge_pages is HugePages.NONE:  # none even where THP is "always"
+                region.madvise(mmap.MADV_NOHUGEPAGE)
         region.requested_bytes = size
         region.policy = chosen
         region.huge_pages = huge

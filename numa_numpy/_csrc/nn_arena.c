@@ -214,7 +214,8 @@ static int grow_chunks(nn_arena *a)
     nn_mapping m;
     nn_prefault_plan none = {NN_PREFAULT_NONE, 0, NULL, 0};
     /* Over-map so a CHUNK_SIZE-aligned window exists, then trim. */
-    int rc = nn_map(&a->binding, 2 * CHUNK_SIZE, NN_HUGE_NONE, &none, map_options(a), &m);
+    int huge = a->huge == NN_HUGE_NONE ? NN_HUGE_NONE : NN_HUGE_SYSTEM;
+    int rc = nn_map(&a->binding, 2 * CHUNK_SIZE, huge, &none, map_options(a), &m);
     if (rc) {
         a->stats.last_error = -rc;
         return rc;
@@ -282,7 +283,7 @@ static void small_free(nn_arena *a, block *b)
 static int large_huge_mode(const nn_arena *a, size_t size)
 {
     if (a->huge == NN_HUGE_AUTO)
-        return size >= AUTO_THP_MIN ? NN_HUGE_TRANSPARENT : NN_HUGE_NONE;
+        return size >= AUTO_THP_MIN ? NN_HUGE_TRANSPARENT : NN_HUGE_SYSTEM;
     return a->huge;
 }
 

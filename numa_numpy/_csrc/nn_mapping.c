@@ -83,9 +83,11 @@ static int map_hugetlb(size_t size, int huge, nn_mapping *out)
     return 0;
 }
 
-/* Normal pages; with THP, a 2 MiB-aligned base so huge pages can back it. */
-static int map_normal(size_t size, int thp, nn_mapping *out)
+/* Normal pages; with THP, a 2 MiB-aligned base so huge pages can back it.
+ * NONE means none: with THP set to "always" the kernel would use them anyway. */
+static int map_normal(size_t size, int huge, nn_mapping *out)
 {
+    int thp = huge == NN_HUGE_TRANSPARENT;
     size_t page = nn_base_page_size();
     size_t len = round_up(size, page);
     size_t slack = thp ? THP_SIZE - page : 0;
@@ -101,13 +103,16 @@ static int map_normal(size_t size, int thp, nn_mapping *out)
         if (slack - head)
             munmap(aligned + len, slack - head);
         p = aligned;
-        /* Advice only: a kernel without THP still gives a working mapping. */
-        madvise(p, len, MADV_HUGEPAGE);
     }
+    /* Advice only: a kernel without THP still gives a working mapping. */
+    if (thp)
+        madvise(p, len, MADV_HUGEPAGE);
+    else if (huge == NN_HUGE_NONE)
+        madvise(p, len, MADV_NOHUGEPAGE);
     out->base = p;
     out->length = len;
     out->page_size = page;
-    out->huge = thp ? NN_HUGE_TRANSPARENT : NN_HUGE_NONE;
+    out->huge = huge;
     return 0;
 }
 
@@ -165,14 +170,14 @@ int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *p
         if (rc) {
             /* No reserved huge pages of that size: soft mode takes normal pages. */
             int why = -rc;
-            rc = map_normal(size, 1, out);
+            rc = map_normal(size, NN_HUGE_TRANSPARENT, out);
             if (rc)
                 return rc;
             out->status |= NN_MAP_HUGE_FALLBACK;
             out->error = why;
         }
     } else {
-        rc = map_normal(size, huge == NN_HUGE_TRANSPARENT, out);
+        rc = map_normal(size, huge, out);
         if (rc)
             return rc;
     }

@@ -15,10 +15,11 @@ typedef struct nn_binding {
     unsigned long *mask;  /* NULL when nwords == 0 */
 } nn_binding;
 
-#define NN_HUGE_NONE 0
+#define NN_HUGE_NONE 0        /* base pages only: MADV_NOHUGEPAGE */
 #define NN_HUGE_TRANSPARENT 1 /* 2 MiB-aligned base + MADV_HUGEPAGE */
 #define NN_HUGE_EXPLICIT_2MB 2 /* MAP_HUGETLB | MAP_HUGE_2MB */
 #define NN_HUGE_EXPLICIT_1GB 3 /* MAP_HUGETLB | MAP_HUGE_1GB */
+#define NN_HUGE_SYSTEM 5       /* no advice: the system's THP setting decides */
 
 #define NN_PREFAULT_NONE 0
 #define NN_PREFAULT_TOUCH 1
