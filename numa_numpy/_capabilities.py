@@ -87,7 +87,7 @@ def _probe_mbind() -> str:
     plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
     mapping = ffi.new("nn_mapping *")
     rc = lib.nn_map(
-        binding, int(lib.nn_base_page_size()), lib.NN_HUGE_NONE, plan, lib.NN_MAP_STRICT, mapping
+        binding, int(lib.nn_base_page_size()), 0, lib.NN_HUGE_NONE, plan, lib.NN_MAP_STRICT, mapping
     )
     if rc == 0:
         lib.nn_unmap(mapping)

@@ -90,6 +90,11 @@ def _scope(
     return scope
 
 
+def forget_scopes() -> None:
+    """Drop the cached scopes (and with them their handlers)."""
+    _SCOPES.clear()
+
+
 def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
     with scope:
         try:

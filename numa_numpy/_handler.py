@@ -8,6 +8,7 @@ strict raises, soft warns once and allocates unbound (and says so).
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import os
 import threading
@@ -20,7 +21,13 @@ from typing import Any
 from ._lib import ffi, lib
 from ._policy import HugePages, Policy, Prefault, validate
 from ._topology import Topology, format_list
-from .errors import NumaAllocationError, NumaWarning, PolicyNotEnforcedError, describe_errno
+from .errors import (
+    NumaAllocationError,
+    NumaUnavailableError,
+    NumaWarning,
+    PolicyNotEnforcedError,
+    describe_errno,
+)
 
 HANDLER_NAME = "numa_numpy"
 
@@ -93,6 +100,18 @@ def huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
         f"(reserve some in /sys/devices/system/node/nodeN/hugepages/hugepages-{kib}kB/"
         "nr_hugepages)"
     )
+
+
+CACHE_LIMIT_MAX = 1 << 30
+
+
+def default_cache_limit(policy: Policy, topo: Topology) -> int:
+    """Freed blocks a handler keeps for reuse: 1 GiB, or an eighth of its nodes'
+    memory if less, so that a cache never fills a small node that others need."""
+    named = [n for n in policy.resolved_nodes(topo) if n in topo.node_ids]
+    nodes = named or list(topo.usable_nodes) or list(topo.node_ids)
+    memory = sum(topo.node(n).memory_total for n in nodes)
+    return min(CACHE_LIMIT_MAX, memory // 8) if memory else CACHE_LIMIT_MAX
 
 
 def prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
@@ -168,6 +187,7 @@ class Handler:
                 NumaWarning,
                 stacklevel=4,
             )
+        lib.nn_arena_set_cache_limit(arena, default_cache_limit(policy, topo))
         capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())
         if capsule == ffi.NULL:
             lib.nn_arena_destroy(arena)
@@ -176,12 +196,21 @@ class Handler:
             )
         self.arena = arena
         self.capsule = capsule
+        self._capsule_object: Any = None
         self.enforcement = enforcement
         _BY_ARENA[int(ffi.cast("uintptr_t", arena))] = self
 
     @property
     def policy(self) -> Policy:
         return self.options.policy
+
+    @property
+    def capsule_object(self) -> Any:
+        """The capsule as a Python object, to set NumPy's ContextVar directly."""
+        if self._capsule_object is None:
+            self._capsule_object = _capsule_object(self.capsule)
+            _BY_CAPSULE[id(self._capsule_object)] = self
+        return self._capsule_object
 
     def stats(self) -> dict[str, Any]:
         out = ffi.new("nn_arena_stats *")
@@ -208,7 +237,39 @@ class Handler:
             lib.nn_handler_release(capsule)
 
 
+# NumPy keeps the current handler in a ContextVar named "current_allocator"
+# (NumPy >= 1.22) that it does not export. Once found, scopes set and reset it
+# from Python with tokens: exact nesting per thread and task, at a third of the
+# cost of two calls into C.
+numpy_handler_var: contextvars.ContextVar[Any] | None = None
+
+
+def _capsule_object(capsule: Any) -> Any:
+    """Install the capsule through NumPy's C API in a throwaway context and read
+    it back from NumPy's ContextVar (cffi cannot hand out PyObject *)."""
+    global numpy_handler_var
+
+    def install_and_read() -> Any:
+        global numpy_handler_var
+        previous = lib.nn_handler_install(capsule)
+        if previous == ffi.NULL:
+            raise NumaUnavailableError("NumPy did not accept the numa_numpy handler")
+        try:
+            for var, value in contextvars.copy_context().items():
+                if var.name == "current_allocator":
+                    numpy_handler_var = var
+                    return value
+        finally:
+            lib.nn_handler_restore(previous)
+        raise NumaUnavailableError(
+            "this NumPy keeps its allocator somewhere numa_numpy does not know"
+        )
+
+    return contextvars.copy_context().run(install_and_read)
+
+
 _CACHE: dict[AllocationOptions, Handler] = {}
+_BY_CAPSULE: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _BY_ARENA: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _LOCK = threading.Lock()
 # Bumped when the cache is cleared, so scopes drop the handlers they hold.
@@ -224,6 +285,13 @@ def handler_for(options: AllocationOptions) -> Handler:
             if handler is None:
                 handler = _CACHE[options] = Handler(options)
     return handler
+
+
+def active_handler() -> Handler | None:
+    """The numa_numpy handler NumPy uses here and now, if it is one of ours."""
+    if numpy_handler_var is None:
+        return None
+    return _BY_CAPSULE.get(id(numpy_handler_var.get()))
 
 
 def handler_of_arena(arena_address: int) -> Handler | None:

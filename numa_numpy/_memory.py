@@ -39,6 +39,9 @@ def set_cache_limit(nbytes: int) -> None:
 def free_all_blocks() -> int:
     """Trim every handler and forget them all: each one's chunks and cache are
     unmapped as soon as its last array is freed. Returns the bytes trimmed now."""
+    from . import _creation
+
     released = trim()
     release_handlers()
+    _creation.forget_scopes()
     return released

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import operator
 import warnings
 from typing import Any
@@ -125,9 +126,18 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
         return
     wanted = np.resize(per_page, npages)
     # status: the node each page is on now, or -errno (-ENOENT: never touched: fine)
-    failed = int(((status >= 0) & (status != wanted)).sum() + ((status < 0) & (status != -2)).sum())
+    misplaced = int(((status >= 0) & (status != wanted)).sum())
+    errors = status[(status < 0) & (status != -errno.ENOENT)]
+    failed = misplaced + int(errors.size)
     if failed:
-        message = f"{failed} of {npages} pages could not be moved to {target}"
+        why = ", ".join(
+            f"{count} {errno.errorcode.get(-int(code), str(-int(code)))}"
+            for code, count in zip(*np.unique(errors, return_counts=True), strict=True)
+        )
+        message = (
+            f"{failed} of {npages} pages could not be moved to {target}"
+            f" ({misplaced} elsewhere{', ' + why if why else ''})"
+        )
         if options.strict:
             raise PolicyNotEnforcedError(message, policy=target, errno=0, reason=message)
         warnings.warn(message, NumaWarning, stacklevel=3)

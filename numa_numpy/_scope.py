@@ -14,8 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import _handler
-from ._handler import AllocationOptions, Handler, handler_for
-from ._lib import ffi, lib
+from ._handler import AllocationOptions, Handler, active_handler, handler_for
 from ._policy import (
     Bind,
     HugePages,
@@ -33,12 +32,6 @@ from .errors import NumaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# (handler NumPy had before, our handler) for every scope entered in this context.
-_stack: contextvars.ContextVar[tuple[tuple[Any, Handler], ...]] = contextvars.ContextVar(
-    "numa_numpy_scopes", default=()
-)
-
-
 class PolicyScope:
     """A policy made NumPy's allocator: a context manager and a decorator.
 
@@ -46,7 +39,7 @@ class PolicyScope:
     again, nested, and from several threads or tasks at once.
     """
 
-    __slots__ = ("options", "thread", "_handler", "_generation")
+    __slots__ = ("options", "thread", "_handler", "_generation", "_tokens", "_capsule", "_var")
 
     def __init__(
         self,
@@ -68,6 +61,9 @@ class PolicyScope:
         self.thread = thread_policy(self.options.policy) if thread else None
         self._handler: Handler | None = None
         self._generation = -1
+        self._tokens: list[contextvars.Token[Any]] = []  # one per entry not yet exited
+        self._capsule: Any = None
+        self._var: contextvars.ContextVar[Any] | None = None
 
     @property
     def policy(self) -> Policy:
@@ -81,24 +77,42 @@ class PolicyScope:
             self._handler = handler_for(self.options)
         return self._handler
 
+    def _resolve(self) -> None:
+        self._capsule = self.handler.capsule_object
+        self._var = _handler.numpy_handler_var
+
     def __enter__(self) -> PolicyScope:
-        handler = self.handler
+        # The hot path is two slot reads and a ContextVar.set: it runs around
+        # every block of a pipeline, so it stays small.
+        if self._generation != _handler.generation or self._var is None:
+            self._resolve()
         if self.thread is not None:
             self.thread.__enter__()
-        previous = lib.nn_handler_install(handler.capsule)
-        if previous == ffi.NULL:
-            if self.thread is not None:
-                self.thread.__exit__(None, None, None)
-            raise NumaError("NumPy did not accept the numa_numpy handler")
-        _stack.set(_stack.get() + ((previous, handler),))
+        self._tokens.append(self._var.set(self._capsule))  # type: ignore[union-attr]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stack = _stack.get()
-        _stack.set(stack[:-1])
-        lib.nn_handler_restore(stack[-1][0])
+        tokens = self._tokens
+        try:
+            token = tokens[-1]
+            self._var.reset(token)  # type: ignore[union-attr]
+            tokens.remove(token)  # by identity: another thread may have appended since
+        except (ValueError, RuntimeError, IndexError):
+            self._exit_other_context()
         if self.thread is not None:
             self.thread.__exit__(None, None, None)
+
+    def _exit_other_context(self) -> None:
+        """The same scope object entered in several threads or tasks: reset the
+        newest token made in this context (reset refuses the others)."""
+        for token in reversed(list(self._tokens)):
+            try:
+                self._var.reset(token)  # type: ignore[union-attr]
+            except (ValueError, RuntimeError):  # another context's, or just used by its owner
+                continue
+            self._tokens.remove(token)
+            return
+        raise NumaError(f"{self!r} exited in a context where it was not entered")
 
     def __call__(self, func: F) -> F:
         if inspect.iscoroutinefunction(func):
@@ -174,14 +188,13 @@ def interleaved(
 
 
 def current_policy() -> Policy | None:
-    """The policy of the innermost numa_numpy scope here, or None outside scopes."""
-    stack = _stack.get()
-    return stack[-1][1].policy if stack else None
+    """The policy of the numa_numpy scope active here, or None outside scopes."""
+    handler = active_handler()
+    return handler.policy if handler else None
 
 
 def current_handler() -> Handler | None:
-    stack = _stack.get()
-    return stack[-1][1] if stack else None
+    return active_handler()
 
 
 def propagate(func: F) -> F:

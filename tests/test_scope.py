@@ -95,14 +95,17 @@ def test_prefault_option_faults_pages_at_allocation():
     where = nn.placement(a)
     assert where.not_present == 0 and where.pages == {0: where.total_pages}
     nn.trim()  # else the cache may hand back a block faulted by an earlier test
-    # no prefault, 4 KiB pages: only the page holding the block header is present
+    # no prefault: none of the data's pages is present (the header has its own page)
     b = nn.numa_empty(1 << 20, node=0, huge_pages="none")
-    assert nn.placement(b).present_pages == 1
-    assert nn.placement(b).not_present == nn.placement(b).total_pages - 1
+    assert nn.placement(b).present_pages == 0
+    assert nn.placement(b).not_present == nn.placement(b).total_pages == 2048
 
 
 def test_transparent_huge_pages_align_large_blocks():
+    nn.trim()
     a = nn.numa_empty(4 << 20, np.uint8, node=0, huge_pages="transparent")
-    assert (a.ctypes.data - 64) % (2 << 20) == 0
+    assert a.ctypes.data % (2 << 20) == 0  # data on a huge-page boundary
     b = nn.numa_empty(4 << 20, np.uint8, node=0, huge_pages="none")
-    assert (b.ctypes.data - 64) % 4096 == 0
+    assert b.ctypes.data % 4096 == 0
+    b[0] = 1
+    assert nn.placement(b).present_pages == 1  # none means 4 KiB pages

@@ -83,9 +83,11 @@ static int map_hugetlb(size_t size, int huge, nn_mapping *out)
     return 0;
 }
 
-/* Normal pages; with THP, a 2 MiB-aligned base so huge pages can back it.
- * NONE means none: with THP set to "always" the kernel would use them anyway. */
-static int map_normal(size_t size, int huge, nn_mapping *out)
+/* Normal pages; with THP, the payload after `lead` is 2 MiB-aligned so huge
+ * pages can back it (the lead's 2 MiB region is not wholly inside the mapping,
+ * so it stays in base pages). NONE means none: where THP is "always" the kernel
+ * would use huge pages anyway. */
+static int map_normal(size_t size, size_t lead, int huge, nn_mapping *out)
 {
     int thp = huge == NN_HUGE_TRANSPARENT;
     size_t page = nn_base_page_size();
@@ -96,13 +98,13 @@ static int map_normal(size_t size, int huge, nn_mapping *out)
     if (p == MAP_FAILED)
         return -errno;
     if (slack) {
-        char *aligned = (char *)round_up((uintptr_t)p, THP_SIZE);
-        size_t head = (size_t)(aligned - p);
+        char *base = (char *)round_up((uintptr_t)p + lead, THP_SIZE) - lead;
+        size_t head = (size_t)(base - p);
         if (head)
             munmap(p, head);
         if (slack - head)
-            munmap(aligned + len, slack - head);
-        p = aligned;
+            munmap(base + len, slack - head);
+        p = base;
     }
     /* Advice only: a kernel without THP still gives a working mapping. */
     if (thp)
@@ -152,8 +154,8 @@ static int bind_has_room(const nn_binding *b, size_t len)
     return (long long)len <= free_bytes ? 0 : -ENOMEM;
 }
 
-int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *prefault,
-           int options, nn_mapping *out)
+int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
+           const nn_prefault_plan *prefault, int options, nn_mapping *out)
 {
     int strict = options & NN_MAP_STRICT;
     int rc = nn_take_fault(NN_FAULT_MMAP);
@@ -170,14 +172,14 @@ int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *p
         if (rc) {
             /* No reserved huge pages of that size: soft mode takes normal pages. */
             int why = -rc;
-            rc = map_normal(size, NN_HUGE_TRANSPARENT, out);
+            rc = map_normal(size, round_up(lead, nn_base_page_size()), NN_HUGE_TRANSPARENT, out);
             if (rc)
                 return rc;
             out->status |= NN_MAP_HUGE_FALLBACK;
             out->error = why;
         }
     } else {
-        rc = map_normal(size, huge, out);
+        rc = map_normal(size, lead, huge, out);
         if (rc)
             return rc;
     }
@@ -232,24 +234,50 @@ static int populate_range(char *addr, size_t len, size_t page)
     return 0;
 }
 
-struct populate_job {
+/* PARALLEL: workers (the caller among them) take 4 MiB pieces from a shared
+ * cursor, so a worker on a busy CPU holds nobody up. */
+#define POPULATE_PIECE ((size_t)4 << 20)
+
+struct populate_work {
     char *addr;
-    size_t len, page;
-    int cpu;
-    int rc;
+    size_t len, page, piece;
+    size_t next; /* atomic: offset of the next piece to take */
+    int rc;      /* atomic: first failure */
 };
+
+struct populate_worker_arg {
+    struct populate_work *work;
+    int cpu;
+};
+
+static void populate_pieces(struct populate_work *w)
+{
+    for (;;) {
+        size_t off = __atomic_fetch_add(&w->next, w->piece, __ATOMIC_RELAXED);
+        if (off >= w->len || __atomic_load_n(&w->rc, __ATOMIC_RELAXED))
+            return;
+        size_t n = w->len - off < w->piece ? w->len - off : w->piece;
+        int rc = populate_range(w->addr + off, n, w->page);
+        if (rc) {
+            int none = 0;
+            __atomic_compare_exchange_n(&w->rc, &none, rc, 0, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_RELAXED);
+            return;
+        }
+    }
+}
 
 static void *populate_worker(void *arg)
 {
-    struct populate_job *job = arg;
-    if (job->cpu >= 0) {
+    struct populate_worker_arg *a = arg;
+    if (a->cpu >= 0) {
         cpu_set_t set;
         CPU_ZERO(&set);
-        CPU_SET(job->cpu, &set);
+        CPU_SET(a->cpu, &set);
         /* Pinning is for first-touch placement and speed; failing it is not fatal. */
         sched_setaffinity(0, sizeof set, &set);
     }
-    job->rc = populate_range(job->addr, job->len, job->page);
+    populate_pieces(a->work);
     return NULL;
 }
 
@@ -259,46 +287,33 @@ int nn_populate(void *addr, size_t len, size_t page, const nn_prefault_plan *pla
     if (rc)
         return rc;
     int nthreads = 1;
+    size_t piece = round_up(POPULATE_PIECE, page);
     if (plan->mode == NN_PREFAULT_PARALLEL) {
         nthreads = plan->nthreads > 0 ? plan->nthreads : (plan->ncpus > 0 ? plan->ncpus : 2);
-        size_t pages = len / page;
-        if ((size_t)nthreads > pages)
-            nthreads = pages ? (int)pages : 1;
+        size_t pieces = (len + piece - 1) / piece;
+        if ((size_t)nthreads > pieces)
+            nthreads = pieces ? (int)pieces : 1;
     }
     if (nthreads <= 1)
         return populate_range(addr, len, page);
 
-    struct populate_job *jobs = calloc((size_t)nthreads, sizeof *jobs);
+    struct populate_work work = {addr, len, page, piece, 0, 0};
     pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
-    if (!jobs || !threads) {
-        free(jobs);
-        free(threads);
-        return populate_range(addr, len, page);
-    }
-    size_t pages = len / page, per = pages / (size_t)nthreads, extra = pages % (size_t)nthreads;
-    char *cursor = addr;
+    struct populate_worker_arg *args = calloc((size_t)nthreads, sizeof *args);
     int started = 0;
-    for (int i = 0; i < nthreads; i++) {
-        size_t n = per + ((size_t)i < extra);
-        jobs[i] = (struct populate_job){cursor, n * page, page,
-                                        plan->ncpus > 0 ? plan->cpus[i % plan->ncpus] : -1, 0};
-        cursor += n * page;
+    if (threads && args) {
+        for (int i = 1; i < nthreads; i++) {
+            args[i] = (struct populate_worker_arg){&work,
+                                                   plan->ncpus > 0 ? plan->cpus[i % plan->ncpus] : -1};
+            if (pthread_create(&threads[i], NULL, populate_worker, &args[i]) != 0)
+                break;
+            started = i;
+        }
     }
-    /* The calling thread does job 0 itself. */
-    for (int i = 1; i < nthreads; i++) {
-        if (pthread_create(&threads[i], NULL, populate_worker, &jobs[i]) != 0)
-            break;
-        started = i;
-    }
-    for (int i = started + 1; i < nthreads; i++)
-        populate_worker(&jobs[i]);
-    jobs[0].cpu = -1; /* never re-pin the caller */
-    populate_worker(&jobs[0]);
+    populate_pieces(&work); /* the caller works too, unpinned */
     for (int i = 1; i <= started; i++)
         pthread_join(threads[i], NULL);
-    for (int i = 0; i < nthreads && !rc; i++)
-        rc = jobs[i].rc;
-    free(jobs);
     free(threads);
-    return rc;
+    free(args);
+    return work.rc;
 }

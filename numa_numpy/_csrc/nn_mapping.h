@@ -58,8 +58,11 @@ size_t nn_huge_page_size(int huge);
 /* mmap flags for an explicit huge-page mode (MAP_HUGETLB | size bits), else 0. */
 int nn_hugetlb_flags(int huge);
 
-int nn_map(const nn_binding *b, size_t size, int huge, const nn_prefault_plan *prefault,
-           int options, nn_mapping *out);
+/* Map `size` bytes (page-rounded) under `b`. The first `lead` bytes (a multiple
+ * of the base page) come before the payload: with THP, the payload is what is
+ * 2 MiB-aligned, so a header in the lead never faults a whole huge page. */
+int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
+           const nn_prefault_plan *prefault, int options, nn_mapping *out);
 int nn_unmap(const nn_mapping *m);
 /* -ENOMEM when `len` bytes cannot fit in a BIND policy's nodes' free memory. */
 int nn_check_room(const nn_binding *b, size_t len);
