@@ -74,3 +74,18 @@ def test_exit_codes_scripts_can_rely_on():
     assert run("maps", "999999999").returncode == 3
     assert run("nonsense").returncode == 2
     assert run("info", "123").returncode == 2
+
+
+def test_bench_prints_a_bandwidth_matrix_with_placement_checked():
+    out = run("bench", "--size-mib", "8", "--repeats", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    usable = list(nn.topology().usable_nodes)
+    assert data["memory"] == usable + ["interleaved"]
+    assert len(data["copy_gbps"]) == len(data["cpu_nodes"])
+    for cell in data["cells"]:
+        assert cell["copy_gbps"] > 0 and cell["triad_gbps"] > 0
+        if cell["memory"] != "interleaved":  # every array where the cell says
+            assert cell["pages_by_node"] == {str(cell["memory"]): 2048}
+    text = run("bench", "--size-mib", "8", "--repeats", "1").stdout
+    assert "copy  b = a:" in text and "| cpu node |" in text

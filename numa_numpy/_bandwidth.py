@@ -1,6 +1,6 @@
 """STREAM-style memory bandwidth from every CPU node to every memory node.
 
-    python benchmarks/bandwidth.py [--size MiB] [--repeats N] [--json]
+    python -m numa_numpy bench [--size-mib MiB] [--repeats N] [--json]
 
 `bandwidth_matrix()` returns, for each NUMA node with CPUs (the thread pinned to
 that node's CPUs) and each node with memory, plus an "interleaved" column (pages
@@ -22,19 +22,21 @@ one-node machine (a 1 x 1 matrix plus the interleaved column).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-import numa_numpy as nn
+from ._creation import interleaved_empty, numa_empty
+from ._memory import trim
+from ._placement import placement
+from ._scope import PolicyScope, interleaved, on_node
+from ._topology import topology
+from .errors import NumaError
 
-__all__ = ["bandwidth_matrix", "format_matrix", "main"]
+__all__ = ["bandwidth_matrix", "format_matrix"]
 
 INTERLEAVED = "interleaved"
 COPY_ARRAYS = 2  # STREAM byte counts
@@ -54,16 +56,19 @@ def _best_seconds(kernel: Callable[[], None], repeats: int) -> float:
 def _cell(memory: int | str, n: int, repeats: int) -> dict[str, Any]:
     """Copy and triad GB/s with every array on `memory` (a node or INTERLEAVED),
     run by the calling (already pinned) thread."""
+    scope: PolicyScope
     if memory == INTERLEAVED:
-        scope = nn.interleaved(prefault="touch")
+        scope = interleaved(prefault="touch")
 
         def make() -> np.ndarray:
-            return nn.interleaved_empty(n, prefault="touch")
+            return interleaved_empty(n, prefault="touch")
     else:
-        scope = nn.on_node(memory, prefault="touch")
+        assert isinstance(memory, int)
+        scope = on_node(memory, prefault="touch")
+        node = memory
 
         def make() -> np.ndarray:
-            return nn.numa_empty(n, node=memory, prefault="touch")
+            return numa_empty(n, node=node, prefault="touch")
 
     a, b, c, t = make(), make(), make(), make()
     a.fill(1.0)
@@ -82,7 +87,7 @@ def _cell(memory: int | str, n: int, repeats: int) -> dict[str, Any]:
     with scope:  # anything NumPy allocates on the way lands there too
         copy_s = _best_seconds(copy, repeats)
         triad_s = _best_seconds(triad, repeats)
-    where = nn.placement(a)
+    where = placement(a)
     return {
         "copy_gbps": COPY_ARRAYS * a.nbytes / copy_s / 1e9,
         "triad_gbps": TRIAD_ARRAYS * a.nbytes / triad_s / 1e9,
@@ -93,7 +98,15 @@ def _cell(memory: int | str, n: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def bandwidth_matrix(size_bytes: int = 64 << 20, repeats: int = 5) -> dict[str, Any]:
+def _progress_bar(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="bandwidth", unit="cell", leave=False)
+
+
+def bandwidth_matrix(
+    size_bytes: int = 64 << 20, repeats: int = 5, progress: bool = False
+) -> dict[str, Any]:
     """Single-thread STREAM copy and triad GB/s, CPU node x memory node.
 
     ``size_bytes`` is the size of each of the four float64 arrays (choose at
@@ -105,10 +118,11 @@ def bandwidth_matrix(size_bytes: int = 64 << 20, repeats: int = 5) -> dict[str, 
 
     The calling thread is pinned to each CPU node's allowed CPUs in turn with
     os.sched_setaffinity; its original affinity is restored before returning.
+    ``progress`` draws a progress bar on stderr (tqdm).
     """
     if size_bytes < 8 or repeats < 1:
         raise ValueError("size_bytes must be >= 8 and repeats >= 1")
-    topo = nn.topology()
+    topo = topology()
     allowed_cpus = set(os.sched_getaffinity(0))
     cpu_nodes = [
         node.id for node in topo.nodes if node.cpus and allowed_cpus.intersection(node.cpus)
@@ -117,6 +131,7 @@ def bandwidth_matrix(size_bytes: int = 64 << 20, repeats: int = 5) -> dict[str, 
     n = size_bytes // 8
     original = os.sched_getaffinity(0)
     cells: list[dict[str, Any]] = []
+    bar = _progress_bar(len(cpu_nodes) * len(memory)) if progress else None
     copy_rows: list[list[float | None]] = []
     triad_rows: list[list[float | None]] = []
     try:
@@ -128,14 +143,16 @@ def bandwidth_matrix(size_bytes: int = 64 << 20, repeats: int = 5) -> dict[str, 
             for mem in memory:
                 try:
                     cell = _cell(mem, n, repeats)
-                except nn.NumaError as exc:  # e.g. a node that is full: a hole, not a crash
+                except NumaError as exc:  # e.g. a node that is full: a hole, not a crash
                     cell = {
                         "copy_gbps": None,
                         "triad_gbps": None,
                         "error": f"{type(exc).__name__}: {exc}",
                     }
                 finally:
-                    nn.trim()  # give the cached arrays back before the next cell
+                    trim()  # give the cached arrays back before the next cell
+                    if bar is not None:
+                        bar.update(1)
                 cells.append({"cpu_node": cpu_node, "cpus": cpus, "memory": mem, **cell})
                 copy_row.append(cell["copy_gbps"])
                 triad_row.append(cell["triad_gbps"])
@@ -143,6 +160,8 @@ def bandwidth_matrix(size_bytes: int = 64 << 20, repeats: int = 5) -> dict[str, 
             triad_rows.append(triad_row)
     finally:
         os.sched_setaffinity(0, original)
+        if bar is not None:
+            bar.close()
     return {
         "size_bytes": n * 8,
         "repeats": repeats,
@@ -177,18 +196,3 @@ def format_matrix(result: dict[str, Any]) -> str:
     for c in errors:
         out.append(f"\ncpu node {c['cpu_node']}, memory {c['memory']}: {c['error']}")
     return "\n".join(out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=64, help="MiB per array (default 64)")
-    parser.add_argument("--repeats", type=int, default=5, help="best of N (default 5)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    args = parser.parse_args(argv)
-    result = bandwidth_matrix(args.size << 20, args.repeats)
-    print(json.dumps(result, indent=2) if args.json else format_matrix(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
