@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import operator
+import os
 import warnings
 from typing import Any
 
@@ -86,6 +87,30 @@ def _report(address: int, length: int, options: AllocationOptions, topo: Any) ->
         warnings.warn(message, NumaWarning, stacklevel=3)
 
 
+def _retry_busy(first: int, page: int, wanted: np.ndarray, status: np.ndarray) -> None:
+    """move_pages answers -EBUSY for a page it cannot take right now (freshly
+    faulted pages wait in per-CPU batches before they can be isolated): try those
+    again a few times."""
+    for _ in range(3):
+        busy = np.flatnonzero(status == -errno.EBUSY)
+        if not busy.size:
+            return
+        os.sched_yield()
+        for i in busy:
+            target = np.asarray([wanted[i]], dtype=np.intc)
+            one = np.empty(1, dtype=np.intc)
+            lib.nn_move_range(
+                ffi.cast("void *", first + int(i) * page),
+                1,
+                page,
+                ffi.cast("int *", target.ctypes.data),
+                1,
+                0,
+                ffi.cast("int *", one.ctypes.data),
+            )
+            status[i] = one[0]
+
+
 def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> None:
     target = options.policy
     page = int(lib.nn_base_page_size())
@@ -125,6 +150,7 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
         warnings.warn(f"cannot move pages to {target}: {reason}", NumaWarning, stacklevel=3)
         return
     wanted = np.resize(per_page, npages)
+    _retry_busy(first, page, wanted, status)
     # status: the node each page is on now, or -errno (-ENOENT: never touched: fine)
     misplaced = int(((status >= 0) & (status != wanted)).sum())
     errors = status[(status < 0) & (status != -errno.ENOENT)]
