@@ -22,7 +22,7 @@ _multiarray: Any = getattr(np, "_core", None) or np.core
 get_handler_name: Any = _multiarray.multiarray.get_handler_name
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Placement:
     """Where the pages of an array's span are.
 
@@ -61,11 +61,10 @@ class Placement:
 
     @property
     def not_present(self) -> int:
-        return int((self.node_of_page == -_errno.ENOENT).sum())
-
-    @property
-    def unmapped(self) -> int:
-        return int((self.node_of_page == -_errno.EFAULT).sum())
+        """Pages with no memory behind them yet: never touched (-ENOENT) or only
+        read, which maps the kernel's shared zero page (-EFAULT)."""
+        status = self.node_of_page
+        return int(((status == -_errno.ENOENT) | (status == -_errno.EFAULT)).sum())
 
     @property
     def nodes(self) -> frozenset[int]:
@@ -92,11 +91,16 @@ class Placement:
             text += f"; requested {self.requested}, enforcement {self.enforcement}"
         return text
 
+    def __repr__(self) -> str:
+        return f"<Placement {self}>"
+
     def _repr_html_(self) -> str:
         rows = "".join(
             f"<tr><td>{n}</td><td>{c}</td><td>{c * self.page_size >> 10}</td></tr>"
             for n, c in sorted(self.pages.items())
         )
+        if self.enforcement is not None:
+            rows += f"<tr><td>enforcement</td><td colspan=2>{self.enforcement}</td></tr>"
         return (
             f"<table><caption>policy {self.policy}"
             f"{'' if self.requested is None else f' (requested {self.requested})'}"

@@ -32,6 +32,7 @@ from .errors import NumaError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
 class PolicyScope:
     """A policy made NumPy's allocator: a context manager and a decorator.
 
@@ -130,6 +131,10 @@ class PolicyScope:
                 return func(*args, **kwargs)
 
         return run  # type: ignore[return-value]
+
+    def stats(self) -> dict[str, Any]:
+        """This scope's handler: used, cached and mapped bytes, live blocks, fallbacks."""
+        return self.handler.stats()
 
     def initializer(self) -> None:
         """Enter this scope for the rest of the calling thread's life: pass it as

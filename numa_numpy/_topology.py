@@ -118,7 +118,7 @@ class Node:
         return bool(self.cpus)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Topology:
     """The NUMA nodes of this machine and the limits of this process."""
 
@@ -183,8 +183,11 @@ class Topology:
             lines.append(f"{n.id:>3}: " + "".join(f"{n.distances.get(i, 0):>4}" for i in ids))
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return f"<Topology\n{self}\n>"
+
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{i}</th>" for i in self.node_ids)
+        head = "".join(f"<th>to {i}</th>" for i in self.node_ids)
         rows = []
         for n in self.nodes:
             dist = "".join(f"<td>{n.distances.get(i, '')}</td>" for i in self.node_ids)

@@ -76,3 +76,20 @@ def test_str_and_html():
     where = nn.placement(a)
     assert "N0=" in str(where) and "bind:0" in str(where)
     assert "<table>" in where._repr_html_()
+
+
+def test_pages_only_read_are_not_present():
+    nn.trim()
+    a = nn.numa_zeros(1 << 20, np.uint8, node=0, huge_pages="none")
+    assert a.sum() == 0  # reading maps the kernel's shared zero page: no memory used
+    where = nn.placement(a)
+    assert where.present_pages == 0 and where.not_present == where.total_pages == 256
+    a[:4096] = 1
+    assert nn.placement(a).present_pages == 1
+
+
+def test_terminal_repr_shows_the_pages():
+    a = nn.numa_ones(1000, node=0)
+    assert repr(nn.placement(a)).startswith("<Placement ") and "N0=" in repr(nn.placement(a))
+    assert "available:" in repr(nn.topology())
+    assert nn.on_node(0).stats()["live_blocks"] >= 1
