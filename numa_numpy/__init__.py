@@ -23,7 +23,8 @@ from ._creation import (
     numa_zeros_like,
 )
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
-from ._ipython import load_ipython_extension, unload_ipython_extension
+from ._ipython import load_ipython_extension as load_ipython_extension
+from ._ipython import unload_ipython_extension as unload_ipython_extension
 from ._memory import free_all_blocks, memory_stats, set_cache_limit, trim
 from ._migrate import migrate
 from ._placement import Placement, placement
