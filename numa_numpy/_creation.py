@@ -9,7 +9,7 @@ numa_numpy scope's policy is used, else Local().
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, SupportsIndex, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, TypeVar, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
@@ -29,6 +29,11 @@ from ._policy import (
 )
 from ._scope import PolicyScope, current_handler
 from .errors import NumaAllocationError, describe_errno
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._policy import AllocationKeywords, PlacementKeywords
 
 __all__ = [
     "numa_empty",
@@ -54,12 +59,14 @@ _SCOPES: dict[Any, PolicyScope] = {}
 
 
 def _scope(
-    node: NodesLike | None,
-    policy: PolicyLike | None,
-    strict: bool,
-    huge_pages: HugePagesLike,
-    prefault: PrefaultLike,
+    node: NodesLike | None = None,
+    policy: PolicyLike | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
 ) -> PolicyScope:
+    """The (cached) scope for a constructor's NUMA keywords; an unknown keyword
+    is a TypeError, as for any Python function."""
     if node is not None and policy is not None:
         raise TypeError("pass node= or policy=, not both")
     key = (
@@ -130,40 +137,30 @@ def _refuse(like: Any, device: Any) -> None:
 
 def numa_empty(
     shape: ShapeLike,
-    dtype: DTypeLike = float,
+    dtype: DTypeLike | None = float,
     order: Order = "C",
     *,
     device: Any = None,
     like: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.empty under a NUMA policy."""
     _refuse(like, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.empty(shape, dtype, order))
+    return _allocate(_scope(**numa), lambda: np.empty(shape, dtype, order))
 
 
 def numa_zeros(
     shape: ShapeLike,
-    dtype: DTypeLike = float,
+    dtype: DTypeLike | None = float,
     order: Order = "C",
     *,
     device: Any = None,
     like: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.zeros under a NUMA policy."""
     _refuse(like, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.zeros(shape, dtype, order))
+    return _allocate(_scope(**numa), lambda: np.zeros(shape, dtype, order))
 
 
 def numa_ones(
@@ -173,16 +170,11 @@ def numa_ones(
     *,
     device: Any = None,
     like: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.ones under a NUMA policy."""
     _refuse(like, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.ones(shape, dtype, order))
+    return _allocate(_scope(**numa), lambda: np.ones(shape, dtype, order))
 
 
 def numa_full(
@@ -193,16 +185,11 @@ def numa_full(
     *,
     device: Any = None,
     like: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.full under a NUMA policy."""
     _refuse(like, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))
+    return _allocate(_scope(**numa), lambda: np.full(shape, fill_value, dtype, order))
 
 
 def numa_empty_like(
@@ -213,16 +200,11 @@ def numa_empty_like(
     shape: ShapeLike | None = None,
     *,
     device: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.empty_like under a NUMA policy."""
     _refuse(None, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.empty_like(prototype, dtype, order, subok, shape))
+    return _allocate(_scope(**numa), lambda: np.empty_like(prototype, dtype, order, subok, shape))
 
 
 def numa_zeros_like(
@@ -233,16 +215,11 @@ def numa_zeros_like(
     shape: ShapeLike | None = None,
     *,
     device: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.zeros_like under a NUMA policy."""
     _refuse(None, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.zeros_like(a, dtype, order, subok, shape))
+    return _allocate(_scope(**numa), lambda: np.zeros_like(a, dtype, order, subok, shape))
 
 
 def numa_ones_like(
@@ -253,16 +230,11 @@ def numa_ones_like(
     shape: ShapeLike | None = None,
     *,
     device: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.ones_like under a NUMA policy."""
     _refuse(None, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.ones_like(a, dtype, order, subok, shape))
+    return _allocate(_scope(**numa), lambda: np.ones_like(a, dtype, order, subok, shape))
 
 
 def numa_full_like(
@@ -274,16 +246,13 @@ def numa_full_like(
     shape: ShapeLike | None = None,
     *,
     device: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.full_like under a NUMA policy."""
     _refuse(None, device)
-    scope = _scope(node, policy, strict, huge_pages, prefault)
-    return _allocate(scope, lambda: np.full_like(a, fill_value, dtype, order, subok, shape))
+    return _allocate(
+        _scope(**numa), lambda: np.full_like(a, fill_value, dtype, order, subok, shape)
+    )
 
 
 def numa_array(
@@ -295,11 +264,7 @@ def numa_array(
     subok: bool = False,
     ndmin: int = 0,
     like: Any = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
     """np.array that always copies `object` onto the policy's memory."""
     _refuse(like, None)
@@ -307,58 +272,39 @@ def numa_array(
         raise TypeError(
             "numa_array always copies onto the policy's memory: copy=False cannot be honoured"
         )
-    scope = _scope(node, policy, strict, huge_pages, prefault)
 
     def make() -> np.ndarray:
         out = np.array(object, dtype, copy=True, order=order, subok=subok, ndmin=ndmin)
         # ndmin reshapes the copy into a view: give the caller the owner itself.
         return out if out.flags.owndata else out.copy(order="K")
 
-    return _allocate(scope, make)
-
-
-def _interleaved(
-    shape: ShapeLike,
-    nodes: NodesLike | None,
-    strict: bool,
-    huge_pages: HugePagesLike,
-    prefault: PrefaultLike,
-    make: Callable[[], np.ndarray],
-) -> np.ndarray:
-    scope = _scope(None, Interleave(nodes), strict, huge_pages, prefault)
-    return _allocate(scope, make)
+    return _allocate(_scope(**numa), make)
 
 
 def interleaved_empty(
     shape: ShapeLike,
-    dtype: DTypeLike = float,
+    dtype: DTypeLike | None = float,
     order: Order = "C",
     *,
     nodes: NodesLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
     """np.empty with pages interleaved over `nodes` (None: every usable node)."""
-    return _interleaved(
-        shape, nodes, strict, huge_pages, prefault, lambda: np.empty(shape, dtype, order)
-    )
+    scope = _scope(policy=Interleave(nodes), **options)
+    return _allocate(scope, lambda: np.empty(shape, dtype, order))
 
 
 def interleaved_zeros(
     shape: ShapeLike,
-    dtype: DTypeLike = float,
+    dtype: DTypeLike | None = float,
     order: Order = "C",
     *,
     nodes: NodesLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
     """np.zeros with pages interleaved over `nodes`."""
-    return _interleaved(
-        shape, nodes, strict, huge_pages, prefault, lambda: np.zeros(shape, dtype, order)
-    )
+    scope = _scope(policy=Interleave(nodes), **options)
+    return _allocate(scope, lambda: np.zeros(shape, dtype, order))
 
 
 def interleaved_ones(
@@ -367,14 +313,11 @@ def interleaved_ones(
     order: Order = "C",
     *,
     nodes: NodesLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
     """np.ones with pages interleaved over `nodes`."""
-    return _interleaved(
-        shape, nodes, strict, huge_pages, prefault, lambda: np.ones(shape, dtype, order)
-    )
+    scope = _scope(policy=Interleave(nodes), **options)
+    return _allocate(scope, lambda: np.ones(shape, dtype, order))
 
 
 def interleaved_full(
@@ -384,11 +327,8 @@ def interleaved_full(
     order: Order = "C",
     *,
     nodes: NodesLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
     """np.full with pages interleaved over `nodes`."""
-    return _interleaved(
-        shape, nodes, strict, huge_pages, prefault, lambda: np.full(shape, fill_value, dtype, order)
-    )
+    scope = _scope(policy=Interleave(nodes), **options)
+    return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))

@@ -10,7 +10,7 @@ import enum
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypedDict, Union
 
 from ._lib import lib
 from ._topology import Topology, format_list, mask_bits, parse_list, topology
@@ -31,6 +31,8 @@ __all__ = [
     "PolicyLike",
     "HugePagesLike",
     "PrefaultLike",
+    "AllocationKeywords",
+    "PlacementKeywords",
     "as_policy",
     "parse_nodes",
 ]
@@ -333,10 +335,6 @@ _BY_MODE: dict[int, type[Policy]] = {
     for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
 }
 
-PolicyLike = Union[Policy, str]
-HugePagesLike = Union["HugePages", str, bool, None]
-PrefaultLike = Union["Prefault", str, bool, None]
-
 
 def as_policy(value: PolicyLike) -> Policy:
     """A Policy from a Policy or its string form ("bind:1", "interleave:0-3",
@@ -374,7 +372,32 @@ def policy_from_kernel(mode: int, nodes: tuple[int, ...]) -> Policy:
     return cls(nodes, **kwargs)
 
 
-class HugePages(enum.Enum):
+class _Option(enum.Enum):
+    """A keyword's choices: a member, its value as a string, or True/False."""
+
+    @classmethod
+    def coerce(cls, value: Any) -> Any:
+        keyword, when_true, _ = _OPTIONS[cls]
+        if isinstance(value, cls):
+            return value
+        if value is None or value is False:
+            return cls["NONE"]
+        if value is True:
+            return cls[when_true]
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise InvalidPolicyError(
+                f"{keyword}={value!r}: expected one of {[m.value for m in cls]}"
+            ) from None
+
+    @property
+    def c_value(self) -> int:
+        """The C layer's constant for this choice."""
+        return int(getattr(lib, _OPTIONS[type(self)][2] + self.name))
+
+
+class HugePages(_Option):
     """Page size for large blocks and regions."""
 
     AUTO = "auto"  # like NumPy: transparent huge pages for blocks >= 4 MiB
@@ -383,65 +406,39 @@ class HugePages(enum.Enum):
     EXPLICIT_2MB = "2mb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_2MB)
     EXPLICIT_1GB = "1gb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_1GB)
 
-    @classmethod
-    def coerce(cls, value: HugePages | str | bool | None) -> HugePages:
-        if isinstance(value, cls):
-            return value
-        if value is None or value is False:
-            return cls.NONE
-        if value is True:
-            return cls.TRANSPARENT
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise InvalidPolicyError(
-                f"huge_pages={value!r}: expected one of {[m.value for m in cls]}"
-            ) from None
 
-    @property
-    def c_value(self) -> int:
-        return int(
-            {
-                "auto": lib.NN_HUGE_AUTO,
-                "none": lib.NN_HUGE_NONE,
-                "transparent": lib.NN_HUGE_TRANSPARENT,
-                "2mb": lib.NN_HUGE_EXPLICIT_2MB,
-                "1gb": lib.NN_HUGE_EXPLICIT_1GB,
-            }[self.value]
-        )
-
-
-class Prefault(enum.Enum):
+class Prefault(_Option):
     """Whether pages are faulted in at allocation (after the policy is set)."""
 
     NONE = "none"
     TOUCH = "touch"  # MADV_POPULATE_WRITE, or a write per page on old kernels
     PARALLEL = "parallel"  # threads pinned to CPUs of the policy's nodes
 
-    @classmethod
-    def coerce(cls, value: Prefault | str | bool | None) -> Prefault:
-        if isinstance(value, cls):
-            return value
-        if value is None or value is False:
-            return cls.NONE
-        if value is True:
-            return cls.TOUCH
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise InvalidPolicyError(
-                f"prefault={value!r}: expected one of {[m.value for m in cls]}"
-            ) from None
 
-    @property
-    def c_value(self) -> int:
-        return int(
-            {
-                "none": lib.NN_PREFAULT_NONE,
-                "touch": lib.NN_PREFAULT_TOUCH,
-                "parallel": lib.NN_PREFAULT_PARALLEL,
-            }[self.value]
-        )
+# keyword, the member True means, the prefix of the C constants
+_OPTIONS: dict[type[_Option], tuple[str, str, str]] = {
+    HugePages: ("huge_pages", "TRANSPARENT", "NN_HUGE_"),
+    Prefault: ("prefault", "TOUCH", "NN_PREFAULT_"),
+}
+
+PolicyLike = Union[Policy, str]
+HugePagesLike = Union[HugePages, str, bool, None]
+PrefaultLike = Union[Prefault, str, bool, None]
+
+
+class AllocationKeywords(TypedDict, total=False):
+    """The keywords every constructor, scope and region takes after NumPy's."""
+
+    strict: bool
+    huge_pages: HugePagesLike
+    prefault: PrefaultLike
+
+
+class PlacementKeywords(AllocationKeywords, total=False):
+    """What the constructors add: where, as a node or a policy."""
+
+    node: NodesLike | None
+    policy: PolicyLike | None
 
 
 def validate(policy: Policy, topo: Topology | None = None) -> Topology:

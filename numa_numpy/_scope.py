@@ -11,11 +11,12 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _handler
 from ._handler import AllocationOptions, Handler, active_handler, handler_for
 from ._policy import (
+    AllocationKeywords,
     Bind,
     HugePages,
     HugePagesLike,
@@ -29,6 +30,9 @@ from ._policy import (
 )
 from ._thread import thread_policy
 from .errors import NumaError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -149,47 +153,27 @@ class PolicyScope:
         )
 
 
-def policy(
-    policy: PolicyLike,
-    *,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
-    thread: bool = False,
-) -> PolicyScope:
+class ScopeKeywords(AllocationKeywords, total=False):
+    """A scope's keywords: the allocation options, and whether the thread's own
+    policy follows too."""
+
+    thread: bool
+
+
+def policy(policy: PolicyLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy allocates under `policy` (a Policy or "bind:1");
     thread=True also sets the thread's own policy for non-NumPy allocations."""
-    return PolicyScope(
-        policy, strict=strict, huge_pages=huge_pages, prefault=prefault, thread=thread
-    )
+    return PolicyScope(policy, **options)
 
 
-def on_node(
-    node: NodesLike,
-    *,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
-    thread: bool = False,
-) -> PolicyScope:
+def on_node(node: NodesLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy allocates on `node` (Bind)."""
-    return PolicyScope(
-        Bind(node), strict=strict, huge_pages=huge_pages, prefault=prefault, thread=thread
-    )
+    return PolicyScope(Bind(node), **options)
 
 
-def interleaved(
-    nodes: NodesLike | None = None,
-    *,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
-    thread: bool = False,
-) -> PolicyScope:
+def interleaved(nodes: NodesLike | None = None, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy interleaves pages over `nodes` (None: all with memory)."""
-    return PolicyScope(
-        Interleave(nodes), strict=strict, huge_pages=huge_pages, prefault=prefault, thread=thread
-    )
+    return PolicyScope(Interleave(nodes), **options)
 
 
 def current_policy() -> Policy | None:

@@ -16,7 +16,7 @@ import os
 import secrets
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from ._policy import (
 )
 from ._region import buffer_address
 from .errors import InvalidPolicyError, NumaError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["SharedArray", "shared_empty", "shared_zeros", "attach_shared"]
 
@@ -209,21 +212,19 @@ def shared_empty(
     return _array(segment, meta)
 
 
+class SharedKeywords(TypedDict, total=False):
+    name: str | None
+    node: NodesLike | None
+    policy: PolicyLike | None
+    strict: bool
+    prefault: PrefaultLike
+
+
 def shared_zeros(
-    shape: Any,
-    dtype: Any = float,
-    order: str = "C",
-    *,
-    name: str | None = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    prefault: PrefaultLike = Prefault.NONE,
+    shape: Any, dtype: Any = float, order: str = "C", **options: Unpack[SharedKeywords]
 ) -> SharedArray:
     """shared_empty: new shared memory is already zero."""
-    return shared_empty(
-        shape, dtype, order, name=name, node=node, policy=policy, strict=strict, prefault=prefault
-    )
+    return shared_empty(shape, dtype, order, **options)
 
 
 def _array(segment: _Segment, meta: dict[str, Any]) -> SharedArray:
