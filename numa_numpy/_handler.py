@@ -208,8 +208,11 @@ class Handler:
     def capsule_object(self) -> Any:
         """The capsule as a Python object, to set NumPy's ContextVar directly."""
         if self._capsule_object is None:
-            self._capsule_object = _capsule_object(self.capsule)
-            _BY_CAPSULE[id(self._capsule_object)] = self
+            capsule = _capsule_object(self.capsule)
+            # registered before it is published: a thread that sees the object
+            # must also find its handler (current_policy() would say None)
+            _BY_CAPSULE[id(capsule)] = self
+            self._capsule_object = capsule
         return self._capsule_object
 
     def stats(self) -> dict[str, Any]:

@@ -143,7 +143,15 @@ class PolicyScope:
     def initializer(self) -> None:
         """Enter this scope for the rest of the calling thread's life: pass it as
         `ThreadPoolExecutor(initializer=scope.initializer)`."""
-        self.__enter__()
+        # a scope object of its own: its token never exits, and must not sit in
+        # this object's list for other threads' exits to scan
+        PolicyScope(
+            self.options.policy,
+            strict=self.options.strict,
+            huge_pages=self.options.huge_pages,
+            prefault=self.options.prefault,
+            thread=self.thread is not None,
+        ).__enter__()
 
     def __repr__(self) -> str:
         o = self.options

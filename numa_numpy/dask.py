@@ -56,9 +56,14 @@ this module as a preload::
         --resources "numa-node-1=8" --preload numa_numpy.dask --numa-node 1
 
 (options of the preload: ``--numa-node N`` (required), ``--numa-policy POLICY``
-(default ``bind:N``), ``--numa-pin process|threads|none``, ``--numa-thread-policy``),
-or attach plugins to running workers with
-``attach_plugins(client, {address: node, ...})``, which uses ``client.run``.
+(default ``bind:N``), ``--numa-pin process|threads|none``, ``--numa-thread-policy``).
+Give the scheduler's address as the positional argument: `dask worker` takes the
+first option it does not know for that argument when it is missing, so with
+``--scheduler-file`` set the node and policy by environment instead
+(``NUMA_NUMPY_DASK_NODE=1 NUMA_NUMPY_DASK_POLICY=bind:1,3 dask worker
+--scheduler-file s.json --preload numa_numpy.dask``). Or attach plugins to running
+workers with ``attach_plugins(client, {address: node, ...})``, which uses
+``client.run``.
 """
 
 from __future__ import annotations
@@ -72,7 +77,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 # The ignores keep mypy quiet both with the extra installed and without it.
 try:
-    import click
+    import click  # type: ignore[import-not-found, unused-ignore]
     import distributed  # type: ignore[import-not-found, unused-ignore]
     from distributed import (  # type: ignore[import-not-found, unused-ignore]
         LocalCluster,
@@ -109,7 +114,8 @@ from ._policy import (
 )
 from ._scope import PolicyScope
 from ._scope import policy as _policy_scope
-from ._thread import pinned, thread_policy
+from ._thread import pinned
+from ._thread import thread_policy as _ThreadPolicy
 from ._topology import topology
 from .errors import InvalidNodeError
 
@@ -123,6 +129,7 @@ __all__ = [
     "worker_node_map",
     "attach_plugins",
     "resource_name",
+    "default_nodes",
     "dask_setup",
 ]
 
@@ -156,7 +163,7 @@ class NumaThreadPoolExecutor(_DaskThreadPoolExecutor):  # type: ignore[misc, unu
         *,
         scope: PolicyScope,
         cpus: frozenset[int] | None = None,
-        thread_policy: thread_policy | None = None,
+        thread_policy: _ThreadPolicy | None = None,
         thread_name_prefix: str = "numa-Dask-Threads",
     ) -> None:
         super().__init__(  # type: ignore[no-untyped-call, unused-ignore]
@@ -189,7 +196,7 @@ class NumaThreadPoolExecutor(_DaskThreadPoolExecutor):  # type: ignore[misc, unu
 class _Installed:
     """What `NumaWorkerPlugin.setup` changed on one worker, to undo it."""
 
-    __slots__ = ("worker", "execute", "previous_execute", "executors", "affinity", "cpus")
+    __slots__ = ("worker", "execute", "previous_execute", "executors", "affinity")
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
@@ -197,7 +204,6 @@ class _Installed:
         self.previous_execute: Any = None  # the instance attribute it replaced, if any
         self.executors: dict[str, tuple[concurrent.futures.Executor, NumaThreadPoolExecutor]] = {}
         self.affinity: dict[int, set[int]] = {}  # thread id -> its affinity before
-        self.cpus: frozenset[int] | None = None
 
 
 class NumaWorkerPlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
@@ -270,13 +276,12 @@ class NumaWorkerPlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
         scope = self.scope()
         scope.handler  # noqa: B018 - made and probed now: a refused policy fails setup
         cpus = pinned(node=self.node).cpus if self.pin is not None else None
-        task_thread_policy = thread_policy(self.policy) if self.thread_policy else None
+        task_thread_policy = _ThreadPolicy(self.policy) if self.thread_policy else None
         if task_thread_policy is not None:  # refused here rather than in every thread
             with task_thread_policy:
                 pass
 
         done = _Installed(worker)
-        done.cpus = cpus
         try:
             if self.pin == "process":
                 assert cpus is not None
@@ -525,40 +530,58 @@ def attach_plugins(client: Client, nodes: Mapping[str, int], **plugin_options: A
 # -- `dask worker --preload numa_numpy.dask --numa-node N` ---------------------------
 
 
-@click.command(name="numa_numpy.dask")
-@click.option("--numa-node", type=int, required=True, help="the NUMA node of this worker")
-@click.option(
-    "--numa-policy", default=None, help='its NumPy policy, e.g. "bind:1,3" (default bind:N)'
-)
-@click.option(
-    "--numa-pin",
-    type=click.Choice(["process", "threads", "none"]),
-    default="process",
-    show_default=True,
-    help="pin the whole worker process, its task threads only, or nothing",
-)
-@click.option(
-    "--numa-thread-policy",
-    is_flag=True,
-    default=False,
-    help="also set the task threads' kernel policy (set_mempolicy)",
-)
-async def dask_setup(
+async def _preload_setup(
     worker: Any,
     numa_node: int,
     numa_policy: str | None,
     numa_pin: str,
     numa_thread_policy: bool,
 ) -> None:
-    """Preload hook: ``dask worker ... --preload numa_numpy.dask --numa-node N``."""
     if not isinstance(worker, distributed.Worker):
         raise TypeError(
             "numa_numpy.dask is a worker preload (--preload), not a nanny or scheduler one"
         )
+    pins: dict[str, Pin | None] = {"process": "process", "threads": "threads", "none": None}
     plugin = NumaWorkerPlugin(
         numa_node,
         policy=numa_policy,
-        pin=None if numa_pin == "none" else numa_pin,  # type: ignore[arg-type]
+        pin=pins[numa_pin],
         thread_policy=numa_thread_policy,
     )
     await _add_plugin(plugin, worker)
+
+
+#: The preload hook: ``dask worker ... --preload numa_numpy.dask --numa-node N``
+#: (`distributed` parses the options after the preload with this click command).
+dask_setup = click.Command(
+    "numa_numpy.dask",
+    callback=_preload_setup,
+    params=[
+        click.Option(
+            ["--numa-node"],
+            type=int,
+            required=True,
+            envvar="NUMA_NUMPY_DASK_NODE",
+            help="this worker's node",
+        ),
+        click.Option(
+            ["--numa-policy"],
+            default=None,
+            envvar="NUMA_NUMPY_DASK_POLICY",
+            help='its policy, e.g. "bind:1,3" (default bind:N)',
+        ),
+        click.Option(
+            ["--numa-pin"],
+            type=click.Choice(["process", "threads", "none"]),
+            default="process",
+            show_default=True,
+            help="pin the whole worker process, its task threads only, or nothing",
+        ),
+        click.Option(
+            ["--numa-thread-policy"],
+            is_flag=True,
+            default=False,
+            help="also set the task threads' kernel policy (set_mempolicy)",
+        ),
+    ],
+)
