@@ -82,12 +82,15 @@ def bind_range(
         return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
     if options.prefault is not Prefault.NONE:
         cpus = prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
+        # A named variable: cffi frees an array made inline in the initializer
+        # at once, and the plan only points at it.
+        cpu_array = ffi.new("int[]", cpus) if cpus else ffi.NULL
         plan = ffi.new(
             "nn_prefault_plan *",
             {
                 "mode": options.prefault.c_value,
                 "nthreads": len(cpus),
-                "cpus": ffi.new("int[]", cpus) if cpus else ffi.NULL,
+                "cpus": cpu_array,
                 "ncpus": len(cpus),
             },
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import errno
 import os
 import threading
 import warnings
@@ -168,8 +169,17 @@ class Handler:
                 f"cannot create an arena for {policy}", size=0, policy=policy, errno=12
             )
         rc = lib.nn_arena_probe(arena)
+        if rc == -errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
+            lib.nn_arena_destroy(arena)
+            raise NumaAllocationError(
+                f"cannot map a page to probe {policy}: {describe_errno(-rc, 'mmap')}",
+                size=0,
+                policy=policy,
+                errno=-rc,
+            )
         if rc < 0:
-            reason = describe_errno(-rc, "mbind")
+            call = "mbind" if policy.home_node is None else "mbind/set_mempolicy_home_node"
+            reason = describe_errno(-rc, call)
             if options.strict:
                 lib.nn_arena_destroy(arena)
                 raise PolicyNotEnforcedError(

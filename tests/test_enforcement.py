@@ -118,3 +118,16 @@ def test_nonexistent_node_always_raises_even_soft(fresh_handlers):
     assert info.value.available == nn.topology().node_ids
     with pytest.raises(nn.InvalidNodeError, match="do not exist"):
         nn.numa_zeros(10, policy=nn.Interleave([0, 500, 501]))
+
+
+def test_out_of_memory_at_the_probe_is_not_a_refused_policy(fresh_handlers):
+    inject(lib.NN_FAULT_MMAP, errno.ENOMEM)
+    with pytest.raises(nn.NumaAllocationError, match="probe") as info:
+        with nn.on_node(0):
+            pass  # pragma: no cover
+    assert info.value.errno == errno.ENOMEM
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "not enforced" warning: it was not refused
+        with nn.on_node(0):
+            a = np.ones(1 << 16)
+    assert nn.placement(a).policy == nn.Bind(0)
