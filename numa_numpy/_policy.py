@@ -202,7 +202,10 @@ class Policy:
         return None
 
     def __repr__(self) -> str:
-        args = [] if self.nodes is None else [format_list(self.nodes).join("''")]
+        args = []
+        if self.nodes is not None:  # Bind(0), Bind('0-2,5'): what the constructor takes
+            one = len(self.nodes) == 1
+            args.append(str(self.nodes[0]) if one else repr(format_list(self.nodes)))
         args += [
             f"{flag}=True"
             for flag in ("static_nodes", "relative_nodes", "numa_balancing")
