@@ -25,7 +25,7 @@ from ._creation import (
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
 from ._ipython import load_ipython_extension as load_ipython_extension
 from ._ipython import unload_ipython_extension as unload_ipython_extension
-from ._memory import free_all_blocks, memory_stats, set_cache_limit, trim
+from ._memory import free_all_blocks, memory_stats, node_memory_stats, set_cache_limit, trim
 from ._migrate import migrate
 from ._placement import Placement, placement
 from ._policy import (
@@ -122,6 +122,7 @@ __all__ = [
     "capabilities",
     "process_memory",
     "memory_stats",
+    "node_memory_stats",
     "trim",
     "set_cache_limit",
     "free_all_blocks",

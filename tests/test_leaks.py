@@ -60,3 +60,21 @@ def test_free_all_blocks_unmaps_after_the_last_array_dies():
     del arrays
     gc.collect()
     assert bound_bytes() <= bound  # every chunk and block of the forgotten handler unmapped
+
+
+def test_node_memory_stats_follow_the_kernel():
+    nn.free_all_blocks()
+    gc.collect()
+    zero = {"resident_bytes": 0, "cached_bytes": 0, "used_bytes": 0}
+    before = nn.node_memory_stats().get(0, zero)
+    with nn.on_node(0, prefault="touch"):
+        a = np.ones(2 << 20)  # 16 MiB, every page faulted on node 0
+    held = nn.node_memory_stats()[0]
+    assert held["resident_bytes"] - before["resident_bytes"] >= 16 * MiB
+    assert held["used_bytes"] - before["used_bytes"] >= 16 * MiB
+    del a  # back to the handler's cache: still resident, now cached
+    freed = nn.node_memory_stats()[0]
+    assert freed["cached_bytes"] - held["cached_bytes"] >= 16 * MiB
+    assert freed["used_bytes"] <= held["used_bytes"] - 16 * MiB
+    nn.trim()
+    assert nn.node_memory_stats().get(0, zero)["cached_bytes"] == 0

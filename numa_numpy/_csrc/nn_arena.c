@@ -299,6 +299,15 @@ void nn_arena_stats_get(nn_arena *a, nn_arena_stats *out)
     unlock(a);
 }
 
+size_t nn_arena_cached_mappings(nn_arena *a, nn_mapping *out, size_t max)
+{
+    lock(a);
+    size_t n = (size_t)a->ncached;
+    memcpy(out, a->cache, (n < max ? n : max) * sizeof *out);
+    unlock(a);
+    return n;
+}
+
 size_t nn_arena_trim(nn_arena *a)
 {
     nn_mapping victims[CACHE_SLOTS];
