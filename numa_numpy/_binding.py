@@ -4,7 +4,6 @@ handler does the same in C for its own blocks."""
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from ._handler import (
@@ -13,12 +12,13 @@ from ._handler import (
     EnforcementLevel,
     node_shortfall,
     prefault_cpus,
+    refuse_or_warn,
 )
 from ._lib import ffi, lib
 from ._placement import pages_of
 from ._policy import Policy, Prefault, validate
 from ._topology import Topology, format_list
-from .errors import NumaAllocationError, NumaWarning, PolicyNotEnforcedError, describe_errno
+from .errors import NumaAllocationError, PolicyNotEnforcedError, describe_errno
 
 
 def binding_struct(policy: Policy, topo: Topology) -> tuple[Any, Any]:
@@ -30,20 +30,6 @@ def binding_struct(policy: Policy, topo: Topology) -> tuple[Any, Any]:
         {"mode": mode, "home_node": home, "maxnode": maxnode, "nwords": len(words), "mask": mask},
     )
     return binding, mask
-
-
-def refuse_or_warn(options: AllocationOptions, reason: str, err: int = 0) -> None:
-    """Strict: raise PolicyNotEnforcedError. Soft: one NumaWarning."""
-    if options.strict:
-        raise PolicyNotEnforcedError(
-            f"strict {options.policy}: {reason}", policy=options.policy, errno=err, reason=reason
-        )
-    warnings.warn(
-        f"numa_numpy: {options.policy} is not fully enforced: {reason}; "
-        "pass strict=True to raise instead",
-        NumaWarning,
-        stacklevel=4,
-    )
 
 
 def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) -> int:

@@ -3,10 +3,12 @@ weighted-interleave weights, THP mode, and whether mbind is permitted here."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._binding import binding_struct
 from ._lib import ffi, lib
 from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave
 from ._topology import NODE_ROOT, kernel_version, topology
@@ -72,18 +74,7 @@ def _probe_mbind() -> str:
 
     topo = topology()
     node = topo.usable_nodes[0] if topo.usable_nodes else 0
-    binding_mode, words, maxnode, home = Bind(node).kernel_args(topo)
-    mask = ffi.new("unsigned long[]", words)
-    binding = ffi.new(
-        "nn_binding *",
-        {
-            "mode": binding_mode,
-            "home_node": home,
-            "maxnode": maxnode,
-            "nwords": len(words),
-            "mask": mask,
-        },
-    )
+    binding, _mask = binding_struct(Bind(node), topo)
     plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
     mapping = ffi.new("nn_mapping *")
     rc = lib.nn_map(
@@ -129,28 +120,31 @@ def capabilities() -> Capabilities:
     return Capabilities(kernel, policies, not refused, refused, thp, huge, weights)
 
 
-def process_memory(pid: int | str = "self") -> dict[str, dict[int, int]]:
-    """Per-node memory of a process by kind (Huge, Heap, Stack, Private), in bytes,
-    from /proc/PID/numa_maps: what `numastat -p PID` shows."""
-    text = Path(f"/proc/{pid}/numa_maps").read_text()
-    usage: dict[str, dict[int, int]] = {"Huge": {}, "Heap": {}, "Stack": {}, "Private": {}}
-    for line in text.splitlines():
-        fields = line.split()[2:]
+def numa_maps(pid: int | str = "self") -> Iterator[tuple[str, set[str], dict[int, int]]]:
+    """Each mapping of /proc/PID/numa_maps as (policy, flags such as "heap" or
+    "huge", bytes per node)."""
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        fields = line.split()
         page_kib = 4
-        kind = "Private"
-        counts = {}
-        for token in fields:
+        flags: set[str] = set()
+        pages: dict[int, int] = {}
+        for token in fields[2:]:
             key, _, value = token.partition("=")
             if key == "kernelpagesize_kB":
                 page_kib = int(value)
-            elif key == "huge":
-                kind = "Huge"
-            elif key == "heap":
-                kind = "Heap"
-            elif key == "stack":
-                kind = "Stack"
             elif key.startswith("N") and key[1:].isdigit():
-                counts[int(key[1:])] = int(value)
-        for node, pages in counts.items():
-            usage[kind][node] = usage[kind].get(node, 0) + pages * page_kib * 1024
+                pages[int(key[1:])] = int(value)
+            elif not value:
+                flags.add(key)
+        yield fields[1], flags, {node: n * page_kib * 1024 for node, n in pages.items()}
+
+
+def process_memory(pid: int | str = "self") -> dict[str, dict[int, int]]:
+    """Per-node memory of a process by kind (Huge, Heap, Stack, Private), in bytes,
+    from /proc/PID/numa_maps: what `numastat -p PID` shows."""
+    usage: dict[str, dict[int, int]] = {"Huge": {}, "Heap": {}, "Stack": {}, "Private": {}}
+    for _policy, flags, per_node in numa_maps(pid):
+        kind = next((k for k in ("Huge", "Heap", "Stack") if k.lower() in flags), "Private")
+        for node, nbytes in per_node.items():
+            usage[kind][node] = usage[kind].get(node, 0) + nbytes
     return usage

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, TypeVar, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._handler import active_handler
 from ._policy import (
     Bind,
     HugePages,
@@ -27,7 +28,7 @@ from ._policy import (
     PrefaultLike,
     as_policy,
 )
-from ._scope import PolicyScope, current_handler
+from ._scope import PolicyScope
 from .errors import NumaAllocationError, describe_errno
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def _scope(
     elif policy is not None:
         chosen = as_policy(policy)
     else:
-        active = current_handler()
+        active = active_handler()
         chosen = active.policy if active else Local()
     scope = PolicyScope(chosen, strict=strict, huge_pages=huge_pages, prefault=prefault)
     if node is not None or policy is not None:

@@ -115,6 +115,22 @@ def default_cache_limit(policy: Policy, topo: Topology) -> int:
     return min(CACHE_LIMIT_MAX, memory // 8) if memory else CACHE_LIMIT_MAX
 
 
+def refuse_or_warn(
+    options: AllocationOptions, reason: str, err: int = 0, stacklevel: int = 4
+) -> None:
+    """Strict: raise PolicyNotEnforcedError. Soft: one NumaWarning."""
+    if options.strict:
+        raise PolicyNotEnforcedError(
+            f"strict {options.policy}: {reason}", policy=options.policy, errno=err, reason=reason
+        )
+    warnings.warn(
+        f"numa_numpy: {options.policy} is not fully enforced: {reason}; "
+        "pass strict=True to raise instead",
+        NumaWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
     """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
     nodes when they have any, else every CPU this process may use."""
@@ -142,11 +158,8 @@ class Handler:
         shortfall = "; ".join(
             filter(None, [node_shortfall(policy, topo), huge_page_shortfall(options, topo)])
         )
-        if shortfall and options.strict:
-            raise PolicyNotEnforcedError(
-                f"strict {policy}: {shortfall}", policy=policy, errno=0, reason=shortfall
-            )
         if shortfall:
+            refuse_or_warn(options, shortfall, stacklevel=5)
             enforcement = Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
 
         mode, words, maxnode, home = policy.kernel_args(topo)
@@ -179,24 +192,14 @@ class Handler:
             )
         if rc < 0:
             call = "mbind" if policy.home_node is None else "mbind/set_mempolicy_home_node"
-            reason = describe_errno(-rc, call)
-            if options.strict:
+            reason = f"the kernel refused it: {describe_errno(-rc, call)}"
+            try:
+                refuse_or_warn(options, reason, -rc, stacklevel=5)
+            except PolicyNotEnforcedError:
                 lib.nn_arena_destroy(arena)
-                raise PolicyNotEnforcedError(
-                    f"the kernel refused {policy}: {reason}",
-                    policy=policy,
-                    errno=-rc,
-                    reason=reason,
-                )
+                raise
             lib.nn_arena_disable_binding(arena, -rc)
-            enforcement = Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
-        if enforcement.reason:
-            warnings.warn(
-                f"numa_numpy: {policy} is not fully enforced: {enforcement.reason}; "
-                "pass strict=True to raise instead",
-                NumaWarning,
-                stacklevel=4,
-            )
+            enforcement = Enforcement(EnforcementLevel.NONE, reason)
         lib.nn_arena_set_cache_limit(arena, default_cache_limit(policy, topo))
         capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())
         if capsule == ffi.NULL:

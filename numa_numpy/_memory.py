@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
 from typing import Any
 
 from ._handler import all_handlers, release_handlers
@@ -49,49 +47,36 @@ def free_all_blocks() -> int:
     return released
 
 
-CACHE_SLOTS = 64  # nn_arena.c: the most mappings one cache holds
-
-
 def node_memory_stats() -> dict[int, dict[str, int]]:
     """Per node, as the kernel places it: ``resident_bytes`` of policy-bound
     memory (numa_numpy's arenas, regions and shared arrays: every mapping with a
     policy, from /proc/self/numa_maps), ``cached_bytes`` of it held in the
     handlers' caches of freed blocks (move_pages), and ``used_bytes``, the rest.
     Pages never faulted in count nowhere."""
+    from ._capabilities import numa_maps
     from ._lib import ffi, lib
     from ._placement import pages_of
 
     resident: dict[int, int] = {}
-    for line in Path("/proc/self/numa_maps").read_text().splitlines():
-        fields = line.split()
-        if len(fields) < 2 or fields[1] == "default":
-            continue
-        page_kib = 4
-        counts = {}
-        for token in fields[2:]:
-            key, _, value = token.partition("=")
-            if key == "kernelpagesize_kB":
-                page_kib = int(value)
-            elif re.fullmatch(r"N\d+", key):
-                counts[int(key[1:])] = int(value)
-        for node, pages in counts.items():
-            resident[node] = resident.get(node, 0) + pages * page_kib * 1024
+    for policy, _flags, per_node in numa_maps():
+        if policy != "default":
+            for node, nbytes in per_node.items():
+                resident[node] = resident.get(node, 0) + nbytes
     cached: dict[int, int] = {}
-    mappings = ffi.new("nn_mapping[]", CACHE_SLOTS)
+    page = int(lib.nn_base_page_size())
     for handler in all_handlers():
-        count = lib.nn_arena_cached_mappings(handler.arena, mappings, CACHE_SLOTS)
-        for i in range(min(count, CACHE_SLOTS)):
-            base = int(ffi.cast("uintptr_t", mappings[i].base))
-            _, status = pages_of(base, int(mappings[i].length))
-            page = int(lib.nn_base_page_size())
+        count = lib.nn_arena_cached_mappings(handler.arena, ffi.NULL, 0)
+        mappings = ffi.new("nn_mapping[]", max(count, 1))
+        count = min(count, lib.nn_arena_cached_mappings(handler.arena, mappings, count))
+        for m in mappings[0:count]:
+            _, status = pages_of(int(ffi.cast("uintptr_t", m.base)), int(m.length))
             for node in status[status >= 0].tolist():
                 cached[node] = cached.get(node, 0) + page
-    nodes = sorted(set(resident) | set(cached))
     return {
         n: {
             "resident_bytes": resident.get(n, 0),
             "cached_bytes": cached.get(n, 0),
             "used_bytes": max(0, resident.get(n, 0) - cached.get(n, 0)),
         }
-        for n in nodes
+        for n in sorted(set(resident) | set(cached))
     }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import operator
-import os
 import warnings
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 from ._binding import bind_range, off_policy_pages
 from ._handler import HANDLER_NAME, AllocationOptions
 from ._lib import ffi, lib
-from ._placement import MIGRATED_TO, Placement, get_handler_name, owner_of, placement, span_of
+from ._placement import Placement, get_handler_name, owner_of, placement, span_of
 from ._policy import Bind, Default, Interleave, Local, Policy, PolicyLike, as_policy, validate
 from ._topology import current_node, format_list
 from .errors import MigrationError, NumaWarning, PolicyNotEnforcedError, describe_errno
@@ -67,7 +66,6 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
         address = int(ffi.cast("uintptr_t", base[0]))
         bind_range(address, int(length[0]), int(lib.nn_base_page_size()), options, move=True)
         lib.nn_block_mark_migrated(ffi.cast("void *", a.ctypes.data))
-        MIGRATED_TO[a.ctypes.data] = target
         _report(address, int(length[0]), options, topo)
     else:
         _move_inner_pages(a, options, topo)
@@ -85,30 +83,6 @@ def _report(address: int, length: int, options: AllocationOptions, topo: Any) ->
         if options.strict:
             raise PolicyNotEnforcedError(message, policy=options.policy, errno=0, reason=message)
         warnings.warn(message, NumaWarning, stacklevel=3)
-
-
-def _retry_busy(first: int, page: int, wanted: np.ndarray, status: np.ndarray) -> None:
-    """move_pages answers -EBUSY for a page it cannot take right now (freshly
-    faulted pages wait in per-CPU batches before they can be isolated): try those
-    again a few times."""
-    for _ in range(3):
-        busy = np.flatnonzero(status == -errno.EBUSY)
-        if not busy.size:
-            return
-        os.sched_yield()
-        for i in busy:
-            target = np.asarray([wanted[i]], dtype=np.intc)
-            one = np.empty(1, dtype=np.intc)
-            lib.nn_move_range(
-                ffi.cast("void *", first + int(i) * page),
-                1,
-                page,
-                ffi.cast("int *", target.ctypes.data),
-                1,
-                0,
-                ffi.cast("int *", one.ctypes.data),
-            )
-            status[i] = one[0]
 
 
 def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> None:
@@ -150,7 +124,6 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
         warnings.warn(f"cannot move pages to {target}: {reason}", NumaWarning, stacklevel=3)
         return
     wanted = np.resize(per_page, npages)
-    _retry_busy(first, page, wanted, status)
     # status: the node each page is on now, or -errno (-ENOENT: never touched: fine)
     misplaced = int(((status >= 0) & (status != wanted)).sum())
     errors = status[(status < 0) & (status != -errno.ENOENT)]

@@ -12,7 +12,7 @@ import numpy as np
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel, handler_of_arena
 from ._lib import ffi, lib
 from ._policy import Policy, policy_from_kernel
-from ._topology import format_list, mask_bits
+from ._topology import mask_bits
 from .errors import NumaError, describe_errno
 
 __all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy", "get_handler_name"]
@@ -133,24 +133,21 @@ def owner_of(a: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def range_policy(address: int) -> Policy:
-    """The policy the kernel holds for the page at `address`."""
+def range_policy(address: int | None) -> Policy:
+    """The policy the kernel holds for the page at `address`, or for the calling
+    thread when `address` is None (get_mempolicy)."""
     mode = ffi.new("int *")
     words = ffi.new("unsigned long[]", mask_bits() // 64)
-    rc = lib.nn_get_mempolicy(
-        mode, words, mask_bits() + 1, ffi.cast("void *", address), lib.NN_MPOL_F_ADDR
-    )
+    where = ffi.NULL if address is None else ffi.cast("void *", address)
+    flags = 0 if address is None else lib.NN_MPOL_F_ADDR
+    rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, where, flags)
     if rc < 0:
+        what = "the thread policy" if address is None else f"the policy at {address:#x}"
         raise NumaError(
-            f"cannot read the policy at {address:#x}: {describe_errno(-rc, 'get_mempolicy')}",
-            errno=-rc,
+            f"cannot read {what}: {describe_errno(-rc, 'get_mempolicy')}", errno=-rc
         )
     nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
     return policy_from_kernel(int(mode[0]), nodes)
-
-
-# Large blocks moved by migrate(): data address -> the policy they now follow.
-MIGRATED_TO: dict[int, Policy] = {}
 
 
 def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
@@ -163,8 +160,8 @@ def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
     if handler is None:
         return None, None
     enforcement = handler.enforcement
-    if status[0] & lib.NN_MAP_MIGRATED:
-        target = MIGRATED_TO.get(owner.ctypes.data)
+    if status[0] & lib.NN_MAP_MIGRATED:  # rebound whole by migrate(): the kernel knows
+        target = range_policy(owner.ctypes.data)
         return target, Enforcement(enforcement.level, f"migrated from {handler.policy}")
     if status[0] & lib.NN_MAP_POLICY_FALLBACK and enforcement.level is not EnforcementLevel.NONE:
         err = handler.last_errno()
@@ -204,7 +201,3 @@ def placement(a: Any) -> Placement:
     policy = range_policy(first) if nbytes else None
     page = int(lib.nn_base_page_size())
     return Placement(address, nbytes, page, status, policy, requested, enforcement)
-
-
-def describe_nodes(nodes: frozenset[int]) -> str:
-    return format_list(sorted(nodes)) or "-"

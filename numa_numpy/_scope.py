@@ -190,10 +190,6 @@ def current_policy() -> Policy | None:
     return handler.policy if handler else None
 
 
-def current_handler() -> Handler | None:
-    return active_handler()
-
-
 def propagate(func: F) -> F:
     """Wrap `func` to run in a copy of the caller's context, so a new thread
     allocates under the scopes active where `propagate` was called."""

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ._binding import binding_struct
-from ._lib import ffi, lib
-from ._policy import Policy, PolicyLike, as_policy, parse_nodes, policy_from_kernel, validate
-from ._topology import format_list, mask_bits, topology
-from .errors import InvalidNodeError, NumaError, PolicyNotEnforcedError, describe_errno
+from ._lib import lib
+from ._placement import range_policy
+from ._policy import Policy, PolicyLike, as_policy, parse_nodes, validate
+from ._topology import format_list, topology
+from .errors import InvalidNodeError, PolicyNotEnforcedError, describe_errno
 
 __all__ = ["pinned", "thread_policy", "get_thread_policy"]
 
@@ -91,15 +92,7 @@ class pinned(_ThreadScope):
 
 def get_thread_policy() -> Policy:
     """The calling thread's task policy (get_mempolicy with no address)."""
-    mode = ffi.new("int *")
-    words = ffi.new("unsigned long[]", mask_bits() // 64)
-    rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, ffi.NULL, 0)
-    if rc < 0:
-        raise NumaError(
-            f"cannot read the thread policy: {describe_errno(-rc, 'get_mempolicy')}", errno=-rc
-        )
-    nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
-    return policy_from_kernel(int(mode[0]), nodes)
+    return range_policy(None)
 
 
 def _set_thread_policy(policy: Policy) -> int:

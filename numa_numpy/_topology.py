@@ -254,7 +254,7 @@ def current_cpu_and_node() -> tuple[int, int]:
     node = ffi.new("unsigned *")
     rc = lib.nn_getcpu(cpu, node)
     if rc < 0:
-        return os.sched_getaffinity(0).__iter__().__next__(), 0
+        return min(os.sched_getaffinity(0)), 0
     return int(cpu[0]), int(node[0])
 
 

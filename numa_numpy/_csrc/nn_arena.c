@@ -303,7 +303,8 @@ size_t nn_arena_cached_mappings(nn_arena *a, nn_mapping *out, size_t max)
 {
     lock(a);
     size_t n = (size_t)a->ncached;
-    memcpy(out, a->cache, (n < max ? n : max) * sizeof *out);
+    if (out && max)
+        memcpy(out, a->cache, (n < max ? n : max) * sizeof *out);
     unlock(a);
     return n;
 }

@@ -38,8 +38,8 @@ int nn_arena_probe(nn_arena *a);
 void nn_arena_disable_binding(nn_arena *a, int err);
 void nn_arena_set_cache_limit(nn_arena *a, size_t bytes);
 void nn_arena_stats_get(nn_arena *a, nn_arena_stats *out);
-/* Copy up to `max` of the cached (freed) large mappings into `out`; returns how
- * many the cache holds. For per-node accounting. */
+/* Copy up to `max` of the cached (freed) large mappings into `out` (may be NULL
+ * with max 0); returns how many the cache holds. For per-node accounting. */
 size_t nn_arena_cached_mappings(nn_arena *a, nn_mapping *out, size_t max);
 /* Unmap every cached large block; returns the bytes released. */
 size_t nn_arena_trim(nn_arena *a);

@@ -2,6 +2,7 @@
 #include "nn_syscalls.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 
 #define BATCH 4096 /* pages per move_pages call: bounds the temporary arrays */
@@ -44,6 +45,24 @@ int nn_move_range(void *start, size_t npages, size_t page_size, const int *nodes
 {
     if (nnodes == 0 || (nnodes != 1 && nnodes != npages))
         return -EINVAL;
-    return pages_call(start, npages, page_size, nodes, nnodes,
-                      move_all ? NN_MPOL_MF_MOVE_ALL : NN_MPOL_MF_MOVE, status);
+    int flags = move_all ? NN_MPOL_MF_MOVE_ALL : NN_MPOL_MF_MOVE;
+    int rc = pages_call(start, npages, page_size, nodes, nnodes, flags, status);
+    /* -EBUSY: the kernel could not take the page just now (freshly faulted
+     * pages wait in per-CPU batches before they can be isolated): try again. */
+    for (int round = 0; rc == 0 && round < 3; round++) {
+        int busy = 0;
+        for (size_t i = 0; i < npages; i++) {
+            if (status[i] != -EBUSY)
+                continue;
+            if (!busy++)
+                sched_yield();
+            rc = pages_call((char *)start + i * page_size, 1, page_size,
+                            nodes + (nnodes == 1 ? 0 : i), 1, flags, status + i);
+            if (rc)
+                break;
+        }
+        if (!busy)
+            break;
+    }
+    return rc;
 }
