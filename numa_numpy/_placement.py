@@ -143,9 +143,7 @@ def range_policy(address: int | None) -> Policy:
     rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, where, flags)
     if rc < 0:
         what = "the thread policy" if address is None else f"the policy at {address:#x}"
-        raise NumaError(
-            f"cannot read {what}: {describe_errno(-rc, 'get_mempolicy')}", errno=-rc
-        )
+        raise NumaError(f"cannot read {what}: {describe_errno(-rc, 'get_mempolicy')}", errno=-rc)
     nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
     return policy_from_kernel(int(mode[0]), nodes)
 
