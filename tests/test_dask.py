@@ -291,17 +291,22 @@ def test_attach_plugins_gives_each_worker_its_node(plain_cluster):
     assert_on(f, node, nn.Preferred(node))
 
 
+def preload_cluster(argv):
+    """One in-process worker that loads numa_numpy.dask as a preload with `argv`."""
+    return LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        preload=["numa_numpy.dask"],
+        preload_argv=argv,
+        **QUIET,
+    )
+
+
 def test_preload_for_the_dask_worker_cli():
     node = default_nodes()[0]
     with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=False,
-            preload=["numa_numpy.dask"],
-            preload_argv=["--numa-node", str(node), "--numa-pin", "threads"],
-            **QUIET,
-        ) as cluster,
+        preload_cluster(["--numa-node", str(node), "--numa-pin", "threads"]) as cluster,
         Client(cluster) as client,
     ):
         f = client.submit(facts, pure=False).result(timeout=RESULT_TIMEOUT)
@@ -314,14 +319,7 @@ def test_preload_takes_the_node_from_the_environment(monkeypatch):
     monkeypatch.setenv("NUMA_NUMPY_DASK_NODE", str(node))
     monkeypatch.setenv("NUMA_NUMPY_DASK_POLICY", f"preferred:{node}")
     with (
-        LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=False,
-            preload=["numa_numpy.dask"],
-            preload_argv=["--numa-pin", "none"],
-            **QUIET,
-        ) as cluster,
+        preload_cluster(["--numa-pin", "none"]) as cluster,
         Client(cluster) as client,
     ):
         f = client.submit(facts, pure=False).result(timeout=RESULT_TIMEOUT)
