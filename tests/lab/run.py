@@ -135,6 +135,31 @@ def find_vng(guest_python: str) -> list[str]:
                      "or set NUMA_LAB_VNG")
 
 
+# Programs vng starts by name through a shell; each must be found on the PATH it
+# is given (virtme-run sits beside vng; QEMU and busybox come from the system).
+VNG_PROGRAMS = ("virtme-run", "qemu-system-x86_64", "busybox")
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def vng_path(vng: list[str], guest_python: str, inherited: str) -> str:
+    """The PATH vng runs under: the folder vng was found in (its companion
+    virtme-run is installed beside it, and is started through the shell), the
+    guest interpreter's folder, then the inherited PATH and the system folders.
+    Nothing depends on what an earlier manual install left on the caller's PATH."""
+    dirs = [os.path.dirname(os.path.abspath(vng[0])), os.path.dirname(guest_python)]
+    dirs += [d for d in inherited.split(os.pathsep) if d]
+    dirs += SYSTEM_PATH
+    seen: list[str] = []
+    for d in dirs:
+        if d not in seen:
+            seen.append(d)
+    return os.pathsep.join(seen)
+
+
+def missing_programs(path: str) -> list[str]:
+    return [p for p in VNG_PROGRAMS if shutil.which(p, path=path) is None]
+
+
 def default_python() -> str:
     venv = REPO / ".venv" / "bin" / "python"
     if venv.exists():
@@ -265,14 +290,14 @@ def _pump(src, sinks) -> None:
                 pass
 
 
-def boot_once(cmd: list[str], rw: str, timeout: float, boot_timeout: float,
-              console) -> tuple[str, int | None, float | None]:
+def boot_once(cmd: list[str], env: dict[str, str], rw: str, timeout: float,
+              boot_timeout: float, console) -> tuple[str, int | None, float | None]:
     """Run vng once. Returns (outcome, vng_rc, boot_seconds);
     outcome is 'done', 'timeout' or 'noboot'."""
     booted = os.path.join(rw, "booted")
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True, env=env)
     pump = threading.Thread(target=_pump,
                             args=(proc.stdout, [sys.stdout.buffer, console]), daemon=True)
     pump.start()
@@ -405,15 +430,25 @@ def main(argv: list[str] | None = None) -> int:
            *(["--verbose"] if args.verbose else []),
            "--exec", f"sh {script}"]
 
+    vng_env = dict(os.environ, PATH=vng_path(vng, python, os.environ.get("PATH", "")))
+    missing = missing_programs(vng_env["PATH"])
+
     if args.dry_run:
         try:
-            print(shlex.join(cmd))
+            print("PATH=" + shlex.quote(vng_env["PATH"]) + " " + shlex.join(cmd))
+            for name in missing:
+                print(f"# not found on that PATH: {name}")
             print(open(script).read(), end="", flush=True)
         except BrokenPipeError:
             pass
         shutil.rmtree(rw, ignore_errors=True)
         return 0
 
+    if missing:
+        log(f"FAIL: not found on vng's PATH ({vng_env['PATH']}): {', '.join(missing)}; "
+            "run tests/lab/setup.sh")
+        shutil.rmtree(rw, ignore_errors=True)
+        return EXIT_LAB
     log(f"kernel {os.path.basename(kernel)}; {topology_text(sizes)}; python {python}")
     log(("exec: " + args.exec_cmd) if args.exec_cmd is not None
         else "pytest " + " ".join(map(q, pytest_args)))
@@ -427,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(rw, "console.log"), "wb") as console:
             for attempt in range(args.boot_retries + 1):
                 remaining = args.timeout - (time.monotonic() - t0)
-                outcome, vng_rc, boot_s = boot_once(cmd, rw, remaining,
+                outcome, vng_rc, boot_s = boot_once(cmd, vng_env, rw, remaining,
                                                     min(args.boot_timeout, remaining), console)
                 if outcome != "noboot":
                     break
