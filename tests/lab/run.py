@@ -222,6 +222,7 @@ finish() {{
 cd {q(cwd)} || finish 126
 export PYTHONDONTWRITEBYTECODE=1
 export NUMA_LAB=1
+export NUMA_LAB_OUT="$RW"   # writable in the guest; the host reads it back (--keep)
 export PATH={q(os.path.dirname(python))}:"$PATH"
 {exports}
 {body}
