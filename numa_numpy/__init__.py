@@ -51,7 +51,7 @@ from ._scope import (
     policy,
     propagate,
 )
-from ._shared import SharedArray, attach_shared, shared_empty, shared_zeros
+from ._shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
 from ._thread import get_thread_policy, pinned, thread_policy
 from ._topology import Node, Topology, current_cpu, current_node, topology
 from .errors import (
@@ -110,6 +110,7 @@ __all__ = [
     "shared_empty",
     "shared_zeros",
     "attach_shared",
+    "cleanup_shared",
     "pinned",
     "thread_policy",
     "get_thread_policy",

@@ -114,3 +114,159 @@ def test_bad_names():
         nn.shared_zeros(1, name="a/b", node=0)
     with pytest.raises(nn.InvalidNodeError):
         nn.shared_zeros(1, node=42)
+
+
+# --- the segment format: a header sized to what it holds (issue 16 item 1) ---
+
+import mmap  # noqa: E402
+import struct  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+SHM = Path("/dev/shm")
+WIDE = np.dtype([(f"column_{i:03d}", "f8") for i in range(250)])  # a 6 KiB description
+
+
+def _data_offset(a):
+    return a.__array_interface__["data"][0] - nn._shared.buffer_address(nn._shared._segment_of(a))
+
+
+@pytest.mark.parametrize("count", [10, 1, 0])
+def test_a_long_dtype_description_does_not_run_into_the_data(count):
+    a = nn.shared_zeros(count, dtype=WIDE, node=0)
+    assert np.count_nonzero(a.view(np.uint8)) == 0  # the header wrote nothing into the data
+    b = nn.attach_shared(a.shared_name)
+    assert b.dtype == WIDE and b.shape == (count,)
+    if count:
+        b["column_249"][-1] = 2.5
+        assert a["column_249"][-1] == 2.5
+    # the header takes whole pages: the data stays page-aligned for mbind
+    assert _data_offset(a) % mmap.PAGESIZE == 0 and _data_offset(a) > 4096
+
+
+def test_the_header_is_sized_in_runtime_pages(monkeypatch):
+    # issue 11: kernels with 16/64 KiB pages need the data at a page multiple of theirs
+    monkeypatch.setattr(mmap, "PAGESIZE", 65536)
+    a = nn.shared_zeros(100, node=0)
+    assert _data_offset(a) == 65536
+    assert os.path.getsize(SHM / a.shared_name) == 2 * 65536
+    version, meta_bytes, data_offset, data_bytes = struct.unpack_from(
+        "<IIQQ", (SHM / a.shared_name).read_bytes(), 8)
+    assert (version, data_offset, data_bytes) == (2, 65536, 65536)
+    assert nn.attach_shared(a.shared_name).shape == (100,)
+
+
+def test_the_documented_layout():
+    a = nn.shared_zeros((3, 2), "<i4", order="F", node=0)
+    raw = (SHM / a.shared_name).read_bytes()
+    magic, version, meta_bytes, data_offset, data_bytes, pid, started, _ns, reserved = \
+        struct.unpack_from("<8sIIQQQQQQ", raw)
+    assert magic == b"NNSHARED" and version == 2 and reserved == 0
+    assert pid == os.getpid() and started == int(
+        Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    meta = __import__("json").loads(raw[64:64 + meta_bytes])
+    assert meta == {"shape": [3, 2], "order": "F", "dtype": "<i4", "policy": "bind:0"}
+    assert data_offset == mmap.PAGESIZE and data_bytes == mmap.PAGESIZE
+    assert raw[64 + meta_bytes:data_offset].strip(b"\0") == b""
+
+
+def _shareable_dtypes():
+    leaves = hnp.scalar_dtypes() | hnp.unicode_string_dtypes() | hnp.byte_string_dtypes()
+    nested = hnp.nested_dtypes(subtype_strategy=leaves, max_itemsize=1 << 12)
+    long_structs = st.integers(100, 400).map(
+        lambda n: np.dtype([(f"field_number_{i}", "u1", (2,)) for i in range(n)]))
+    subarrays = hnp.array_dtypes(leaves, allow_subarrays=True)
+    return leaves | nested | long_structs | subarrays
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dtype=_shareable_dtypes(), shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0,
+                                                          max_side=5),
+       order=st.sampled_from("CF"), data=st.data())
+def test_any_plain_dtype_and_shape_round_trips(dtype, shape, order, data):
+    a = nn.shared_zeros(shape, dtype, order=order, node=0)
+    flat = np.frombuffer(nn._shared._segment_of(a), np.uint8)
+    start = _data_offset(a)
+    assert np.count_nonzero(flat[start:]) == 0  # the header stayed out of the data
+    payload = data.draw(st.binary(min_size=a.nbytes, max_size=a.nbytes))
+    flat[start:start + a.nbytes] = np.frombuffer(payload, np.uint8)
+    assert a.tobytes(order="A") == payload
+    for other in (nn.attach_shared(a.shared_name), pickle.loads(pickle.dumps(a, protocol=5))):
+        assert other.dtype == dtype and other.shape == a.shape
+        assert other.flags.f_contiguous == a.flags.f_contiguous
+        assert other.tobytes(order="A") == a.tobytes(order="A")
+        assert other.__array_interface__["data"][0] % mmap.PAGESIZE == 0
+
+
+@pytest.mark.parametrize("dtype", [object, np.dtypes.StringDType(), [("a", "f8"), ("b", "O")]])
+def test_object_holding_dtypes_are_refused_clearly(dtype, recwarn):
+    before = set(os.listdir(SHM))
+    with pytest.raises(TypeError, match="cannot hold .* another process cannot read"):
+        nn.shared_zeros(3, dtype=dtype, node=0)
+    assert not recwarn.list  # no pickle warning on the way
+    assert set(os.listdir(SHM)) - before == set()  # nothing created
+
+
+def _long_structured_row(a):
+    return float(a["column_100"].sum()), a.shape
+
+
+def test_a_long_structured_array_reaches_a_spawned_worker():
+    a = nn.shared_zeros(7, dtype=WIDE, node=0)
+    a["column_100"] = 3
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        assert pool.submit(_long_structured_row, a).result() == (21.0, (7,))
+
+
+def _raw_segment(name, content):
+    path = SHM / name
+    path.write_bytes(content)
+    return path
+
+
+def test_attach_an_empty_or_foreign_segment():
+    name = f"nn_test_foreign_{os.getpid()}"
+    path = _raw_segment(name, b"")
+    try:
+        with pytest.raises(nn.NumaError, match="not a numa_numpy shared array"):
+            nn.attach_shared(name)  # mmap alone raises a bare ValueError on an empty file
+        path.write_bytes(b"x" * 8192)
+        with pytest.raises(nn.NumaError, match="not a numa_numpy shared array"):
+            nn.attach_shared(name)
+        path.write_bytes(b'{"magic": "numa_numpy-shared-1", "shape": [1]}'.ljust(8192, b"\0"))
+        with pytest.raises(nn.NumaError, match="older numa_numpy"):
+            nn.attach_shared(name)
+    finally:
+        path.unlink()
+
+
+def test_a_header_that_lies_is_refused():
+    a = nn.shared_zeros(10, node=0)
+    path = SHM / a.shared_name
+    with open(path, "r+b") as f:
+        f.seek(24)
+        f.write(struct.pack("<Q", 1 << 40))  # data_bytes beyond the file
+    with pytest.raises(nn.NumaError, match="corrupt header"):
+        nn.attach_shared(a.shared_name)
+
+
+def test_attach_validates_under_python_O():
+    # issue 11: attach_shared validated with assert, which -O removes
+    name = f"nn_test_optimized_{os.getpid()}"
+    path = _raw_segment(name, b'{"magic": "other", "shape": [1], "order": "C", '
+                              b'"descr": "<f8"}'.ljust(8192, b"\0"))
+    try:
+        code = ("import numa_numpy as nn, sys\n"
+                f"try: nn.attach_shared({name!r})\n"
+                "except nn.NumaError as e: print('refused:', e); sys.exit(0)\n"
+                "sys.exit(1)\n")
+        out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "not a numa_numpy shared array" in out.stdout
+    finally:
+        path.unlink()
