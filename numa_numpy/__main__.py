@@ -1,9 +1,11 @@
-"""python -m numa_numpy [info|check|maps PID|bench] [--json]
+"""python -m numa_numpy [info|check|maps PID|bench|cleanup] [--json]
 
 info   the topology (like `numactl --hardware`) and the kernel's capabilities
 check  a self-check: allocate on every node with memory, verify page by page
 maps   per-node memory of a process by kind (like `numastat -p PID`)
 bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node)
+cleanup  remove shared arrays (/dev/shm) whose creating process has ended,
+       e.g. by SIGKILL; --dry-run lists them
 
 With no command: info, then check. Exit status: 0 when everything passed,
 1 when a check failed, 2 for a usage error, 3 when the process to inspect does
@@ -23,6 +25,7 @@ from ._capabilities import capabilities, process_memory
 from ._creation import interleaved_zeros, numa_zeros
 from ._placement import placement
 from ._scope import on_node
+from ._shared import cleanup_shared
 from ._topology import Topology, topology
 
 CHECK_BYTES = 8 << 20
@@ -120,14 +123,30 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", nargs="?", choices=["info", "check", "maps", "bench"])
+    parser.add_argument("command", nargs="?", choices=["info", "check", "maps", "bench", "cleanup"])
     parser.add_argument("pid", nargs="?", help="for maps: the process id (default: self)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--size-mib", type=int, default=64, help="bench: array size")
     parser.add_argument("--repeats", type=int, default=5, help="bench: best of N")
-    args = parser.parse_args(argv)
+    parser.add_argument("--dry-run", action="store_true", help="cleanup: only list")
+    # intermixed: options may come before the pid too (`maps --json 1234`)
+    args = parser.parse_intermixed_args(argv)
     if args.pid is not None and args.command != "maps":
         parser.error("a pid is only for `maps`")
+    if args.pid is not None and not (args.pid == "self" or args.pid.isdigit()):
+        parser.error(f"maps takes a process id (a number or 'self'), not {args.pid!r}")
+    if args.dry_run and args.command != "cleanup":
+        parser.error("--dry-run is only for `cleanup`")
+
+    if args.command == "cleanup":
+        names = cleanup_shared(dry_run=args.dry_run)
+        if args.json:
+            print(json.dumps({"dry_run": args.dry_run, "segments": names}))
+        else:
+            verb = "would remove" if args.dry_run else "removed"
+            head = f"{verb} {len(names)} shared segment(s) whose creator has ended"
+            print("\n".join([head] + [f"  /dev/shm/{name}" for name in names]))
+        return EXIT_OK
 
     if args.command == "maps":
         pid = args.pid or "self"

@@ -47,6 +47,8 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
         raise MigrationError("migrate() needs a target policy with a place: Default has none")
     topo = validate(target)
     owner = owner_of(a)
+    if owner is None:
+        raise MigrationError(_not_owned(a))
     if owner is not a:
         raise MigrationError(
             "migrate() moves whole pages, which a view shares with the rest "
@@ -70,6 +72,34 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
     else:
         _move_inner_pages(a, options, topo)
     return placement(a)
+
+
+def _not_owned(a: np.ndarray) -> str:
+    """Why an array over a buffer (a region, a shared segment, bytes) is refused:
+    no array owns that memory, so following .base leads nowhere."""
+    from ._region import NumaRegion
+    from ._shared import _segment_of
+
+    base: Any = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if _segment_of(a) is not None:
+        return (
+            "migrate() cannot move a shared array: other processes map its pages and "
+            "the policy belongs to the shared object; create a new one with "
+            "shared_zeros(..., policy=...) and copy into it"
+        )
+    if isinstance(base, NumaRegion):
+        return (
+            "migrate() cannot move an array over a NumaRegion: the region's policy "
+            "is its own; create a NumaRegion with the new policy and copy into it"
+        )
+    return (
+        f"migrate() moves memory an array owns; this array is over a "
+        f"{type(base).__name__} buffer: copy it instead: numa_array(a, policy=...)"
+    )
 
 
 def _report(address: int, length: int, options: AllocationOptions, topo: Any) -> None:

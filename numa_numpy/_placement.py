@@ -124,12 +124,16 @@ def span_of(a: np.ndarray) -> tuple[int, int]:
 
 
 def owner_of(a: np.ndarray) -> np.ndarray | None:
-    """The array that owns `a`'s memory (following .base), if an ndarray does."""
+    """The array that owns `a`'s memory (following .base, and the object a
+    memoryview exports), if an ndarray does."""
     current: Any = a
-    while isinstance(current, np.ndarray):
-        if current.flags.owndata:
+    while isinstance(current, (np.ndarray, memoryview)):
+        if isinstance(current, memoryview):
+            current = current.obj
+        elif current.flags.owndata:
             return current
-        current = current.base
+        else:
+            current = current.base
     return None
 
 
@@ -186,13 +190,32 @@ def pages_of(address: int, nbytes: int) -> tuple[int, np.ndarray]:
     return first, status
 
 
+def _buffer_array(a: Any) -> np.ndarray:
+    """An ndarray over any buffer with its own shape, strides and item size (a
+    NumPy scalar, a strided memoryview); bytes where NumPy cannot read the format."""
+    try:
+        view = memoryview(a)
+    except TypeError:
+        raise TypeError(
+            "placement() takes an array or an object exporting the buffer protocol, "
+            f"not {type(a).__name__}"
+        ) from None
+    try:
+        return np.asarray(view)
+    except (ValueError, TypeError, NotImplementedError):
+        pass
+    if view.c_contiguous:  # a format NumPy does not know: only the span matters
+        return np.asarray(view.cast("B"))
+    raise TypeError(f"placement() cannot read a non-contiguous buffer of format {view.format!r}")
+
+
 def placement(a: Any) -> Placement:
     """Ask the kernel where every page of `a`'s span is.
 
     Works for any array (views and non-contiguous ones: their span), and for any
     object exporting the buffer protocol.
     """
-    arr = a if isinstance(a, np.ndarray) else np.asarray(memoryview(a)).view(np.uint8)
+    arr = a if isinstance(a, np.ndarray) else _buffer_array(a)
     address, nbytes = span_of(arr)
     first, status = pages_of(address, nbytes)
     requested, enforcement = _ours(arr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import operator
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from ._policy import (
     as_policy,
     validate,
 )
-from .errors import InvalidPolicyError, NumaAllocationError, PolicyNotEnforcedError
+from .errors import NumaAllocationError, NumaError, PolicyNotEnforcedError
 
 __all__ = ["NumaRegion"]
 
@@ -44,6 +45,21 @@ def buffer_address(buffer: Any) -> int:
 
 def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
+
+
+def _size(size: Any) -> int:
+    """A region's size as an int: NumPy integers too; never a bool or a float."""
+    if isinstance(size, (bool, np.bool_)):
+        raise TypeError(f"a region's size must be an integer number of bytes, not {size!r}")
+    try:
+        nbytes = operator.index(size)
+    except TypeError:
+        raise TypeError(
+            f"a region's size must be an integer number of bytes, not {size!r}"
+        ) from None
+    if nbytes <= 0:
+        raise ValueError(f"a region's size must be positive, not {nbytes}")
+    return nbytes
 
 
 class NumaRegion(mmap.mmap):
@@ -75,8 +91,7 @@ class NumaRegion(mmap.mmap):
     ) -> NumaRegion:
         if node is not None and policy is not None:
             raise TypeError("pass node= or policy=, not both")
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise InvalidPolicyError(f"a region's size must be a positive int, not {size!r}")
+        size = _size(size)
         chosen = Bind(node) if node is not None else as_policy(policy or Local())
         options = AllocationOptions(
             chosen, bool(strict), HugePages.coerce(huge_pages), Prefault.coerce(prefault)
@@ -145,6 +160,22 @@ class NumaRegion(mmap.mmap):
         if self.closed:
             raise ValueError("the region is closed")
         return self._address
+
+    def resize(self, newsize: int) -> None:
+        """Refused: a region keeps its size.
+
+        mmap's resize() moves the mapping (mremap): the address, every array
+        over the region and the binding of a new tail would no longer be true.
+
+        Raises
+        ------
+        NumaError
+            Always.
+        """
+        raise NumaError(
+            f"a NumaRegion cannot be resized (to {newsize!r} bytes): mremap would move "
+            "the mapping under its address and arrays; create a new region and copy"
+        )
 
     def as_array(
         self, shape: Any, dtype: Any = np.uint8, order: str = "C", offset: int = 0

@@ -74,6 +74,16 @@ def test_exit_codes_scripts_can_rely_on():
     assert run("maps", "999999999").returncode == 3
     assert run("nonsense").returncode == 2
     assert run("info", "123").returncode == 2
+    out = run("maps", "abc")  # not a pid: a usage error, not a missing process
+    assert out.returncode == 2 and "process id" in out.stderr
+    assert run("info", "--dry-run").returncode == 2
+
+
+def test_options_may_come_before_the_pid():
+    import os
+    before, after = run("maps", "--json", str(os.getpid())), run("maps", str(os.getpid()), "--json")
+    assert before.returncode == after.returncode == 0, before.stderr
+    assert json.loads(before.stdout).keys() == json.loads(after.stdout).keys()
 
 
 def test_bench_prints_a_bandwidth_matrix_with_placement_checked():

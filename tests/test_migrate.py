@@ -41,3 +41,14 @@ def test_migrate_argument_errors():
     with pytest.raises(nn.MigrationError, match="Default"):
         nn.migrate(np.ones(1 << 16), nn.Default())
     assert nn.migrate(nn.numa_empty(0, node=0), 0).total_pages == 0
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: nn.shared_zeros(1 << 16, node=0), "shared array"),
+    (lambda: nn.shared_zeros(1 << 16, node=0)[8:], "shared array"),
+    (lambda: np.frombuffer(bytearray(1 << 16), np.uint8), "bytearray"),
+])
+def test_migrate_over_a_buffer_does_not_send_the_user_to_base(make, words):
+    with pytest.raises(nn.MigrationError, match=words) as info:
+        nn.migrate(make(), 0)
+    assert ".base" not in str(info.value)

@@ -93,3 +93,23 @@ def test_terminal_repr_shows_the_pages():
     assert repr(nn.placement(a)).startswith("<Placement ") and "N0=" in repr(nn.placement(a))
     assert "available:" in repr(nn.topology())
     assert nn.on_node(0).stats()["live_blocks"] >= 1
+
+
+def test_placement_of_a_numpy_scalar():
+    # README: any buffer works; NumPy scalars export a 0-d buffer
+    where = nn.placement(np.float64(3))
+    assert where.nbytes == 8 and where.total_pages == 1 and where.requested is None
+
+
+def test_placement_of_a_strided_memoryview():
+    a = nn.numa_zeros(1 << 16, np.float64, node=0)
+    a[:] = 1
+    where = nn.placement(memoryview(a)[::2])
+    assert where.nbytes == a.nbytes - 8  # the span from the first to the last element
+    assert where.address == a.ctypes.data and where.requested == nn.Bind(0)
+    assert where.pages == {0: where.total_pages}
+
+
+def test_placement_of_something_that_is_no_buffer():
+    with pytest.raises(TypeError, match="buffer protocol, not list"):
+        nn.placement([1, 2, 3])

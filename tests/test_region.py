@@ -89,10 +89,41 @@ def test_threads_share_a_region():
     assert (arr.reshape(8, 512) == np.arange(8)[:, None]).all()
 
 
-@pytest.mark.parametrize("size", [0, -5, 1.5, True])
-def test_bad_sizes(size):
-    with pytest.raises(nn.InvalidPolicyError, match="positive int"):
+@pytest.mark.parametrize("size, error", [
+    (0, ValueError), (-5, ValueError), (np.int64(-5), ValueError),
+    (1.5, TypeError), (True, TypeError), (np.float64(4096), TypeError), ("4096", TypeError),
+])
+def test_bad_sizes_name_the_size(size, error):
+    with pytest.raises(error, match="size must be") as info:
         nn.NumaRegion(size, node=0)
+    assert not isinstance(info.value, nn.InvalidPolicyError)  # a size is not a policy
+    assert str(int(size) if error is ValueError else repr(size)) in str(info.value)
+
+
+@pytest.mark.parametrize("size", [np.int64(4096), np.uint32(8192), np.intp(1)])
+def test_numpy_integer_sizes(size):
+    region = nn.NumaRegion(size, node=0)
+    assert region.requested_bytes == int(size) and type(region.requested_bytes) is int
+    assert len(region) >= int(size)
+
+
+def test_resize_is_refused_and_nothing_moves():
+    # mmap.resize would mremap the mapping: .address, repr and arrays would be stale
+    region = nn.NumaRegion(1 << 16, node=0)
+    address, text = region.address, repr(region)
+    arr = region.as_array(16, np.uint8)
+    del arr  # resize would be possible with no export
+    with pytest.raises(nn.NumaError, match="cannot be resized"):
+        region.resize(1 << 20)
+    assert len(region) == 1 << 16 and region.address == address == nn._region.buffer_address(region)
+    assert repr(region) == text
+
+
+def test_migrate_an_array_over_a_region_says_why_not_follow_base():
+    arr = nn.NumaRegion(1 << 16, node=0).as_array(1 << 13, np.float64)
+    with pytest.raises(nn.MigrationError, match="NumaRegion") as info:
+        nn.migrate(arr, 0)
+    assert ".base" not in str(info.value)
 
 
 def test_bad_nodes_and_keywords():
