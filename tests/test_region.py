@@ -186,3 +186,20 @@ def test_parallel_prefault_places_every_page():
     where = region.placement()
     assert where.not_present == 0 and where.pages == {0: 2048}
     assert "<table>" in region._repr_html_() and "bind:0" in repr(region)
+
+
+def test_unmapped_when_the_region_and_its_arrays_are_gone():
+    gc.collect()
+    bound = bound_bytes()
+    region = nn.NumaRegion(1 << 20, node=0, prefault="touch")
+    arr = region.as_array(1 << 17, np.float64)
+    view = memoryview(region)
+    del region
+    gc.collect()
+    assert bound_bytes() >= bound + (1 << 20)  # the arrays keep it mapped
+    del arr
+    gc.collect()
+    assert bound_bytes() >= bound + (1 << 20)
+    del view
+    gc.collect()
+    assert bound_bytes() == bound

@@ -208,3 +208,34 @@ def test_cleanup_removes_format_1_leftovers_only_when_their_pid_is_gone(sweeping
     finally:
         for path in (dead, alive, foreign):
             path.unlink(missing_ok=True)
+
+
+def _attach_write_and_end(name, how):
+    b = nn.attach_shared(name)
+    b[:] = 4
+    if how == "exception":
+        raise RuntimeError("the attacher fails")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("how", ["return", "exception"])
+def test_attaching_processes_never_unlink(method, how):
+    a = nn.shared_zeros(10, node=0)
+    proc = mp.get_context(method).Process(target=_attach_write_and_end, args=(a.shared_name, how))
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == (0 if how == "return" else 1)
+    assert a.sum() == 40 and (SHM / a.shared_name).exists()
+    assert nn.attach_shared(a.shared_name).sum() == 40
+
+
+def _receive(a):  # a pickled SharedArray: the worker attaches
+    return float(a.sum())
+
+
+def test_workers_that_received_the_array_never_unlink():
+    a = nn.shared_zeros(10, node=0)
+    a[:] = 1
+    with mp.get_context("fork").Pool(2) as pool:  # terminate(): SIGTERM to the workers
+        assert pool.map(_receive, [a] * 4) == [10.0] * 4
+    assert (SHM / a.shared_name).exists()
