@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._enforcement import refuse_or_warn
 from ._handler import (
     AllocationOptions,
     Enforcement,
     EnforcementLevel,
     node_shortfall,
     prefault_cpus,
-    refuse_or_warn,
 )
-from ._lib import ffi, lib
+from ._lib import error, failed_step, ffi, lib
 from ._placement import pages_of
 from ._policy import Policy, Prefault, validate
 from ._topology import Topology, format_list
@@ -63,7 +63,7 @@ def bind_range(
     flags = lib.NN_MPOL_MF_MOVE if move else 0
     rc = lib.nn_apply_binding(binding, ffi.cast("void *", address), length, flags)
     if rc < 0:
-        reason = describe_errno(-rc, "mbind")
+        reason = describe_errno(-rc, failed_step("mbind"))
         refuse_or_warn(options, f"the kernel refused it: {reason}", -rc)
         return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
     if options.prefault is not Prefault.NONE:
@@ -83,13 +83,13 @@ def bind_range(
         rc = lib.nn_check_room(binding, length)
         if rc == 0:
             rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)
-        if rc < 0:
-            raise NumaAllocationError(
-                f"cannot fault in {length} bytes under {policy}: "
-                f"{describe_errno(-rc, 'madvise(MADV_POPULATE_WRITE)')}",
+        if rc < 0:  # the room check or the populate: the step says which
+            raise error(
+                -rc,
+                f"cannot fault in {length} bytes under {policy}",
+                NumaAllocationError,
                 size=length,
                 policy=policy,
-                errno=-rc,
             )
         if options.strict:
             off = off_policy_pages(address, length, policy, topo)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ._binding import binding_struct
-from ._lib import ffi, lib
+from ._lib import failed_step, ffi, lib
 from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave
 from ._topology import NODE_ROOT, kernel_version, topology
 
@@ -83,7 +83,7 @@ def _probe_mbind() -> str:
     if rc == 0:
         lib.nn_unmap(mapping)
         return ""
-    return describe_errno(-rc, "mbind")
+    return describe_errno(-rc, failed_step("mbind"))  # a failed mmap is not mbind's
 
 
 def capabilities() -> Capabilities:

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from ._handler import active_handler
+from ._lib import clear_step, failed_step
 from ._policy import (
     Bind,
     HugePages,
@@ -28,7 +29,9 @@ from ._policy import (
     PrefaultLike,
     as_policy,
 )
-from ._scope import PolicyScope
+from ._scope import _BY_VALUE as _SCOPES  # noqa: F401 - the scope cache, read by tests
+from ._scope import PolicyScope, default_scope, scope_for
+from ._scope import forget_scopes as forget_scopes  # free_all_blocks() calls it here
 from .errors import NumaAllocationError, describe_errno
 
 if TYPE_CHECKING:
@@ -56,7 +59,6 @@ T = TypeVar("T")
 ShapeLike = Union[SupportsIndex, Sequence[SupportsIndex]]
 Order = Literal["C", "F"]
 OrderKACF = Literal["K", "A", "C", "F"]
-_SCOPES: dict[Any, PolicyScope] = {}
 
 
 def _scope(
@@ -70,41 +72,25 @@ def _scope(
     is a TypeError, as for any Python function."""
     if node is not None and policy is not None:
         raise TypeError("pass node= or policy=, not both")
-    key = (
-        node if not isinstance(node, list) else tuple(node),
-        policy,
-        strict,
-        huge_pages,
-        prefault,
-    )
-    try:
-        return _SCOPES[key]
-    except (KeyError, TypeError):
-        pass
     chosen: Policy
+    # The policy is built (and so validated) before any cache is asked: a float
+    # node equals an int as a dict key, but is never a node id.
     if node is not None:
         chosen = Bind(node)
     elif policy is not None:
-        chosen = as_policy(policy)
+        chosen = policy if isinstance(policy, Policy) else as_policy(policy)
     else:
         active = active_handler()
         chosen = active.policy if active else Local()
-    scope = PolicyScope(chosen, strict=strict, huge_pages=huge_pages, prefault=prefault)
-    if node is not None or policy is not None:
-        try:
-            _SCOPES[key] = scope
-        except TypeError:
-            pass  # unhashable arguments: no caching
-    return scope
-
-
-def forget_scopes() -> None:
-    """Drop the cached scopes (and with them their handlers)."""
-    _SCOPES.clear()
+        return PolicyScope(chosen, strict=strict, huge_pages=huge_pages, prefault=prefault)
+    if strict is False and huge_pages is HugePages.AUTO and prefault is Prefault.NONE:
+        return default_scope(chosen)
+    return scope_for(chosen, strict, huge_pages, prefault)
 
 
 def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
     with scope:
+        clear_step()  # the arena's nn_map runs in this thread: read its failing step after
         try:
             return make()
         except MemoryError as exc:
@@ -114,7 +100,7 @@ def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
             err = handler.last_errno() or 12
             raise NumaAllocationError(
                 f"cannot allocate under {handler.policy}: {exc}; "
-                f"{describe_errno(err, 'mmap/mbind/populate')}",
+                f"{describe_errno(err, failed_step('the allocator (mmap, mbind or populate)'))}",
                 size=_requested_bytes(exc),
                 policy=handler.policy,
                 errno=err,

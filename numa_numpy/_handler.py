@@ -13,19 +13,18 @@ import enum
 import errno
 import os
 import threading
-import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._enforcement import refuse_or_warn as refuse_or_warn  # strict or soft: one place
 from ._lib import ffi, lib
 from ._policy import HugePages, Policy, Prefault, validate
 from ._topology import Topology, format_list
 from .errors import (
     NumaAllocationError,
     NumaUnavailableError,
-    NumaWarning,
     PolicyNotEnforcedError,
     describe_errno,
 )
@@ -115,22 +114,6 @@ def default_cache_limit(policy: Policy, topo: Topology) -> int:
     return min(CACHE_LIMIT_MAX, memory // 8) if memory else CACHE_LIMIT_MAX
 
 
-def refuse_or_warn(
-    options: AllocationOptions, reason: str, err: int = 0, stacklevel: int = 4
-) -> None:
-    """Strict: raise PolicyNotEnforcedError. Soft: one NumaWarning."""
-    if options.strict:
-        raise PolicyNotEnforcedError(
-            f"strict {options.policy}: {reason}", policy=options.policy, errno=err, reason=reason
-        )
-    warnings.warn(
-        f"numa_numpy: {options.policy} is not fully enforced: {reason}; "
-        "pass strict=True to raise instead",
-        NumaWarning,
-        stacklevel=stacklevel,
-    )
-
-
 def prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
     """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
     nodes when they have any, else every CPU this process may use."""
@@ -159,7 +142,7 @@ class Handler:
             filter(None, [node_shortfall(policy, topo), huge_page_shortfall(options, topo)])
         )
         if shortfall:
-            refuse_or_warn(options, shortfall, stacklevel=5)
+            refuse_or_warn(options, shortfall)
             enforcement = Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
 
         mode, words, maxnode, home = policy.kernel_args(topo)
@@ -194,7 +177,7 @@ class Handler:
             call = "mbind" if policy.home_node is None else "mbind/set_mempolicy_home_node"
             reason = f"the kernel refused it: {describe_errno(-rc, call)}"
             try:
-                refuse_or_warn(options, reason, -rc, stacklevel=5)
+                refuse_or_warn(options, reason, -rc)
             except PolicyNotEnforcedError:
                 lib.nn_arena_destroy(arena)
                 raise

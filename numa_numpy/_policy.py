@@ -70,12 +70,38 @@ def _node_id(value: Any) -> int:
         raise InvalidNodeError(f"a node id must be an int, not {value!r}", nodes=(value,))
     node = operator.index(value)
     if node < 0:
-        raise InvalidNodeError(f"node {node} is negative", nodes=(node,))
+        available = topology().node_ids
+        raise InvalidNodeError(
+            f"node {node} is negative; nodes on this machine: {format_list(available)}",
+            nodes=(node,),
+            available=available,
+        )
     return node
 
 
+_INTERNED: dict[tuple[type, int | None], Any] = {}
+
+
+class _Interned(type):
+    """Policies are immutable values: `Bind(1)` and `Interleave()` (no flags)
+    return one shared object, so building them in a loop costs a dict lookup
+    and a scope can be found by the policy's identity."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        nodes = args[0] if args else None
+        if kwargs or len(args) > 1 or not (nodes is None or type(nodes) is int):
+            return super().__call__(*args, **kwargs)
+        key = (cls, nodes)
+        policy = _INTERNED.get(key)
+        if policy is None:
+            policy = super().__call__(nodes)  # validates: a bad one raises, uncached
+            if len(_INTERNED) < 4096:
+                _INTERNED[key] = policy
+        return policy
+
+
 @dataclass(frozen=True, repr=False, init=False)
-class Policy:
+class Policy(metaclass=_Interned):
     """Base of the policy values. Subclasses fix the kernel mode."""
 
     mode: ClassVar[int]
@@ -345,8 +371,10 @@ def as_policy(value: PolicyLike) -> Policy:
     if isinstance(value, Policy):
         return value
     if not isinstance(value, str):
-        raise InvalidPolicyError(
-            f"expected a Policy or a string like 'bind:0', not {type(value).__name__}"
+        # a wrong type is a TypeError, as Python's own functions say
+        raise TypeError(
+            "policy must be a numa_numpy Policy (e.g. nn.Bind(0), nn.Interleave()) or "
+            f"a string like 'bind:0', 'interleave:0-3', 'local'; not {type(value).__name__}"
         )
     name, _, nodes = value.strip().partition(":")
     cls = _BY_NAME.get(name.strip().lower())

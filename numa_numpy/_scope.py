@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _handler
+from ._enforcement import warn
 from ._handler import AllocationOptions, Handler, active_handler, handler_for
 from ._policy import (
     AllocationKeywords,
@@ -29,7 +30,6 @@ from ._policy import (
     as_policy,
 )
 from ._thread import thread_policy
-from .errors import NumaError
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -37,14 +37,38 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# The scopes open in this context, innermost last: (scope, capsule it set,
+# NumPy's handler value it replaced). A ContextVar of immutable tuples, so each
+# thread and task has its own and a copied context never sees later changes.
+_Entry = tuple["PolicyScope", Any, Any]
+_OPEN: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
+    "numa_numpy_open_scopes", default=()
+)
+
+
 class PolicyScope:
     """A policy made NumPy's allocator: a context manager and a decorator.
 
     Nesting restores the outer policy exactly. The same object may be entered
-    again, nested, and from several threads or tasks at once.
+    again, nested, and from several threads or tasks at once: what an entry
+    saved lives in the context (thread/task), not in the object.
+
+    An exit out of order (a scope held across a ``yield`` or ``await`` and
+    closed after a scope entered before it) removes only this scope's layer:
+    the newer scope stays active until it exits, then the policy from before
+    this one returns. It warns (NumaWarning), since a scope then outlived the
+    block that opened it.
     """
 
-    __slots__ = ("options", "thread", "_handler", "_generation", "_tokens", "_capsule", "_var")
+    __slots__ = (
+        "options",
+        "thread",
+        "_handler",
+        "_handler_generation",
+        "_generation",
+        "_capsule",
+        "_var",
+    )
 
     def __init__(
         self,
@@ -64,11 +88,12 @@ class PolicyScope:
         # thread=True: also the OS thread's task policy (set_mempolicy), so that
         # allocations outside NumPy (Python objects, other libraries) follow it.
         self.thread = thread_policy(self.options.policy) if thread else None
+        # the handler is made (and probed) at the first entry, not here
         self._handler: Handler | None = None
+        self._handler_generation = -1
         self._generation = -1
-        self._tokens: list[contextvars.Token[Any]] = []  # one per entry not yet exited
         self._capsule: Any = None
-        self._var: contextvars.ContextVar[Any] | None = None
+        self._var: contextvars.ContextVar[Any] = None  # type: ignore[assignment]
 
     @property
     def policy(self) -> Policy:
@@ -77,49 +102,71 @@ class PolicyScope:
     @property
     def handler(self) -> Handler:
         """The handler (made and probed on first use: raises for bad policies)."""
-        if self._handler is None or self._generation != _handler.generation:
-            self._generation = _handler.generation
-            self._handler = handler_for(self.options)
-        return self._handler
+        handler = self._handler
+        if handler is None or self._handler_generation != _handler.generation:
+            generation = _handler.generation
+            handler = self._handler = handler_for(self.options)
+            self._handler_generation = generation
+        return handler
 
     def _resolve(self) -> None:
+        generation = _handler.generation
         self._capsule = self.handler.capsule_object
-        self._var = _handler.numpy_handler_var
+        self._var = _handler.numpy_handler_var  # type: ignore[assignment]
+        # published last: another thread's __enter__ trusts it to mean "resolved"
+        self._generation = generation
 
     def __enter__(self) -> PolicyScope:
-        # The hot path is two slot reads and a ContextVar.set: it runs around
-        # every block of a pipeline, so it stays small.
-        if self._generation != _handler.generation or self._var is None:
+        # The hot path: a generation check, two ContextVar reads and two sets.
+        if self._generation != _handler.generation:
             self._resolve()
         if self.thread is not None:
             self.thread.__enter__()
-        self._tokens.append(self._var.set(self._capsule))  # type: ignore[union-attr]
+        var = self._var
+        _OPEN.set((*_OPEN.get(), (self, self._capsule, var.get())))
+        var.set(self._capsule)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        tokens = self._tokens
-        try:
-            token = tokens[-1]
-            self._var.reset(token)  # type: ignore[union-attr]
-            tokens.remove(token)  # by identity: another thread may have appended since
-        except (ValueError, RuntimeError, IndexError):
-            self._exit_other_context()
+        stack = _OPEN.get()
+        if stack and stack[-1][0] is self:
+            top = stack[-1]
+            _OPEN.set(stack[:-1])
+            self._var.set(top[2])
+        else:
+            self._exit_out_of_order(stack)
         if self.thread is not None:
             self.thread.__exit__(None, None, None)
 
-    def _exit_other_context(self) -> None:
-        """The same scope object entered in several threads or tasks: reset the
-        newest token made in this context (reset refuses the others)."""
-        for token in reversed(list(self._tokens)):
-            try:
-                self._var.reset(token)  # type: ignore[union-attr]
-            except (ValueError, RuntimeError):  # another context's, or just used by its owner
-                continue
-            self._tokens.remove(token)
+    def _exit_out_of_order(self, stack: tuple[_Entry, ...]) -> None:
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] is self:
+                break
+        else:
+            warn(
+                f"numa_numpy: {self!r} exited in a context (thread or task) where it is "
+                "not open, e.g. a generator resumed from another task: nothing is "
+                "restored here, and the context that entered it keeps it"
+            )
             return
-        raise NumaError(f"{self!r} exited in a context where it was not entered")
+        newer = stack[i + 1]
+        # Splice this layer out: the newer scope, when it exits, restores what
+        # this one replaced. NumPy's handler stays the newer scope's meanwhile.
+        _OPEN.set((*stack[:i], (newer[0], newer[1], stack[i][2]), *stack[i + 2 :]))
+        warn(
+            f"numa_numpy: {self!r} exited while {newer[0]!r}, entered after it in this "
+            "context, is still open (a scope held across a yield or await): that scope "
+            "stays active until it exits, and then the policy from before this one returns"
+        )
 
     def __call__(self, func: F) -> F:
+        """Decorate a function, coroutine function, generator function or async
+        generator function: its body runs inside the scope, and (generators) at
+        every resumption, without the scope reaching the caller in between."""
+        if inspect.isasyncgenfunction(func):
+            return self._wrap_async_generator(func)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(func):
+            return self._wrap_generator(func)  # type: ignore[return-value]
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
@@ -136,6 +183,70 @@ class PolicyScope:
 
         return run  # type: ignore[return-value]
 
+    def _wrap_generator(self, func: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            gen = func(*args, **kwargs)
+            try:
+                with self:
+                    item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    with self:
+                        gen.close()
+                    raise
+                except BaseException as thrown:  # g.throw(): pass it in, inside the scope
+                    try:
+                        with self:
+                            item = gen.throw(thrown)
+                    except StopIteration as stop:
+                        return stop.value
+                else:
+                    try:
+                        with self:
+                            item = gen.send(sent)
+                    except StopIteration as stop:
+                        return stop.value
+
+        return run
+
+    def _wrap_async_generator(
+        self, func: Callable[..., AsyncGenerator[Any, Any]]
+    ) -> Callable[..., Any]:
+        @functools.wraps(func)
+        async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            agen = func(*args, **kwargs)
+            try:
+                with self:
+                    item = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            while True:
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    with self:
+                        await agen.aclose()
+                    raise
+                except BaseException as thrown:
+                    try:
+                        with self:
+                            item = await agen.athrow(thrown)
+                    except StopAsyncIteration:
+                        return
+                else:
+                    try:
+                        with self:
+                            item = await agen.asend(sent)
+                    except StopAsyncIteration:
+                        return
+
+        return run
+
     def stats(self) -> dict[str, Any]:
         """This scope's handler: used, cached and mapped bytes, live blocks, fallbacks."""
         return self.handler.stats()
@@ -143,15 +254,7 @@ class PolicyScope:
     def initializer(self) -> None:
         """Enter this scope for the rest of the calling thread's life: pass it as
         `ThreadPoolExecutor(initializer=scope.initializer)`."""
-        # a scope object of its own: its token never exits, and must not sit in
-        # this object's list for other threads' exits to scan
-        PolicyScope(
-            self.options.policy,
-            strict=self.options.strict,
-            huge_pages=self.options.huge_pages,
-            prefault=self.options.prefault,
-            thread=self.thread is not None,
-        ).__enter__()
+        self.__enter__()  # never exited: the layer lives in the thread's own context
 
     def __repr__(self) -> str:
         o = self.options
@@ -159,6 +262,65 @@ class PolicyScope:
             f"<numa_numpy scope {o.policy} strict={o.strict} "
             f"huge_pages={o.huge_pages.value} prefault={o.prefault.value}>"
         )
+
+
+# Scopes are values: the same policy and options give the same scope object, so
+# `with nn.on_node(0):` in a loop builds nothing after the first time. Looked up
+# only after the arguments are validated (0.0 == 0 as a dict key).
+_CACHE_LIMIT = 1024
+_BY_ID: dict[int, PolicyScope] = {}  # id(policy) -> its default scope (holds the policy)
+_BY_VALUE: dict[Policy, PolicyScope] = {}  # policy -> default scope
+_BY_TEXT: dict[str, PolicyScope] = {}  # "bind:1" -> default scope
+_BY_OPTIONS: dict[tuple[AllocationOptions, bool], PolicyScope] = {}
+
+
+def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
+    if len(cache) >= _CACHE_LIMIT:  # user-made keys (strings, policies): stay bounded
+        cache.clear()
+    return cache
+
+
+def default_scope(policy: Policy) -> PolicyScope:
+    """The scope of `policy` with default options (cached)."""
+    scope = _BY_ID.get(id(policy))
+    if scope is not None and scope.options.policy is policy:
+        return scope
+    scope = _BY_VALUE.get(policy)
+    if scope is None:
+        scope = _bounded(_BY_VALUE)[policy] = PolicyScope(policy)
+        _bounded(_BY_ID)[id(policy)] = scope
+    return scope
+
+
+def scope_for(
+    policy: Policy,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
+    thread: bool = False,
+) -> PolicyScope:
+    """The scope of `policy` with these options (validated, then cached)."""
+    options = AllocationOptions(
+        policy, bool(strict), HugePages.coerce(huge_pages), Prefault.coerce(prefault)
+    )
+    key = (options, bool(thread))
+    scope = _BY_OPTIONS.get(key)
+    if scope is None:
+        scope = PolicyScope(
+            policy,
+            strict=options.strict,
+            huge_pages=options.huge_pages,
+            prefault=options.prefault,
+            thread=bool(thread),
+        )
+        _bounded(_BY_OPTIONS)[key] = scope
+    return scope
+
+
+def forget_scopes() -> None:
+    """Drop the cached scopes (and with them their handlers)."""
+    for cache in (_BY_ID, _BY_VALUE, _BY_TEXT, _BY_OPTIONS):
+        cache.clear()
 
 
 class ScopeKeywords(AllocationKeywords, total=False):
@@ -171,17 +333,29 @@ class ScopeKeywords(AllocationKeywords, total=False):
 def policy(policy: PolicyLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy allocates under `policy` (a Policy or "bind:1");
     thread=True also sets the thread's own policy for non-NumPy allocations."""
-    return PolicyScope(policy, **options)
+    if not options:
+        if type(policy) is str:
+            scope = _BY_TEXT.get(policy)
+            if scope is None:
+                scope = _bounded(_BY_TEXT)[policy] = default_scope(as_policy(policy))
+            return scope
+        if isinstance(policy, Policy):
+            return default_scope(policy)
+    return scope_for(as_policy(policy), **options)
 
 
 def on_node(node: NodesLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy allocates on `node` (Bind)."""
-    return PolicyScope(Bind(node), **options)
+    if options:
+        return scope_for(Bind(node), **options)
+    return default_scope(Bind(node))  # Bind(int) is interned: one scope per node
 
 
 def interleaved(nodes: NodesLike | None = None, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy interleaves pages over `nodes` (None: all with memory)."""
-    return PolicyScope(Interleave(nodes), **options)
+    if options:
+        return scope_for(Interleave(nodes), **options)
+    return default_scope(Interleave(nodes))
 
 
 def current_policy() -> Policy | None:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ._binding import binding_struct
-from ._lib import lib
+from ._lib import check, failed_step, lib
 from ._placement import range_policy
 from ._policy import Policy, PolicyLike, as_policy, parse_nodes, validate
 from ._topology import format_list, topology
-from .errors import InvalidNodeError, PolicyNotEnforcedError, describe_errno
+from .errors import InvalidNodeError, NumaError, PolicyNotEnforcedError, describe_errno
 
 __all__ = ["pinned", "thread_policy", "get_thread_policy"]
 
@@ -24,18 +24,57 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _ThreadScope:
-    """Enter/exit with a per-thread stack of saved states; usable as a decorator."""
+    """Enter/exit with a stack of saved states per OS thread and per kind (CPU
+    affinity and the task policy each have their own); usable as a decorator.
 
-    _saved = threading.local()
+    These states belong to the OS thread, not to an asyncio task or a generator:
+    two such scopes held across ``await``/``yield`` can overlap on one thread.
+    Exits in the order of the entries restore exactly what each entry saved;
+    an exit out of order raises NumaError (after keeping the stack consistent:
+    the newer scope's state stays, and its exit restores what this one saved).
+    """
+
+    _stacks: threading.local
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._stacks = threading.local()  # one stack per kind, never shared
+
+    def _stack(self) -> list[list[Any]]:
+        try:
+            return self._stacks.entries  # type: ignore[no-any-return]
+        except AttributeError:
+            self._stacks.entries = []
+            return self._stacks.entries  # type: ignore[no-any-return]
 
     def _push(self, state: Any) -> None:
-        stack = getattr(self._saved, "stack", None)
-        if stack is None:
-            stack = self._saved.stack = []
-        stack.append(state)
+        self._stack().append([self, state])
 
     def _pop(self) -> Any:
-        return self._saved.stack.pop()
+        """What this scope's own entry saved (the newest entry of this object)."""
+        stack = self._stack()
+        if stack and stack[-1][0] is self:
+            return stack.pop()[1]
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] is self:
+                break
+        else:
+            raise NumaError(
+                f"{self!r} exited on a thread where it was not entered: thread-level "
+                "scopes (pinned, thread_policy) must be exited on the OS thread that "
+                "entered them"
+            )
+        _, saved = stack.pop(i)
+        newer = stack[i]
+        newer[1] = saved  # the newer scope restores, on its exit, what this one found
+        raise NumaError(
+            f"{self!r} exited while {newer[0]!r}, entered after it on the same OS thread, "
+            "is still active. CPU affinity and the task memory policy belong to the OS "
+            "thread, not to an asyncio task or a generator: held across await or yield "
+            "they overlap. The thread keeps the newer setting, and its exit restores "
+            "the one found before this scope. Enter thread-level scopes around code that "
+            "does not await (or give each its own thread: asyncio.to_thread)"
+        )
 
     def __call__(self, func: F) -> F:
         @functools.wraps(func)
@@ -81,6 +120,9 @@ class pinned(_ThreadScope):
             )
         self.cpus = frozenset(usable)
 
+    def __repr__(self) -> str:
+        return f"<numa_numpy pinned cpus={format_list(self.cpus)}>"
+
     def __enter__(self) -> pinned:
         self._push(os.sched_getaffinity(0))
         os.sched_setaffinity(0, self.cpus)
@@ -110,12 +152,15 @@ class thread_policy(_ThreadScope):
         if self.policy.home_node is not None:
             raise TypeError("home_node applies to ranges (scopes, regions), not threads")
 
+    def __repr__(self) -> str:
+        return f"<numa_numpy thread_policy {self.policy}>"
+
     def __enter__(self) -> thread_policy:
         validate(self.policy)
         previous = get_thread_policy()
         rc = _set_thread_policy(self.policy)
         if rc < 0:
-            reason = describe_errno(-rc, "set_mempolicy")
+            reason = describe_errno(-rc, failed_step("set_mempolicy"))
             raise PolicyNotEnforcedError(
                 f"the kernel refused {self.policy} for this thread: {reason}",
                 policy=self.policy,
@@ -126,4 +171,8 @@ class thread_policy(_ThreadScope):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _set_thread_policy(self._pop())
+        previous = self._pop()
+        rc = _set_thread_policy(previous)
+        # A thread left under the inner policy would place everything it allocates
+        # from now on wrongly: say so rather than carry on.
+        check(rc, f"cannot restore this thread's policy {previous} on leaving {self!r}")

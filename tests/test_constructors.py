@@ -181,3 +181,30 @@ def test_object_and_structured_dtypes_work():
     s = nn.numa_zeros(4, dtype=[("x", "i2"), ("y", "f4")], node=0)
     s["y"] = 2.5
     assert s["y"].sum() == 10 and s["x"].sum() == 0
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, True, False, np.float64(0), np.float64(1), np.bool_(0)])
+def test_a_float_or_bool_node_is_refused_even_after_the_int_was_used(bad):
+    # regression: the constructors' scope cache keyed on the raw node, and 0.0 == 0
+    # as a dict key, so node=0.0 succeeded once node=0 had been used
+    nn.numa_zeros(4, node=0)
+    nn.numa_zeros(4, node=1 if 1 in nn.topology().node_ids else 0)
+    with nn.on_node(0):
+        pass
+    for make in (
+        lambda: nn.numa_zeros(4, node=bad),
+        lambda: nn.numa_empty(4, node=bad),
+        lambda: nn.on_node(bad),
+        lambda: nn.numa_zeros(4, policy=nn.Bind(bad)),
+    ):
+        with pytest.raises(nn.InvalidNodeError, match="must be an int"):
+            make()
+
+
+def test_a_numpy_integer_node_is_a_node_id(handler_name):
+    nn.numa_zeros(4, node=0)
+    a = nn.numa_zeros(4, node=np.int64(0))
+    b = nn.numa_ones(4, node=np.uint8(0), strict=True)
+    for x in (a, b):
+        assert handler_name(x) == "numa_numpy" and nn.placement(x).requested == nn.Bind(0)
+    assert nn.on_node(np.int64(0)).policy == nn.Bind(0)

@@ -131,3 +131,75 @@ def test_out_of_memory_at_the_probe_is_not_a_refused_policy(fresh_handlers):
         with nn.on_node(0):
             a = np.ones(1 << 16)
     assert nn.placement(a).policy == nn.Bind(0)
+
+
+# --- errors name the step that failed ----------------------------------------------
+
+
+def _room_check_size():
+    """More than node 0 has free, less than the machine's RAM (so mmap succeeds
+    under the default overcommit heuristic and only the room check refuses)."""
+    from pathlib import Path
+
+    def total(path):
+        line = next(t for t in Path(path).read_text().splitlines() if "MemTotal" in t)
+        return int(line.split()[-2]) * 1024
+
+    meminfo = Path("/sys/devices/system/node/node0/meminfo")
+    if not meminfo.exists():
+        pytest.skip("no per-node meminfo: the room check is skipped here")
+    node, machine = total(meminfo), total("/proc/meminfo")
+    if node + (128 << 20) < machine:  # several nodes: more than node 0 holds at all
+        return node + (64 << 20)
+    return node - (256 << 20)  # one node: the kernel always uses more than this
+
+
+def test_room_check_refusal_is_not_reported_as_madvise(fresh_handlers):
+    size = _room_check_size()
+    with pytest.raises(nn.NumaAllocationError) as info:
+        nn.NumaRegion(size, node=0, prefault="touch")
+    assert "free-memory check" in str(info.value), str(info.value)
+    assert "madvise" not in str(info.value)
+    assert info.value.errno == errno.ENOMEM and info.value.step.startswith("the free-memory")
+    with pytest.raises(nn.NumaAllocationError, match="free-memory check") as info:
+        nn.numa_empty(size, np.uint8, node=0, prefault="touch", huge_pages="none")
+    assert "mmap/mbind/populate" not in str(info.value)
+
+
+def test_populate_failure_names_madvise(fresh_handlers):
+    inject(lib.NN_FAULT_POPULATE, errno.EIO)
+    with pytest.raises(nn.NumaAllocationError, match=r"originated from madvise\(MADV_POPULATE"):
+        nn.numa_empty(1 << 20, node=0, prefault="touch", huge_pages="none")
+
+
+def test_capabilities_probe_names_mmap_for_a_mapping_failure(fresh_handlers):
+    inject(lib.NN_FAULT_MMAP, errno.ENOMEM)
+    caps = nn.capabilities()
+    assert not caps.mbind_permitted
+    assert "originated from mmap" in caps.mbind_error and "mbind" not in caps.mbind_error
+    inject(lib.NN_FAULT_MBIND, errno.EPERM)
+    assert "originated from mbind" in nn.capabilities().mbind_error
+    assert nn.capabilities().mbind_permitted
+
+
+def test_the_c_layer_reports_the_failing_step():
+    from numa_numpy._lib import check, clear_step, failed_step
+
+    clear_step()
+    assert failed_step("none") == "none"
+    inject(lib.NN_FAULT_MMAP, errno.EAGAIN)
+    from numa_numpy._binding import binding_struct
+    from numa_numpy._lib import ffi
+
+    binding, _mask = binding_struct(nn.Bind(0), nn.topology())
+    plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
+    out = ffi.new("nn_mapping *")
+    rc = lib.nn_map(binding, 4096, 0, lib.NN_HUGE_NONE, plan, lib.NN_MAP_STRICT, out)
+    assert rc == -errno.EAGAIN and failed_step() == "mmap"
+    with pytest.raises(nn.NumaError, match=r"mapping: .*EAGAIN, originated from mmap\)") as info:
+        check(rc, "mapping")
+    assert info.value.errno == errno.EAGAIN and info.value.step == "mmap"
+    assert lib.nn_check_room(binding, 1 << 62) == -errno.ENOMEM
+    assert failed_step().startswith("the free-memory check")
+    with pytest.raises(nn.NumaAllocationError):
+        check(-errno.ENOMEM, "x", nn.NumaAllocationError, size=1, policy=None)

@@ -54,9 +54,37 @@ def test_bad_policy_strings(text, words):
         nn.as_policy(text)
 
 
-def test_as_policy_rejects_other_types():
-    with pytest.raises(nn.InvalidPolicyError, match="not int"):
-        nn.as_policy(3)
+@pytest.mark.parametrize("value", [3, object(), 1.5, [0]])
+def test_as_policy_rejects_other_types_with_type_error(value):
+    # a wrong type is a TypeError naming the accepted forms (it was InvalidPolicyError)
+    with pytest.raises(TypeError, match="Policy .*or a string like 'bind:0'") as info:
+        nn.as_policy(value)
+    assert not isinstance(info.value, ValueError)
+    assert type(value).__name__ in str(info.value)
+    for make in (
+        lambda: nn.policy(value),
+        lambda: nn.numa_zeros(4, policy=value),
+        lambda: nn.thread_policy(value),
+    ):
+        with pytest.raises(TypeError, match="a string like"):
+            make()
+
+
+def test_malformed_policy_string_stays_a_value_error():
+    with pytest.raises(ValueError) as info:
+        nn.as_policy("bind:zero")
+    assert isinstance(info.value, (nn.InvalidNodeError, nn.InvalidPolicyError))
+    with pytest.raises(nn.InvalidPolicyError):
+        nn.policy("nonsense:0")
+
+
+def test_negative_node_error_lists_the_nodes_that_exist():
+    exist = nn.topology().node_ids
+    for make in (lambda: nn.Bind(-1), lambda: nn.on_node(-1), lambda: nn.numa_zeros(4, node=-2)):
+        with pytest.raises(nn.InvalidNodeError, match="negative; nodes on this machine: ") as info:
+            make()
+        assert info.value.available == exist
+        assert str(info.value).endswith(f"nodes on this machine: {format_list(exist)}")
 
 
 def test_policies_are_immutable_hashable_values():

@@ -75,7 +75,7 @@ static int map_hugetlb(size_t size, int huge, nn_mapping *out)
     void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | nn_hugetlb_flags(huge), -1, 0);
     if (p == MAP_FAILED)
-        return -errno;
+        return (int)nn_fail(NN_STEP_MMAP_HUGETLB, -errno);
     out->base = p;
     out->length = len;
     out->page_size = page;
@@ -96,7 +96,7 @@ static int map_normal(size_t size, size_t lead, int huge, nn_mapping *out)
     char *p = mmap(NULL, len + slack, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
-        return -errno;
+        return (int)nn_fail(NN_STEP_MMAP, -errno);
     if (slack) {
         char *base = (char *)round_up((uintptr_t)p + lead, THP_SIZE) - lead;
         size_t head = (size_t)(base - p);
@@ -151,7 +151,66 @@ static int bind_has_room(const nn_binding *b, size_t len)
                     return 0; /* no sysfs: let the kernel decide */
                 free_bytes += node_free;
             }
-    return (long long)len <= free_bytes ? 0 : -ENOMEM;
+    return (long long)len <= free_bytes ? 0 : (int)nn_fail(NN_STEP_ROOM, -ENOMEM);
+}
+
+static int binds_nodes(const nn_binding *b)
+{
+    return (b->mode & ~NN_MPOL_MODE_FLAGS) == NN_MPOL_BIND && b->mask;
+}
+
+/* The hugetlb reservation made by mmap is global, not per node: under BIND a
+ * fault on a node whose pool is empty is a SIGBUS at the first write. Take the
+ * pages now (MADV_POPULATE_WRITE reports the shortage as an error instead);
+ * other modes may take a huge page from any node. Kernels before 5.14 lack the
+ * advice (EINVAL): they keep the old behaviour rather than touching pages,
+ * which would be the very SIGBUS. */
+static int claim_hugetlb(const nn_binding *b, const nn_mapping *m)
+{
+    if (!binds_nodes(b))
+        return 0;
+    if (madvise(m->base, m->length, MADV_POPULATE_WRITE) == 0 || errno == EINVAL)
+        return 0;
+    return (int)nn_fail(NN_STEP_HUGETLB_NODES, -ENOMEM);
+}
+
+/* mbind the whole mapping (and the home node): 0, or -errno with the step noted. */
+static int bind_mapping(const nn_binding *b, nn_mapping *out, int options)
+{
+    if (options & NN_MAP_NO_BIND) {
+        out->status |= NN_MAP_POLICY_FALLBACK;
+        return 0;
+    }
+    if (b->mode == NN_MPOL_DEFAULT && b->home_node < 0)
+        return 0;
+    int rc = nn_apply_binding(b, out->base, out->length, 0);
+    if (rc && (options & NN_MAP_STRICT))
+        return rc;
+    if (rc) {
+        out->status |= NN_MAP_POLICY_FALLBACK;
+        out->error = -rc;
+    } else {
+        out->status |= NN_MAP_BOUND;
+    }
+    return 0;
+}
+
+/* Explicit huge pages, bound and claimed; -errno when none can be had on the
+ * nodes the policy allows (the caller decides whether normal pages will do). */
+static int map_hugetlb_bound(const nn_binding *b, size_t size, int huge, int options,
+                             nn_mapping *out)
+{
+    int rc = map_hugetlb(size, huge, out);
+    if (rc)
+        return rc;
+    rc = bind_mapping(b, out, options);
+    if (rc == 0 && (out->status & NN_MAP_BOUND))
+        rc = claim_hugetlb(b, out);
+    if (rc) {
+        nn_unmap(out);
+        memset(out, 0, sizeof *out);
+    }
+    return rc;
 }
 
 int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
@@ -164,39 +223,33 @@ int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
     if (size == 0)
         size = 1;
     if (rc)
-        return rc;
+        return (int)nn_fail(NN_STEP_MMAP, rc);
     if (huge == NN_HUGE_EXPLICIT_2MB || huge == NN_HUGE_EXPLICIT_1GB) {
-        rc = map_hugetlb(size, huge, out);
+        rc = map_hugetlb_bound(b, size, huge, options, out);
         if (rc && strict)
             return rc;
         if (rc) {
-            /* No reserved huge pages of that size: soft mode takes normal pages. */
+            /* No huge page of that size to be had (none reserved, or none on
+             * the bound nodes): soft mode takes normal pages. */
             int why = -rc;
             rc = map_normal(size, round_up(lead, nn_base_page_size()), NN_HUGE_TRANSPARENT, out);
-            if (rc)
+            if (rc == 0)
+                rc = bind_mapping(b, out, options);
+            if (rc) {
+                nn_unmap(out);
                 return rc;
+            }
             out->status |= NN_MAP_HUGE_FALLBACK;
-            out->error = why;
+            if (!out->error)
+                out->error = why;
         }
     } else {
         rc = map_normal(size, lead, huge, out);
-        if (rc)
-            return rc;
-    }
-
-    if (options & NN_MAP_NO_BIND) {
-        out->status |= NN_MAP_POLICY_FALLBACK;
-    } else if (b->mode != NN_MPOL_DEFAULT || b->home_node >= 0) {
-        rc = nn_apply_binding(b, out->base, out->length, 0);
-        if (rc && strict) {
+        if (rc == 0)
+            rc = bind_mapping(b, out, options);
+        if (rc) {
             nn_unmap(out);
             return rc;
-        }
-        if (rc) {
-            out->status |= NN_MAP_POLICY_FALLBACK;
-            out->error = -rc;
-        } else {
-            out->status |= NN_MAP_BOUND;
         }
     }
 
@@ -218,7 +271,7 @@ int nn_unmap(const nn_mapping *m)
 {
     if (!m->base)
         return 0;
-    return munmap(m->base, m->length) ? -errno : 0;
+    return munmap(m->base, m->length) ? (int)nn_fail(NN_STEP_MUNMAP, -errno) : 0;
 }
 
 /* MADV_POPULATE_WRITE (Linux 5.14) reports ENOMEM instead of a later SIGBUS or
@@ -285,7 +338,7 @@ int nn_populate(void *addr, size_t len, size_t page, const nn_prefault_plan *pla
 {
     int rc = nn_take_fault(NN_FAULT_POPULATE);
     if (rc)
-        return rc;
+        return (int)nn_fail(NN_STEP_POPULATE, rc);
     int nthreads = 1;
     size_t piece = round_up(POPULATE_PIECE, page);
     if (plan->mode == NN_PREFAULT_PARALLEL) {
@@ -294,8 +347,10 @@ int nn_populate(void *addr, size_t len, size_t page, const nn_prefault_plan *pla
         if ((size_t)nthreads > pieces)
             nthreads = pieces ? (int)pieces : 1;
     }
-    if (nthreads <= 1)
-        return populate_range(addr, len, page);
+    if (nthreads <= 1) {
+        rc = populate_range(addr, len, page);
+        return rc ? (int)nn_fail(NN_STEP_POPULATE, rc) : 0;
+    }
 
     struct populate_work work = {addr, len, page, piece, 0, 0};
     pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
@@ -315,5 +370,5 @@ int nn_populate(void *addr, size_t len, size_t page, const nn_prefault_plan *pla
         pthread_join(threads[i], NULL);
     free(threads);
     free(args);
-    return work.rc;
+    return work.rc ? (int)nn_fail(NN_STEP_POPULATE, work.rc) : 0;
 }

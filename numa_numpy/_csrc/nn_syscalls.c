@@ -10,7 +10,19 @@
 #define SYS_set_mempolicy_home_node 450
 #endif
 
-static long result(long rc) { return rc < 0 ? -errno : rc; }
+static __thread int last_step;
+
+int nn_last_step(void) { return last_step; }
+void nn_clear_step(void) { last_step = NN_STEP_NONE; }
+
+long nn_fail(int step, long rc)
+{
+    last_step = step;
+    return rc;
+}
+
+/* libc's syscall() gives -1 and errno: turn it into -errno and note the step. */
+static long result(int step, long rc) { return rc < 0 ? nn_fail(step, -errno) : rc; }
 
 static int fault_errno[NN_FAULT_OPS];
 static int fault_count[NN_FAULT_OPS];
@@ -40,39 +52,42 @@ long nn_mbind(void *addr, size_t len, int mode, const unsigned long *mask,
 {
     int fault = nn_take_fault(NN_FAULT_MBIND);
     if (fault)
-        return fault;
-    return result(syscall(SYS_mbind, addr, len, mode, mask, maxnode, flags));
+        return nn_fail(NN_STEP_MBIND, fault);
+    return result(NN_STEP_MBIND, syscall(SYS_mbind, addr, len, mode, mask, maxnode, flags));
 }
 
 long nn_get_mempolicy(int *mode, unsigned long *mask, unsigned long maxnode,
                       void *addr, unsigned long flags)
 {
-    return result(syscall(SYS_get_mempolicy, mode, mask, maxnode, addr, flags));
+    return result(NN_STEP_GET_MEMPOLICY, syscall(SYS_get_mempolicy, mode, mask, maxnode, addr, flags));
 }
 
 long nn_set_mempolicy(int mode, const unsigned long *mask, unsigned long maxnode)
 {
-    return result(syscall(SYS_set_mempolicy, mode, mask, maxnode));
+    int fault = nn_take_fault(NN_FAULT_SET_MEMPOLICY);
+    if (fault)
+        return nn_fail(NN_STEP_SET_MEMPOLICY, fault);
+    return result(NN_STEP_SET_MEMPOLICY, syscall(SYS_set_mempolicy, mode, mask, maxnode));
 }
 
 long nn_move_pages(unsigned long count, void **pages, const int *nodes, int *status,
                    int flags)
 {
-    return result(syscall(SYS_move_pages, 0, count, pages, nodes, status, flags));
+    return result(NN_STEP_MOVE_PAGES, syscall(SYS_move_pages, 0, count, pages, nodes, status, flags));
 }
 
 long nn_migrate_pages(int pid, unsigned long maxnode, const unsigned long *old_nodes,
                       const unsigned long *new_nodes)
 {
-    return result(syscall(SYS_migrate_pages, pid, maxnode, old_nodes, new_nodes));
+    return result(NN_STEP_MIGRATE_PAGES, syscall(SYS_migrate_pages, pid, maxnode, old_nodes, new_nodes));
 }
 
 long nn_getcpu(unsigned *cpu, unsigned *node)
 {
-    return result(syscall(SYS_getcpu, cpu, node, NULL));
+    return result(NN_STEP_GETCPU, syscall(SYS_getcpu, cpu, node, NULL));
 }
 
 long nn_set_mempolicy_home_node(void *addr, size_t len, unsigned long home_node)
 {
-    return result(syscall(SYS_set_mempolicy_home_node, addr, len, home_node, 0));
+    return result(NN_STEP_HOME_NODE, syscall(SYS_set_mempolicy_home_node, addr, len, home_node, 0));
 }

@@ -39,9 +39,38 @@ long nn_migrate_pages(int pid, unsigned long maxnode, const unsigned long *old_n
 long nn_getcpu(unsigned *cpu, unsigned *node);
 long nn_set_mempolicy_home_node(void *addr, size_t len, unsigned long home_node);
 
+/* Which step failed: every nn_* function that fails records its step in a
+ * per-thread slot before returning -errno, so the caller can name the exact
+ * call (a room check is not madvise, a failed mmap is not mbind). */
+#define NN_STEP_NONE 0
+#define NN_STEP_MMAP 1          /* mmap of normal pages */
+#define NN_STEP_MMAP_HUGETLB 2  /* mmap from the hugetlb pool (MAP_HUGETLB) */
+#define NN_STEP_MBIND 3
+#define NN_STEP_HOME_NODE 4     /* set_mempolicy_home_node */
+#define NN_STEP_ROOM 5          /* free-memory check of the bound nodes (sysfs MemFree) */
+#define NN_STEP_POPULATE 6      /* madvise(MADV_POPULATE_WRITE) or first touch */
+#define NN_STEP_HUGETLB_NODES 7 /* no free huge page on the nodes the policy allows */
+#define NN_STEP_SET_MEMPOLICY 8
+#define NN_STEP_GET_MEMPOLICY 9
+#define NN_STEP_MOVE_PAGES 10
+#define NN_STEP_MIGRATE_PAGES 11
+#define NN_STEP_GETCPU 12
+#define NN_STEP_MUNMAP 13
+/* The step of the last failure in this thread (NN_STEP_NONE after nn_clear_step). */
+int nn_last_step(void);
+void nn_clear_step(void);
+/* Record `step` as this thread's last failure and return rc (a -errno). */
+long nn_fail(int step, long rc);
+
 /* Deterministic fault injection for tests: the next `count` operations of kind
  * `op` fail with `err` (a positive errno). count 0 clears. */
-enum nn_fault_op { NN_FAULT_MMAP = 0, NN_FAULT_MBIND = 1, NN_FAULT_POPULATE = 2, NN_FAULT_OPS = 3 };
+enum nn_fault_op {
+    NN_FAULT_MMAP = 0,
+    NN_FAULT_MBIND = 1,
+    NN_FAULT_POPULATE = 2,
+    NN_FAULT_SET_MEMPOLICY = 3,
+    NN_FAULT_OPS = 4
+};
 int nn_inject_fault(int op, int err, int count);
 /* Returns -errno if an injected fault is due for `op`, else 0. */
 int nn_take_fault(int op);
