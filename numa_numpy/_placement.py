@@ -212,8 +212,29 @@ def _buffer_array(a: Any) -> np.ndarray:
 def placement(a: Any) -> Placement:
     """Ask the kernel where every page of `a`'s span is.
 
-    Works for any array (views and non-contiguous ones: their span), and for any
-    object exporting the buffer protocol.
+    Parameters
+    ----------
+    a : ndarray or buffer
+        Any array (views and non-contiguous ones: their span), or any object
+        exporting the buffer protocol (a NumPy scalar, a strided memoryview).
+
+    Returns
+    -------
+    Placement
+
+    Raises
+    ------
+    TypeError
+        `a` is neither an array nor a buffer.
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> a = nn.numa_ones(1 << 16, node=0)
+    >>> nn.placement(a).on(0)
+    True
+    >>> nn.placement(memoryview(a)[::2]).nbytes == a.nbytes - 8
+    True
     """
     arr = a if isinstance(a, np.ndarray) else _buffer_array(a)
     address, nbytes = span_of(arr)

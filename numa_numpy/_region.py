@@ -70,7 +70,41 @@ class NumaRegion(mmap.mmap):
     ``region.as_array(shape, dtype)``), unmapped when the region and every view or
     array over it are gone. ``close()`` and ``with`` release it early and raise
     BufferError while views are exported. ``enforcement`` says how far the
-    policy and the huge-page request were met.
+    policy and the huge-page request were met. It keeps its size: ``resize()``
+    raises NumaError.
+
+    Parameters
+    ----------
+    size : int
+        Bytes (NumPy integers too), rounded up to the page size.
+    policy : Policy or str, optional
+        Where the pages go (default: Local); or ``node=`` for Bind.
+    huge_pages : {"auto", "none", "transparent", "2mb", "1gb"}
+    prefault : {"none", "touch", "parallel"}
+    strict : bool
+        Raise instead of warning when the policy or huge pages are not met.
+
+    Raises
+    ------
+    TypeError
+        `size` is not an integer (a float, a bool, a string).
+    ValueError
+        `size` is not positive.
+    InvalidNodeError, InvalidPolicyError
+        The policy names nodes that do not exist, or cannot be expressed.
+    PolicyNotEnforcedError
+        ``strict=True`` and the request was not met.
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> with nn.NumaRegion(np.int64(1 << 16), node=0) as region:
+    ...     grid = region.as_array((64, 128), np.float64)
+    ...     grid[:] = 1.0
+    ...     total = float(grid.sum())
+    ...     del grid
+    >>> total
+    8192.0
     """
 
     requested_bytes: int
