@@ -22,6 +22,7 @@ from ._creation import (
     numa_zeros,
     numa_zeros_like,
 )
+from ._doctor import Diagnosis, Finding, Severity, doctor
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
 from ._ipython import load_ipython_extension as load_ipython_extension
 from ._ipython import unload_ipython_extension as unload_ipython_extension
@@ -53,7 +54,7 @@ from ._scope import (
 )
 from ._shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
 from ._thread import get_thread_policy, pinned, thread_policy
-from ._topology import Node, Topology, current_cpu, current_node, topology
+from ._topology import AccessClass, Node, Topology, current_cpu, current_node, topology
 from .errors import (
     InvalidNodeError,
     InvalidPolicyError,
@@ -116,6 +117,11 @@ __all__ = [
     "get_thread_policy",
     "Node",
     "Topology",
+    "AccessClass",
+    "doctor",
+    "Diagnosis",
+    "Finding",
+    "Severity",
     "topology",
     "current_node",
     "current_cpu",

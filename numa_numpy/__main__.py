@@ -1,7 +1,10 @@
-"""python -m numa_numpy [info|check|maps PID|bench|cleanup] [--json]
+"""python -m numa_numpy [info|check|doctor|maps PID|bench|cleanup] [--json]
 
 info   the topology (like `numactl --hardware`) and the kernel's capabilities
 check  a self-check: allocate on every node with memory, verify page by page
+doctor what refuses, undoes or slows placement here (seccomp, cpuset, THP,
+       NUMA balancing, tiers, thread pools...) and the exact fix; exits 0 when
+       healthy, 1 when a finding defeats placement
 maps   per-node memory of a process by kind (like `numastat -p PID`)
 bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node)
 cleanup  remove shared arrays (/dev/shm) whose creating process has ended,
@@ -23,6 +26,7 @@ import numpy as np
 
 from ._capabilities import capabilities, process_memory
 from ._creation import interleaved_zeros, numa_zeros
+from ._doctor import doctor, refusal_hint
 from ._placement import placement
 from ._scope import on_node
 from ._shared import cleanup_shared
@@ -84,6 +88,8 @@ def _topology_dict(topo: Topology) -> dict[str, Any]:
                 "memory_total": n.memory_total,
                 "memory_free": n.memory_free,
                 "distances": n.distances,
+                "tier": n.tier,
+                "access": [vars(a) for a in n.access],
             }
             for n in topo.nodes
         ],
@@ -123,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", nargs="?", choices=["info", "check", "maps", "bench", "cleanup"])
+    parser.add_argument(
+        "command", nargs="?", choices=["info", "check", "doctor", "maps", "bench", "cleanup"]
+    )
     parser.add_argument("pid", nargs="?", help="for maps: the process id (default: self)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--size-mib", type=int, default=64, help="bench: array size")
@@ -161,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
             else _maps_table(pid, usage)
         )
         return EXIT_OK
+    if args.command == "doctor":
+        diagnosis = doctor()
+        print(json.dumps(diagnosis.as_dict(), indent=2) if args.json else str(diagnosis))
+        return diagnosis.exit_status
     if args.command == "bench":
         status, data, text = _bench(args)
         print(json.dumps(data, indent=2) if args.json else text)
@@ -174,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         caps = capabilities()
         out["topology"] = _topology_dict(topo)
         out["capabilities"] = caps.as_dict()
-        lines += [str(topo), str(caps)]
+        lines += [str(topo), topo.tiers_text(), str(caps)]
     if args.command in (None, "check"):
         report = self_check(topo)
         passed = _passed(report)
@@ -190,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             for name, (ok, detail) in checks.items()
         ]
         lines.append("self-check passed" if passed else "self-check FAILED")
+        if not passed:  # say what the kernel refuses, and where the fix is
+            out["doctor"] = refusal_hint()
+            lines.append(out["doctor"])
     print(json.dumps(out, indent=2, default=list) if args.json else "\n".join(lines))
     return status
 

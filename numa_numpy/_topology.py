@@ -18,6 +18,7 @@ from ._lib import ffi, lib
 __all__ = [
     "Node",
     "Topology",
+    "AccessClass",
     "topology",
     "current_node",
     "current_cpu",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 NODE_ROOT = Path("/sys/devices/system/node")
+# Kernel memory tiers (Linux 6.1): memory_tierN/nodelist, N the tier's abstract id.
+TIER_ROOT = Path("/sys/devices/virtual/memory_tiering")
 
 
 def parse_list(text: str) -> tuple[int, ...]:
@@ -72,24 +75,42 @@ def _meminfo_kib(text: str, key: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _status_list(key: str) -> tuple[int, ...] | None:
-    text = _read(Path("/proc/self/status")) or ""
+def _status_list(key: str, root: Path = Path("/")) -> tuple[int, ...] | None:
+    text = _read(root / "proc/self/status") or ""
     match = re.search(rf"^{key}:\s*(\S*)\s*$", text, re.MULTILINE)
     return parse_list(match.group(1)) if match else None
 
 
-def cpuset_cpus() -> tuple[int, ...]:
+def cpuset_files(root: Path = Path("/")) -> dict[str, Path]:
+    """The cgroup folders of this process that hold cpuset files, by hierarchy
+    ("v2", "v1"), from /proc/self/cgroup: where `cpuset.mems` and the CPUs live."""
+    found: dict[str, Path] = {}
+    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0":
+            base = root / "sys/fs/cgroup"
+            # a hybrid host mounts the v2 tree at unified/; it then holds no cpuset
+            if not (base / "cgroup.controllers").exists() and (base / "unified").is_dir():
+                base = base / "unified"
+            found.setdefault("v2", base / path.lstrip("/"))
+        elif "cpuset" in controllers.split(","):
+            found["v1"] = root / "sys/fs/cgroup/cpuset" / path.lstrip("/")
+    return found
+
+
+def cpuset_cpus(root: Path = Path("/")) -> tuple[int, ...]:
     """CPUs this process's cpuset allows (cgroup v2 or v1), else the affinity of the
     main thread. Not the calling thread's affinity, which pinning narrows."""
-    for line in (_read(Path("/proc/self/cgroup")) or "").splitlines():
-        hierarchy, controllers, path = line.split(":", 2)
-        if hierarchy == "0" or "cpuset" in controllers.split(","):
-            root = Path("/sys/fs/cgroup") / ("" if hierarchy == "0" else "cpuset")
-            for name in ("cpuset.cpus.effective", "cpuset.effective_cpus"):
-                text = _read(root / path.lstrip("/") / name)
-                if text and text.strip():
-                    return parse_list(text)
-    return _status_list("Cpus_allowed_list") or tuple(sorted(os.sched_getaffinity(0)))
+    for folder in cpuset_files(root).values():
+        for name in ("cpuset.cpus.effective", "cpuset.effective_cpus"):
+            text = _read(folder / name)
+            if text and text.strip():
+                return parse_list(text)
+    live = root == Path("/")
+    return _status_list("Cpus_allowed_list", root) or (
+        tuple(sorted(os.sched_getaffinity(0))) if live else ()
+    )
 
 
 @lru_cache(maxsize=1)
@@ -100,14 +121,51 @@ def kernel_version() -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class AccessClass:
+    """How fast a node's memory is, as the firmware (ACPI HMAT) tells the kernel.
+
+    One access class of ``/sys/devices/system/node/nodeN/accessK/initiators/``:
+    class 0 is measured from the nearest initiators of any kind, class 1 from the
+    nearest CPUs. Bandwidths are in MB/s, latencies in nanoseconds, as the kernel
+    reports them; a value the firmware did not give is None.
+    """
+
+    access: int  # 0 or 1
+    initiators: tuple[int, ...]  # the nodes these figures are measured from
+    read_bandwidth: int | None
+    write_bandwidth: int | None
+    read_latency: int | None
+    write_latency: int | None
+
+    def __str__(self) -> str:
+        def fig(value: int | None, unit: str) -> str:
+            return "?" if value is None else f"{value} {unit}"
+
+        return (
+            f"access{self.access} from node(s) {format_list(self.initiators) or '?'}: "
+            f"read {fig(self.read_bandwidth, 'MB/s')} {fig(self.read_latency, 'ns')}, "
+            f"write {fig(self.write_bandwidth, 'MB/s')} {fig(self.write_latency, 'ns')}"
+        )
+
+
+@dataclass(frozen=True)
 class Node:
-    """One NUMA node: its CPUs, memory and distances to every node."""
+    """One NUMA node: its CPUs, memory and distances to every node.
+
+    ``tier`` is the kernel memory tier the node's memory belongs to (the N of
+    ``/sys/devices/virtual/memory_tiering/memory_tierN``; a smaller N is a faster
+    tier), None where the kernel has no tiers or the node has no memory.
+    ``access`` holds the firmware's access characteristics (HMAT), empty where
+    the firmware gives none.
+    """
 
     id: int
     cpus: tuple[int, ...]
     memory_total: int  # bytes
     memory_free: int  # bytes
     distances: dict[int, int] = field(compare=False, hash=False)
+    tier: int | None = None
+    access: tuple[AccessClass, ...] = ()
 
     @property
     def has_memory(self) -> bool:
@@ -116,6 +174,11 @@ class Node:
     @property
     def has_cpus(self) -> bool:
         return bool(self.cpus)
+
+    @property
+    def memory_only(self) -> bool:
+        """Memory and no CPUs: CXL, HBM in flat mode, device memory."""
+        return self.has_memory and not self.has_cpus
 
 
 @dataclass(frozen=True, repr=False)
@@ -163,6 +226,28 @@ class Topology:
     def distance(self, a: int, b: int) -> int:
         return self.node(a).distances[b]
 
+    @property
+    def tiers(self) -> dict[int, tuple[int, ...]]:
+        """Kernel memory tier -> its nodes, fastest tier first (empty without tiers)."""
+        out: dict[int, list[int]] = {}
+        for n in self.nodes:
+            if n.tier is not None:
+                out.setdefault(n.tier, []).append(n.id)
+        return {tier: tuple(out[tier]) for tier in sorted(out)}
+
+    def tiers_text(self) -> str:
+        """Memory tiers and HMAT access characteristics, one line per fact
+        (what `python -m numa_numpy info` prints after the node table)."""
+        lines = []
+        for tier, ids in self.tiers.items():
+            lines.append(f"memory tier {tier}: nodes {format_list(ids)}")
+        for n in self.nodes:
+            for access in n.access:
+                lines.append(f"node {n.id} {access}")
+        if not any(n.access for n in self.nodes):
+            lines.append("access characteristics (HMAT): none reported by the firmware")
+        return "\n".join(lines)
+
     def node_of_cpu(self, cpu: int) -> int | None:
         for n in self.nodes:
             if cpu in n.cpus:
@@ -191,50 +276,147 @@ class Topology:
         rows = []
         for n in self.nodes:
             dist = "".join(f"<td>{n.distances.get(i, '')}</td>" for i in self.node_ids)
+            hmat = "<br>".join(
+                f"{a.read_bandwidth or '?'} MB/s, {a.read_latency or '?'} ns "
+                f"(access{a.access} from {format_list(a.initiators)})"
+                for a in n.access
+            )
             rows.append(
                 f"<tr><th>{n.id}</th><td>{format_list(n.cpus) or '-'}</td>"
-                f"<td>{n.memory_total >> 20}</td><td>{n.memory_free >> 20}</td>{dist}</tr>"
+                f"<td>{n.memory_total >> 20}</td><td>{n.memory_free >> 20}</td>"
+                f"<td>{'-' if n.tier is None else n.tier}</td><td>{hmat or '-'}</td>{dist}</tr>"
             )
         return (
             "<table><thead><tr><th>node</th><th>cpus</th><th>MiB</th><th>free MiB</th>"
+            "<th>tier</th><th>read (HMAT)</th>"
             f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
 
 
-def _node_from_sysfs(node_id: int) -> Node:
-    base = NODE_ROOT / f"node{node_id}"
+def _int_file(path: Path) -> int | None:
+    text = _read(path)
+    try:
+        return int(text.split()[0]) if text else None
+    except (ValueError, IndexError):
+        return None
+
+
+def _access_classes(base: Path) -> tuple[AccessClass, ...]:
+    """nodeN/access0 and access1 (Linux 5.2+; present only with an HMAT)."""
+    classes = []
+    for access in (0, 1):
+        folder = base / f"access{access}" / "initiators"
+        if not folder.is_dir():
+            continue
+        try:
+            names = [p.name for p in folder.iterdir()]
+        except OSError:
+            continue
+        initiators = tuple(sorted(int(n[4:]) for n in names if re.fullmatch(r"node\d+", n)))
+        classes.append(
+            AccessClass(
+                access,
+                initiators,
+                _int_file(folder / "read_bandwidth"),
+                _int_file(folder / "write_bandwidth"),
+                _int_file(folder / "read_latency"),
+                _int_file(folder / "write_latency"),
+            )
+        )
+    return tuple(classes)
+
+
+def memory_tiers(root: Path = Path("/")) -> dict[int, tuple[int, ...]]:
+    """Kernel memory tier id -> nodes, from memory_tiering/memory_tierN/nodelist."""
+    base = TIER_ROOT if root == Path("/") else root / "sys/devices/virtual/memory_tiering"
+    tiers: dict[int, tuple[int, ...]] = {}
+    try:
+        folders = list(base.glob("memory_tier*"))
+    except OSError:
+        return tiers
+    for folder in folders:
+        match = re.fullmatch(r"memory_tier(\d+)", folder.name)
+        text = _read(folder / "nodelist")
+        if match and text is not None:
+            try:
+                tiers[int(match.group(1))] = parse_list(text)
+            except ValueError:
+                continue
+    return dict(sorted(tiers.items()))
+
+
+def _node_from_sysfs(node_root: Path, node_id: int, tiers: dict[int, tuple[int, ...]]) -> Node:
+    base = node_root / f"node{node_id}"
     cpus = parse_list(_read(base / "cpulist") or "")
     meminfo = _read(base / "meminfo") or ""
     total = _meminfo_kib(meminfo, "MemTotal") or 0
     free = _meminfo_kib(meminfo, "MemFree") or 0
-    return Node(node_id, cpus, total << 10, free << 10, {})
+    tier = next((t for t, ids in tiers.items() if node_id in ids), None)
+    return Node(node_id, cpus, total << 10, free << 10, {}, tier, _access_classes(base))
 
 
-def topology() -> Topology:
-    """Read the topology now (memory_free changes; everything else rarely)."""
-    allowed_cpus = cpuset_cpus()
-    online = _read(NODE_ROOT / "online")
+def _release(root: Path) -> tuple[int, int]:
+    if root == Path("/"):
+        return kernel_version()
+    match = re.match(r"(\d+)\.(\d+)", _read(root / "proc/sys/kernel/osrelease") or "")
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def read_topology(root: Path = Path("/")) -> Topology:
+    """The topology as the files under `root` describe it: "/" for this machine,
+    or a copy of another machine's /sys and /proc laid out as the kernel does
+    (tests, a snapshot sent in a bug report)."""
+    live = root == Path("/")
+    node_root = NODE_ROOT if live else root / "sys/devices/system/node"
+    allowed_cpus = cpuset_cpus(root)
+    online = _read(node_root / "online")
     if online is None:
-        meminfo = _read(Path("/proc/meminfo")) or ""
+        meminfo = _read(root / "proc/meminfo") or ""
         total = (_meminfo_kib(meminfo, "MemTotal") or 0) << 10
         free = (_meminfo_kib(meminfo, "MemFree") or 0) << 10
-        cpus = tuple(range(os.cpu_count() or 1))
+        cpus = tuple(range(os.cpu_count() or 1)) if live else allowed_cpus
         node = Node(0, cpus, total, free, {0: 10})
-        return Topology((node,), (0,), (0,), allowed_cpus, kernel_version(), False)
+        return Topology((node,), (0,), (0,), allowed_cpus, _release(root), False)
     ids = parse_list(online)
+    tiers = memory_tiers(root)
     nodes = []
     for node_id in ids:
-        node = _node_from_sysfs(node_id)
-        row = (_read(NODE_ROOT / f"node{node_id}" / "distance") or "").split()
+        node = _node_from_sysfs(node_root, node_id, tiers)
+        row = (_read(node_root / f"node{node_id}" / "distance") or "").split()
         node.distances.update(
             {other: int(d) for other, d in zip(ids, row, strict=True)}
             if len(row) == len(ids)
             else {other: 10 if other == node_id else 20 for other in ids}
         )
         nodes.append(node)
-    possible = parse_list(_read(NODE_ROOT / "possible") or online)
-    allowed_nodes = _status_list("Mems_allowed_list") or ids
-    return Topology(tuple(nodes), possible, allowed_nodes, allowed_cpus, kernel_version(), True)
+    possible = parse_list(_read(node_root / "possible") or online)
+    allowed_nodes = _status_list("Mems_allowed_list", root) or ids
+    return Topology(tuple(nodes), possible, allowed_nodes, allowed_cpus, _release(root), True)
+
+
+def topology() -> Topology:
+    """The NUMA topology of this machine, as this process sees it.
+
+    Read now from sysfs and /proc (free memory changes; everything else rarely):
+    nodes with their CPUs, memory, distances, kernel memory tier and the
+    firmware's access characteristics (HMAT), and the cpuset's limits.
+
+    Returns
+    -------
+    Topology
+        ``str()`` is laid out like ``numactl --hardware``; ``tiers_text()`` adds
+        the tiers and HMAT figures; in Jupyter it shows as a table.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> topo = nn.topology()
+    >>> 0 in topo.node_ids or not topo.from_sysfs
+    True
+    >>> all(n.tier is None or n.tier >= 0 for n in topo.nodes)
+    True
+    """
+    return read_topology()
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,9 @@ import pytest
 
 import numa_numpy as nn
 
+# pytester: tests of the plugin numa_numpy installs (numa_numpy.testing.plugin)
+pytest_plugins = ["pytester"]
+
 try:
     from numpy._core.multiarray import get_handler_name
 except ImportError:  # NumPy 1.x

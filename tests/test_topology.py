@@ -62,3 +62,81 @@ def test_unknown_node_lookup_names_the_nodes():
                                        ("1,3-4\n", (1, 3, 4)), ("", ())])
 def test_parse_list(text, ids):
     assert _topology.parse_list(text) == ids
+
+
+# ------------------------------------------------- tiers and HMAT (fixture tree)
+def lab_tree(tmp_path, **changes):
+    from fixtures import machine
+
+    return _topology.read_topology(machine.lab(**changes).write(tmp_path))
+
+
+def test_tiers_and_hmat_parsed_from_the_kernel_layout(tmp_path):
+    from fixtures import machine
+
+    topo = lab_tree(tmp_path)
+    assert topo.node_ids == (0, 1, 2, 3)
+    assert topo.tiers == {4: (0, 1), 72: (2, 3)}
+    assert [n.tier for n in topo.nodes] == [4, 4, 72, 72]
+    assert [n.memory_only for n in topo.nodes] == [False, False, True, True]
+    for n in topo.nodes:
+        initiators, bandwidth, latency = machine.LAB_HMAT[n.id]
+        assert [a.access for a in n.access] == [0, 1]
+        for a in n.access:
+            assert a.initiators == initiators
+            assert (a.read_bandwidth, a.write_bandwidth) == (bandwidth, bandwidth)
+            assert (a.read_latency, a.write_latency) == (latency, latency)
+    assert topo.distance(0, 2) == 30 and topo.distance(2, 3) == 20
+
+
+def test_tiers_text_and_html_show_the_figures(tmp_path):
+    topo = lab_tree(tmp_path)
+    text = topo.tiers_text().splitlines()
+    assert text[:2] == ["memory tier 4: nodes 0-1", "memory tier 72: nodes 2-3"]
+    assert (
+        "node 2 access0 from node(s) 0-1: read 5120 MB/s 40 ns, write 5120 MB/s 40 ns" in text
+    )
+    html = topo._repr_html_()
+    assert "<th>tier</th>" in html and "<td>72</td>" in html
+    assert "5120 MB/s, 40 ns (access0 from 0-1)" in html
+    assert "tier" not in str(topo)  # the numactl --hardware layout stays as it is
+
+
+def test_no_hmat_no_tiers(tmp_path):
+    from fixtures import machine
+
+    m = machine.lab(hmat=False, tiers={})
+    topo = _topology.read_topology(m.write(tmp_path))
+    assert topo.tiers == {} and all(n.tier is None and n.access == () for n in topo.nodes)
+    assert "none reported by the firmware" in topo.tiers_text()
+
+
+def test_this_machine_reports_its_tiers():
+    tier_root = Path("/sys/devices/virtual/memory_tiering")
+    topo = nn.topology()
+    expected = {
+        int(d.name[len("memory_tier") :]): _topology.parse_list((d / "nodelist").read_text())
+        for d in tier_root.glob("memory_tier*")
+    }
+    assert topo.tiers == dict(sorted(expected.items()))
+    for n in topo.nodes:
+        access0 = Path(f"/sys/devices/system/node/node{n.id}/access0/initiators")
+        assert bool(n.access) == access0.is_dir()
+
+
+@pytest.mark.multinode
+@pytest.mark.numa(min_nodes=4)
+def test_lab_tiers_and_hmat_are_the_known_values():
+    from fixtures import machine
+
+    topo = nn.topology()
+    if not os.environ.get("NUMA_LAB_HMAT"):
+        assert topo.tiers == {4: (0, 1, 2, 3)}  # no firmware figures: one tier
+        assert all(n.access == () for n in topo.nodes)
+        return
+    assert topo.tiers == machine.LAB_TIERS_HMAT
+    for n in topo.nodes:
+        initiators, bandwidth, latency = machine.LAB_HMAT[n.id]
+        access0 = n.access[0]
+        assert access0.initiators == initiators
+        assert access0.read_bandwidth == bandwidth and access0.read_latency == latency

@@ -1,0 +1,531 @@
+"""The doctor: each check is shown the condition it looks for, created for real
+where this machine allows it (fault injection, a seccomp filter, a restricted
+cpuset, THP and NUMA-balancing switches) and in the kernel's file layout where it
+cannot (several nodes, memory-only nodes, tiers, sockets, a container)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fixtures import cgroup, machine, seccomp
+
+import numa_numpy as nn
+from numa_numpy._lib import lib
+from numa_numpy._topology import format_list
+
+Severity = nn.Severity
+REPO = Path(__file__).resolve().parents[1]
+
+
+def only(diagnosis: nn.Diagnosis, check: str) -> nn.Finding:
+    findings = diagnosis.of(check)
+    assert len(findings) == 1, [str(f) for f in findings]
+    return findings[0]
+
+
+def diagnose(tmp_path: Path, m: machine.Machine) -> nn.Diagnosis:
+    return nn.doctor(root=m.write(tmp_path))
+
+
+@contextlib.contextmanager
+def injected(op: int, err: int):
+    assert lib.nn_inject_fault(op, err, 1000) == 0
+    try:
+        yield
+    finally:
+        lib.nn_inject_fault(op, 0, 0)
+
+
+@contextlib.contextmanager
+def written(path: str, value: str):
+    """Write a kernel switch for the duration of the block (root), then restore it."""
+    file = Path(path)
+    if not file.exists() or not os.access(file, os.W_OK):
+        pytest.skip(f"{path} is not writable here (needs root)")
+    before = file.read_text()
+    saved = before[before.index("[") + 1 : before.index("]")] if "[" in before else before.strip()
+    try:
+        file.write_text(value)
+    except OSError as exc:
+        pytest.skip(f"cannot write {path}: {exc}")
+    try:
+        yield
+    finally:
+        file.write_text(saved)
+        assert file.read_text() == before, f"{path} was not restored"
+
+
+# ------------------------------------------------------------- the report
+def test_this_machine_is_diagnosed_by_every_check():
+    report = nn.doctor()
+    names = {f.check for f in report}
+    assert names == {
+        "policy-syscalls",
+        "container",
+        "cpuset",
+        "thp",
+        "numa-balancing",
+        "huge-pages",
+        "kernel",
+        "tiers",
+        "sockets",
+        "threads",
+    }
+    ranks = [f.severity.rank for f in report]
+    assert ranks == sorted(ranks, reverse=True)  # most severe first
+    assert report.exit_status == (0 if report.healthy else 1)
+    assert only(report, "policy-syscalls").severity is Severity.OK  # CI may bind memory
+    text = str(report)
+    assert text.splitlines()[-1].startswith("healthy")
+    data = report.as_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert "<table>" in report._repr_html_()
+    assert repr(report).startswith("<Diagnosis healthy")
+
+
+def test_a_finding_shows_what_it_means_and_the_fix(tmp_path):
+    report = diagnose(tmp_path, machine.lab(thp_enabled="always"))
+    thp = only(report, "thp")
+    assert str(thp).splitlines() == [
+        f"[warning] thp: {thp.summary}",
+        f"    means: {thp.impact}",
+        f"    fix: {thp.fix}",
+    ]
+
+
+# ------------------------------------------------------- policy system calls
+@pytest.mark.parametrize(
+    "err, words",
+    [
+        (errno.EPERM, ["--cap-add SYS_NICE", "seccomp"]),
+        (errno.ENOSYS, ["CONFIG_NUMA=y"]),
+    ],
+)
+def test_refused_mbind_by_fault_injection(err, words):
+    with injected(lib.NN_FAULT_MBIND, err):
+        report = nn.doctor()
+    finding = only(report, "policy-syscalls")
+    assert finding.severity is Severity.ERROR and not report.healthy
+    assert report.exit_status == 1
+    assert finding.details["calls"]["mbind"] == errno.errorcode[err]
+    assert finding.details["calls"]["set_mempolicy"] == "ok"
+    assert "mbind" in finding.summary and "set_mempolicy" not in finding.summary
+    for word in words:
+        assert word in finding.fix
+    assert "PolicyNotEnforcedError" in finding.impact
+    # the switch is off again: the same process is healthy
+    assert only(nn.doctor(), "policy-syscalls").severity is Severity.OK
+
+
+def run_under_seccomp(err: str, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(REPO / "tests/fixtures/seccomp.py"), err, "--"]
+        + [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+
+
+needs_seccomp = pytest.mark.skipif(
+    not seccomp.supported(), reason="the seccomp fixture knows x86_64 and aarch64"
+)
+
+
+@needs_seccomp
+@pytest.mark.parametrize("err", ["EPERM", "ENOSYS"])
+def test_refused_by_a_seccomp_filter(err):
+    code = "import json, numa_numpy as nn; print(json.dumps(nn.doctor().as_dict()))"
+    done = run_under_seccomp(err, code)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["healthy"] is False
+    finding = next(f for f in report["findings"] if f["check"] == "policy-syscalls")
+    assert finding["severity"] == "error"
+    assert finding["details"]["calls"] == {
+        "mbind": err,
+        "set_mempolicy": err,
+        "get_mempolicy": "ok",  # not in the filter
+        "move_pages": err,
+        "migrate_pages": err,
+    }
+    assert finding["details"]["seccomp"] == "2"
+    if err == "EPERM":
+        assert "Seccomp: 2" in finding["impact"] and "--cap-add SYS_NICE" in finding["fix"]
+    else:
+        assert "CONFIG_NUMA" in finding["impact"]
+
+
+@needs_seccomp
+def test_cli_doctor_exit_status_and_json_under_seccomp():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests/fixtures/seccomp.py"), "EPERM", "--"]
+        + [sys.executable, "-m", "numa_numpy", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout)["healthy"] is False
+
+
+def test_cli_doctor_healthy_here_and_usage_errors(capsys):
+    from numa_numpy.__main__ import main
+
+    assert main(["doctor"]) == nn.doctor().exit_status
+    out = capsys.readouterr().out
+    assert "[ok] policy-syscalls" in out
+    assert main(["doctor", "--json"]) in (0, 1)
+    data = json.loads(capsys.readouterr().out)
+    assert {f["check"] for f in data["findings"]} >= {"policy-syscalls", "thp"}
+    with pytest.raises(SystemExit) as exc:
+        main(["doctor", "123"])
+    assert exc.value.code == 2
+
+
+# ------------------------------------------------------------------ cpuset
+def test_mems_restricted_to_one_node_defeats_placement(tmp_path):
+    report = diagnose(tmp_path, machine.lab(mems_allowed=(1,)))
+    finding = only(report, "cpuset")
+    assert finding.severity is Severity.ERROR and not report.healthy
+    assert "memory nodes 1 of 0-3" in finding.summary
+    assert "node(s) 0,2-3" in finding.impact
+    assert "--cpuset-mems=0-3" in finding.fix
+
+
+def test_mems_restricted_to_some_nodes_is_a_warning(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab(mems_allowed=(0, 1))), "cpuset")
+    assert finding.severity is Severity.WARNING
+    assert "memory nodes 0-1 of 0-3" in finding.summary
+
+
+@pytest.mark.parametrize(
+    "lines, files, shown",
+    [
+        ("0::/docker/abc\n", {"docker/abc/cpuset.mems.effective": "0-3\n"}, "/sys/fs/cgroup"),
+        ("3:cpuset:/kubepods/x\n", {"cpuset/kubepods/x/cpuset.effective_mems": "0-3\n"}, "v1"),
+    ],
+)
+def test_cgroup_mems_that_did_not_take_effect(tmp_path, lines, files, shown):
+    m = machine.lab(mems_allowed=(0,), cgroup=lines, cgroup_files=files)
+    findings = diagnose(tmp_path, m).of("cpuset")
+    mismatch = [f for f in findings if "did not take effect" in f.impact]
+    assert len(mismatch) == 1
+    assert "allows memory nodes 0-3" in mismatch[0].summary
+    assert "applies 0" in mismatch[0].summary
+    assert str(tmp_path) not in mismatch[0].fix  # paths as on the machine described
+
+
+def test_cpus_of_a_node_outside_the_cpuset(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab(cpus_allowed=(0,))), "cpuset")
+    assert finding.severity is Severity.WARNING
+    assert "CPUs 0 of 0-1: none of node(s) 1" in finding.summary
+    assert "--cpuset-cpus=0-1" in finding.fix
+
+
+def test_unrestricted_cpuset_is_ok(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab()), "cpuset")
+    assert finding.severity is Severity.OK
+
+
+DOCTOR_JSON = "import json, numa_numpy as nn; print(json.dumps(nn.doctor().as_dict()))"
+
+
+def finding_of(stdout: str, check: str) -> list[dict]:
+    return [f for f in json.loads(stdout)["findings"] if f["check"] == check]
+
+
+@pytest.mark.skipif(cgroup.hierarchy() is None, reason="needs root and a cpuset cgroup")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to leave one out")
+def test_child_in_a_restricted_cpuset_cgroup():
+    machine_cpus = sorted(c for n in nn.topology().nodes for c in n.cpus)
+    last = max(os.sched_getaffinity(0))
+    mems = format_list(nn.topology().usable_nodes)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}
+    with cgroup.restricted_cpuset(str(last), mems) as folder:
+        plain = cgroup.run_in(folder, DOCTOR_JSON, env)
+        # a pool sized for the whole machine, as code that counts os.cpu_count() does
+        grow = "import numpy, threadpoolctl; threadpoolctl.threadpool_limits(2)\n"
+        crowded = cgroup.run_in(folder, grow + DOCTOR_JSON, env)
+    (cpuset,) = finding_of(plain, "cpuset")
+    assert f"CPUs {last} of " in cpuset["summary"]
+    assert cpuset["details"]["cpus_allowed"] == [last]
+    assert cpuset["details"]["cpus"] == machine_cpus
+    assert any(
+        key.endswith(("cpuset.effective_mems", "mems.effective"))
+        for key in cpuset["details"]["cgroup"]
+    )
+    assert f"{folder}/cpuset.cpus" in cpuset["fix"].replace("/cgroup/unified", "/cgroup")
+    (threads,) = finding_of(plain, "threads")
+    assert threads["severity"] == "ok", threads  # OpenBLAS sized itself to the cpuset
+    (threads,) = finding_of(crowded, "threads")
+    assert threads["severity"] == "warning"
+    assert "larger than the 1 CPU(s)" in threads["summary"]
+    assert "OMP_NUM_THREADS=1" in threads["fix"]
+
+
+# ----------------------------------------------------------- containers
+@pytest.mark.parametrize(
+    "changes, runtime",
+    [
+        ({"dockerenv": True}, "Docker"),
+        ({"containerenv": True}, "Podman"),
+        (
+            {"cgroup": "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-1.scope\n"},
+            "Kubernetes",
+        ),
+        ({}, None),
+    ],
+)
+def test_container_detection(tmp_path, changes, runtime):
+    finding = only(diagnose(tmp_path, machine.lab(**changes)), "container")
+    if runtime is None:
+        assert finding.severity is Severity.OK
+    else:
+        assert finding.severity is Severity.INFO
+        assert runtime in finding.summary
+
+
+def test_container_detection_here_follows_the_files():
+    finding = only(nn.doctor(), "container")
+    marked = Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+    if marked:
+        assert finding.severity is Severity.INFO
+
+
+# --------------------------------------------------------------------- THP
+@pytest.mark.parametrize(
+    "enabled, defrag, expected",
+    [
+        ("always", "madvise", [(Severity.WARNING, "enabled=always")]),
+        ("never", "madvise", [(Severity.INFO, "enabled=never")]),
+        ("madvise", "always", [(Severity.WARNING, "defrag=always")]),
+        (
+            "always",
+            "always",
+            [(Severity.WARNING, "enabled=always"), (Severity.WARNING, "defrag=always")],
+        ),
+        ("madvise", "defer+madvise", [(Severity.OK, "enabled=madvise, defrag=defer+madvise")]),
+    ],
+)
+def test_thp_modes_from_files(tmp_path, enabled, defrag, expected):
+    m = machine.lab(thp_enabled=enabled, thp_defrag=defrag)
+    findings = diagnose(tmp_path, m).of("thp")
+    assert [(f.severity, f.summary.split(": ")[-1]) for f in findings] == expected
+
+
+THP = "/sys/kernel/mm/transparent_hugepage"
+
+
+@pytest.mark.parametrize("mode, severity", [("always", "warning"), ("never", "info")])
+def test_thp_enabled_switched_on_this_machine(mode, severity):
+    with written(f"{THP}/enabled", mode):
+        findings = nn.doctor(probe=False).of("thp")
+    assert any(f.severity.value == severity and f"enabled={mode}" in f.summary for f in findings)
+
+
+def test_thp_defrag_switched_on_this_machine():
+    with written(f"{THP}/defrag", "always"):
+        findings = nn.doctor(probe=False).of("thp")
+    assert any(f.severity is Severity.WARNING and "defrag=always" in f.summary for f in findings)
+
+
+# ------------------------------------------------------------ NUMA balancing
+@pytest.mark.parametrize(
+    "mode, nodes, severity",
+    [(0, 4, Severity.OK), (1, 4, Severity.WARNING), (2, 4, Severity.INFO), (1, 1, Severity.INFO)],
+)
+def test_numa_balancing_from_files(tmp_path, mode, nodes, severity):
+    m = machine.lab(numa_balancing=mode) if nodes == 4 else machine.Machine(cpus={0: (0, 1)})
+    m.numa_balancing = mode
+    finding = only(diagnose(tmp_path, m), "numa-balancing")
+    assert finding.severity is severity
+    if severity is Severity.WARNING:
+        assert "echo 0 > /proc/sys/kernel/numa_balancing" in finding.fix
+
+
+def test_numa_balancing_switched_on_this_machine():
+    with written("/proc/sys/kernel/numa_balancing", "1"):
+        on = only(nn.doctor(probe=False), "numa-balancing")
+    off = only(nn.doctor(probe=False), "numa-balancing")
+    assert on.details["numa_balancing"] == 1 and on.severity is not Severity.OK
+    assert off.details["numa_balancing"] == int(Path("/proc/sys/kernel/numa_balancing").read_text())
+
+
+# -------------------------------------------------------------- huge pages
+def test_huge_page_pool_on_some_nodes_only(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab(huge_pages={0: (8, 6)})), "huge-pages")
+    assert finding.severity is Severity.WARNING
+    assert "node 0: 6/8 free" in finding.summary and "node(s) 1-3" in finding.summary
+    assert "node1/hugepages/hugepages-2048kB/nr_hugepages" in finding.fix
+
+
+def test_huge_page_pools_everywhere_or_nowhere(tmp_path):
+    pools = {n: (4, 4) for n in range(4)}
+    assert (
+        only(diagnose(tmp_path / "a", machine.lab(huge_pages=pools)), "huge-pages").severity
+        is Severity.OK
+    )
+    assert only(diagnose(tmp_path / "b", machine.lab()), "huge-pages").severity is Severity.INFO
+
+
+# ------------------------------------------------------------------ kernel
+def test_old_kernel_lacks_policies(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab(release="5.10.0-28-amd64")), "kernel")
+    assert finding.severity is Severity.INFO
+    assert "kernel 5.10 lacks" in finding.summary
+    assert "preferred-many (needs 5.15)" in finding.summary
+    assert "weighted-interleave (needs 6.9)" in finding.summary
+    assert "local" not in finding.summary.split("lacks: ")[1].split(" (")[0]
+    assert finding.fix == "a kernel >= 6.9"
+
+
+def test_new_kernel_has_every_policy(tmp_path):
+    assert only(diagnose(tmp_path, machine.lab()), "kernel").severity is Severity.OK
+    no_weights = machine.lab(weights=False)
+    assert (
+        "no weighted-interleave weights"
+        in only(diagnose(tmp_path / "b", no_weights), "kernel").summary
+    )
+
+
+# ------------------------------------------------------------------- tiers
+def test_memory_only_nodes_in_the_dram_tier(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab(hmat=False)), "tiers")
+    assert finding.severity is Severity.WARNING
+    assert "memory-only node(s) 2-3" in finding.summary and "tier (4)" in finding.summary
+    assert "HMAT" in finding.fix
+
+
+def test_memory_only_nodes_in_their_own_tier(tmp_path):
+    finding = only(diagnose(tmp_path, machine.lab()), "tiers")
+    assert finding.severity is Severity.INFO
+    assert "tier 4: nodes 0-1; tier 72: nodes 2-3" in finding.summary
+    off = only(diagnose(tmp_path / "b", machine.lab(demotion_enabled="false")), "tiers")
+    assert "demotion is off" in off.summary and "demotion_enabled" in off.fix
+
+
+def test_no_memory_only_nodes(tmp_path):
+    m = machine.Machine(cpus={0: (0,), 1: (1,)}, tiers={4: (0, 1)})
+    assert only(diagnose(tmp_path, m), "tiers").severity is Severity.OK
+
+
+# ----------------------------------------------------------------- sockets
+def test_two_nodes_per_socket_is_sub_numa_clustering(tmp_path):
+    m = machine.Machine(cpus={0: (0, 1), 1: (2, 3)}, packages={0: 0, 1: 0, 2: 0, 3: 0})
+    finding = only(diagnose(tmp_path, m), "sockets")
+    assert finding.severity is Severity.INFO
+    assert finding.summary.startswith("2 nodes per socket (socket 0: nodes 0-1)")
+    assert "SNC" in finding.summary and "NPS" in finding.summary
+
+
+def test_one_node_over_two_sockets(tmp_path):
+    m = machine.Machine(cpus={0: (0, 1)}, packages={0: 0, 1: 1})
+    finding = only(diagnose(tmp_path, m), "sockets")
+    assert "node(s) 0 span several sockets" in finding.summary
+
+
+def test_one_node_per_socket(tmp_path):
+    m = machine.Machine(cpus={0: (0,), 1: (1,)}, packages={0: 0, 1: 1})
+    assert only(diagnose(tmp_path, m), "sockets").severity is Severity.OK
+
+
+# ------------------------------------------------------------ thread pools
+def test_blas_pool_larger_than_the_cpus():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    cpus = len(os.sched_getaffinity(0))
+    with threadpoolctl.threadpool_limits(cpus + 3, user_api="blas"):
+        crowded = only(nn.doctor(probe=False), "threads")
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        fitting = only(nn.doctor(probe=False), "threads")
+    if not any(p["user_api"] == "blas" for p in fitting.details["pools"]):
+        pytest.skip("NumPy loaded no BLAS that threadpoolctl can see")
+    assert crowded.severity is Severity.WARNING
+    assert f": {cpus + 3}" in crowded.summary
+    assert f"threadpool_limits({cpus})" in crowded.fix
+    assert fitting.severity is Severity.OK
+
+
+# ---------------------------------------------------------- the self-check
+@needs_seccomp
+def test_failed_self_check_names_the_refused_calls_and_points_at_the_doctor():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests/fixtures/seccomp.py"), "EPERM", "--"]
+        + [sys.executable, "-m", "numa_numpy", "check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
+    assert done.returncode == 1
+    last = done.stdout.strip().splitlines()[-1]
+    assert "refused here: mbind: Operation not permitted (EPERM" in last
+    assert "python -m numa_numpy doctor" in last
+
+
+# ------------------------------------------------------------- in the lab
+LAB_CODE = "import json, numa_numpy as nn; print(json.dumps(nn.doctor(probe=False).as_dict()))"
+
+
+@pytest.mark.multinode
+@pytest.mark.numa(min_nodes=2)
+def test_lab_restricted_cpuset_mems():
+    if cgroup.hierarchy() is None:
+        pytest.skip("no writable cpuset cgroup in this guest")
+    topo = nn.topology()
+    node = topo.usable_nodes[-1]
+    with cgroup.restricted_cpuset(str(max(topo.allowed_cpus)), str(node)) as folder:
+        out = cgroup.run_in(folder, LAB_CODE)
+    mems = [f for f in finding_of(out, "cpuset") if "memory nodes" in f["summary"]]
+    assert len(mems) == 1 and mems[0]["severity"] == "error"
+    assert mems[0]["details"]["mems_allowed"] == [node]
+    assert f"memory nodes {node} of {format_list(topo.memory_nodes)}" in mems[0]["summary"]
+
+
+@pytest.mark.multinode
+@pytest.mark.numa(min_nodes=2)
+def test_lab_numa_balancing_on_and_off():
+    with written("/proc/sys/kernel/numa_balancing", "1"):
+        on = only(nn.doctor(probe=False), "numa-balancing")
+    with written("/proc/sys/kernel/numa_balancing", "0"):
+        off = only(nn.doctor(probe=False), "numa-balancing")
+    assert on.severity is Severity.WARNING and "numa_balancing=1" in on.summary
+    assert off.severity is Severity.OK
+
+
+@pytest.mark.multinode
+@pytest.mark.numa(min_nodes=2)
+@pytest.mark.parametrize(
+    "file, mode, severity",
+    [
+        ("enabled", "always", "warning"),
+        ("enabled", "never", "info"),
+        ("defrag", "always", "warning"),
+    ],
+)
+def test_lab_thp_modes(file, mode, severity):
+    with written(f"{THP}/{file}", mode):
+        findings = nn.doctor(probe=False).of("thp")
+    assert any(f.severity.value == severity and f"{file}={mode}" in f.summary for f in findings)
+
+
+@pytest.mark.multinode
+@pytest.mark.numa(min_nodes=4)
+def test_lab_memory_only_nodes_and_tiers():
+    finding = only(nn.doctor(probe=False), "tiers")
+    assert finding.details["memory_only"] == [2, 3]
+    if os.environ.get("NUMA_LAB_HMAT"):
+        assert finding.details["tiers"] == {"4": [0, 1], "72": [2, 3]}
+        assert finding.severity is Severity.INFO
+    else:
+        assert finding.details["tiers"] == {"4": [0, 1, 2, 3]}
+        assert finding.severity is Severity.WARNING
