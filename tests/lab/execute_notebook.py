@@ -14,6 +14,7 @@ interpreter, whatever kernelspecs are installed, with writable runtime folders i
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -45,6 +46,9 @@ def main(source: str, target: str) -> int:
     for var in ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         os.environ[var] = os.path.join(scratch, var.lower())
     os.environ.pop("MPLBACKEND", None)
+    # matplotlib builds its font cache on first import: do it now, so that its
+    # notice is not stored as the notebook's first output
+    subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], check=True)
     nb = nbformat.read(source, as_version=4)
     NotebookClient(
         nb,
