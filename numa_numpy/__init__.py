@@ -55,6 +55,7 @@ from ._scope import (
 from ._shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
 from ._thread import get_thread_policy, pinned, thread_policy
 from ._topology import AccessClass, Node, Topology, current_cpu, current_node, topology
+from ._weights import InterleaveWeights
 from .errors import (
     InvalidNodeError,
     InvalidPolicyError,
@@ -118,6 +119,7 @@ __all__ = [
     "Node",
     "Topology",
     "AccessClass",
+    "InterleaveWeights",
     "doctor",
     "Diagnosis",
     "Finding",

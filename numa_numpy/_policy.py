@@ -10,11 +10,14 @@ import enum
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypedDict, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Union
 
 from ._lib import lib
 from ._topology import Topology, format_list, mask_bits, parse_list, topology
 from .errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
+
+if TYPE_CHECKING:
+    from ._weights import InterleaveWeights
 
 __all__ = [
     "Policy",
@@ -345,6 +348,61 @@ class WeightedInterleave(Interleave):
     mode: ClassVar[int] = lib.NN_MPOL_WEIGHTED_INTERLEAVE
     name: ClassVar[str] = "weighted-interleave"
     min_kernel: ClassVar[tuple[int, int]] = (6, 9)
+
+    @classmethod
+    def from_bandwidth(
+        cls,
+        bandwidth: Any = None,
+        *,
+        nodes: Any = None,
+        initiator: int | None = None,
+        topo: Topology | None = None,
+    ) -> InterleaveWeights:
+        """Propose node weights proportional to each node's bandwidth.
+
+        Parameters
+        ----------
+        bandwidth : mapping or bench result, optional
+            ``{node: bandwidth}`` in any unit, or the result of
+            ``numa_numpy._bandwidth.bandwidth_matrix()`` (``python -m numa_numpy
+            bench --json``: the copy bandwidth seen from `initiator`'s CPUs). Default:
+            the firmware's figures (HMAT, `Node.access`) for `nodes`.
+        nodes : iterable of int, optional
+            The nodes to weight (default: every usable node, or those measured).
+        initiator : int, optional
+            For a bench result: the CPU node whose row is used (default: this
+            thread's node).
+        topo : Topology, optional
+            Where the HMAT figures are read (default: this machine's).
+
+        Returns
+        -------
+        InterleaveWeights
+            ``weights`` ({node: 1-255}, the slowest node 1), ``bandwidth``,
+            ``source`` ("hmat" or "measured"), ``policy`` (this class over the
+            nodes), ``commands()`` and ``apply()``: the weights are the
+            machine's (``/sys/kernel/mm/mempolicy/weighted_interleave/nodeN``)
+            and only root may write them.
+
+        Raises
+        ------
+        NumaUnavailableError
+            No bandwidth given and the firmware reports none (no HMAT).
+        ValueError
+            A bandwidth that is not positive, or a node without one.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> proposal = nn.WeightedInterleave.from_bandwidth({0: 20480, 2: 5120})
+        >>> proposal.weights
+        {0: 4, 2: 1}
+        >>> proposal.commands()[0]
+        'echo 4 > /sys/kernel/mm/mempolicy/weighted_interleave/node0'
+        """
+        from ._weights import propose_weights
+
+        return propose_weights(bandwidth, nodes=nodes, initiator=initiator, topo=topo)
 
 
 _BY_NAME: dict[str, type[Policy]] = {

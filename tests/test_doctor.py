@@ -529,3 +529,78 @@ def test_lab_memory_only_nodes_and_tiers():
     else:
         assert finding.details["tiers"] == {"4": [0, 1, 2, 3]}
         assert finding.severity is Severity.WARNING
+
+
+# ------------------------------- a container's seccomp profile (issue 14 item 4)
+SCENARIO = """
+import json, warnings
+import numa_numpy as nn
+from numa_numpy._numa_maps import mapping_pages
+
+out = {"nodes": list(nn.topology().node_ids)}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    a = nn.numa_zeros(1 << 20, node=0)  # 8 MiB: a mapping of its own
+    a[:] = 1.0
+    b = nn.numa_ones(1 << 20, node=0)
+out["warnings"] = [
+    (w.category.__name__, str(w.message), w.filename) for w in caught
+]
+try:
+    nn.numa_zeros(1 << 20, node=0, strict=True)
+    out["strict"] = None
+except nn.PolicyNotEnforcedError as exc:
+    out["strict"] = [str(exc), exc.errno]
+out["numa_maps"] = [(m.policy, m.pages) for m in mapping_pages(a.ctypes.data, a.nbytes)]
+out["doctor"] = nn.doctor().as_dict()
+print(json.dumps(out))
+"""
+
+
+@needs_seccomp
+def test_container_seccomp_profile_without_cap_sys_nice(tmp_path):
+    script = tmp_path / "user_code.py"
+    script.write_text(SCENARIO)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tests/fixtures/seccomp.py"), "EPERM", "--"]
+        + [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["nodes"] == list(nn.topology().node_ids)  # topology needs no policy call
+    # soft: one clear warning for both arrays, at the user's line
+    ((category, message, filename),) = out["warnings"]
+    assert category == "NumaWarning" and filename == str(script)
+    assert "Operation not permitted (EPERM, originated from mbind)" in message
+    assert out["strict"][1] == errno.EPERM and "EPERM" in out["strict"][0]
+    # the memory is still where first touch put it, and numa_maps (no syscall) says so
+    ((policy, pages),) = out["numa_maps"]
+    assert policy == "default"  # the kernel was never given bind:0
+    assert sum(pages.values()) >= (8 << 20) // 4096
+    finding = next(f for f in out["doctor"]["findings"] if f["check"] == "policy-syscalls")
+    assert finding["severity"] == "error" and "--cap-add SYS_NICE" in finding["fix"]
+    assert "Seccomp: 2" in finding["impact"]
+
+
+@needs_seccomp
+@pytest.mark.xfail(
+    strict=True,
+    reason="placement() falls back to /proc/self/numa_maps once _placement.py uses "
+    "numa_numpy._numa_maps (issue 14 item 4)",
+)
+def test_placement_answers_from_numa_maps_under_seccomp():
+    code = (
+        "import json, numa_numpy as nn\n"
+        "a = nn.numa_ones(1 << 20, node=0)\n"
+        "where = nn.placement(a)\n"
+        "print(json.dumps([where.source, where.pages, where.page_size]))\n"
+    )
+    done = run_under_seccomp("EPERM", code)
+    assert done.returncode == 0, done.stderr
+    source, pages, page_size = json.loads(done.stdout)
+    assert source == "numa_maps"
+    assert sum(pages.values()) * page_size >= 8 << 20

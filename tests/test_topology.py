@@ -140,3 +140,81 @@ def test_lab_tiers_and_hmat_are_the_known_values():
         access0 = n.access[0]
         assert access0.initiators == initiators
         assert access0.read_bandwidth == bandwidth and access0.read_latency == latency
+
+
+# ------------------------------------------- weighted interleave from bandwidth
+def test_weights_from_the_firmware_bandwidth(tmp_path):
+    from fixtures import machine
+
+    root = machine.lab().write(tmp_path)
+    proposal = nn.WeightedInterleave.from_bandwidth(topo=_topology.read_topology(root))
+    assert proposal.source == "hmat"
+    assert proposal.weights == {0: 4, 1: 4, 2: 1, 3: 1}  # 20480 : 5120 MB/s
+    assert proposal.bandwidth == {0: 20480.0, 1: 20480.0, 2: 5120.0, 3: 5120.0}
+    assert proposal.policy == nn.WeightedInterleave([0, 1, 2, 3])
+    proposal.apply(root=root)
+    weights = root / "sys/kernel/mm/mempolicy/weighted_interleave"
+    assert [(weights / f"node{n}").read_text() for n in range(4)] == ["4\n", "4\n", "1\n", "1\n"]
+    assert proposal.commands()[2] == "echo 1 > /sys/kernel/mm/mempolicy/weighted_interleave/node2"
+
+
+def test_weights_need_figures(tmp_path):
+    from fixtures import machine
+
+    topo = _topology.read_topology(machine.lab(hmat=False).write(tmp_path))
+    with pytest.raises(nn.NumaUnavailableError, match=r"no bandwidth \(HMAT\) for node\(s\) 0-3"):
+        nn.WeightedInterleave.from_bandwidth(topo=topo)
+    with pytest.raises(ValueError, match="positive"):
+        nn.WeightedInterleave.from_bandwidth({0: 10.0, 1: 0.0})
+    with pytest.raises(ValueError, match="node"):
+        nn.WeightedInterleave.from_bandwidth({0: 10.0}, nodes=[0, 1])
+
+
+def test_weights_from_measured_bandwidth():
+    bench = {
+        "cpu_nodes": [0, 1],
+        "memory": [0, 1, "interleaved"],
+        "copy_gbps": [[20.0, 9.9, 15.0], [10.0, 30.0, 15.0]],
+    }
+    proposal = nn.WeightedInterleave.from_bandwidth(bench, initiator=1)
+    assert proposal.source == "measured" and proposal.weights == {0: 1, 1: 3}
+    assert nn.WeightedInterleave.from_bandwidth(bench, initiator=0).weights == {0: 2, 1: 1}
+    ratio = nn.WeightedInterleave.from_bandwidth({0: 1000.0, 5: 1.0}).weights
+    assert ratio == {0: 255, 5: 1}  # the kernel keeps weights in 1-255
+
+
+def test_applying_weights_without_the_kernel_feature(tmp_path):
+    proposal = nn.WeightedInterleave.from_bandwidth({0: 2.0, 1: 1.0})
+    with pytest.raises(nn.NumaUnavailableError, match="Linux 6.9"):
+        proposal.apply(root=tmp_path)
+
+
+def test_this_machine_weights_follow_its_firmware():
+    topo = nn.topology()
+    if all(n.access for n in topo.nodes if n.id in topo.usable_nodes):
+        assert nn.WeightedInterleave.from_bandwidth().source == "hmat"
+    else:
+        with pytest.raises(nn.NumaUnavailableError):
+            nn.WeightedInterleave.from_bandwidth()
+
+
+@pytest.mark.multinode
+@pytest.mark.numa(min_nodes=4)
+def test_lab_hmat_weights_applied_spread_the_pages():
+    if not os.environ.get("NUMA_LAB_HMAT"):
+        pytest.skip("the lab without --hmat has no firmware bandwidth")
+    proposal = nn.WeightedInterleave.from_bandwidth()
+    assert proposal.weights == {0: 4, 1: 4, 2: 1, 3: 1}
+    folder = Path("/sys/kernel/mm/mempolicy/weighted_interleave")
+    saved = {f: f.read_text() for f in folder.iterdir() if f.is_file()}
+    try:
+        proposal.apply()
+        a = nn.numa_zeros(10 * 256 * 4096 // 8, policy=proposal.policy, huge_pages="none")
+        a[:] = 1.0
+        pages = nn.placement(a).pages
+    finally:
+        for f, text in sorted(saved.items(), key=lambda item: item[0].name == "auto"):
+            f.write_text(text)  # node weights first: writing one turns 'auto' off
+    total = sum(pages.values())
+    for node, weight in proposal.weights.items():
+        assert abs(pages[node] - total * weight / 10) <= 8, pages

@@ -60,6 +60,29 @@ DISTANCES = {
     (2, 3): 20,
 }
 
+# --hmat: the firmware's access characteristics (ACPI HMAT) QEMU hands the guest,
+# per initiator (a node with CPUs) and target node: (latency ns, bandwidth).
+# Local 10 ns / 20 GB/s, the other CPU node 20 ns / 10 GB/s, memory-only 40 ns / 5 GB/s:
+# the guest kernel then shows 20480/10240/5120 MB/s and puts nodes 2-3 in a slower
+# memory tier (memory_tier72) than nodes 0-1 (memory_tier4).
+HMAT_LOCAL, HMAT_REMOTE, HMAT_MEMORY_ONLY = (10, "20G"), (20, "10G"), (40, "5G")
+
+
+def hmat_qemu_opts() -> str:
+    """QEMU options (passed through vng's --qemu-opts) that give the guest an HMAT."""
+    opts = ["-machine hmat=on"]
+    for initiator, cpus in enumerate(NODE_CPUS):
+        if cpus is None:
+            continue
+        for target, target_cpus in enumerate(NODE_CPUS):
+            latency, bandwidth = (HMAT_LOCAL if target == initiator else
+                                  HMAT_REMOTE if target_cpus is not None else HMAT_MEMORY_ONLY)
+            lb = f"-numa hmat-lb,initiator={initiator},target={target},hierarchy=memory"
+            opts.append(f"{lb},data-type=access-latency,latency={latency}")
+            opts.append(f"{lb},data-type=access-bandwidth,bandwidth={bandwidth}")
+    return " ".join(opts)
+
+
 # Kernel modules that udev would load for QEMU's q35 devices and the emulated CPU but the
 # lab never uses. Under TCG each module load is slow (decompression, 9p reads): keeping
 # them out cuts the boot by 10-30 s.
@@ -378,6 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--numa-balancing", action="store_true",
                     help="leave automatic NUMA balancing on (default: off, so that pages "
                          "stay where they were placed)")
+    ap.add_argument("--hmat", action="store_true",
+                    help="give the guest firmware access characteristics (ACPI HMAT: local "
+                         "10 ns/20 GB/s, other CPU node 20/10G, memory-only 40/5G) and so "
+                         "two memory tiers; the guest sees NUMA_LAB_HMAT=1")
     ap.add_argument("--no-blacklist", action="store_true",
                     help="let udev load every module (slower boot)")
     ap.add_argument("--verbose", action="store_true", help="show the guest kernel's console")
@@ -405,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
             ap.error(f"--env wants KEY=VAL, got {kv!r}")
         env[k] = v
+    if args.hmat:
+        env["NUMA_LAB_HMAT"] = "1"  # tests expect the HMAT figures and tiers
 
     # The exchange folder's path ends up on the guest kernel's command line (vng's
     # --rwdir): keep it free of spaces and commas.
@@ -428,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
            *([] if args.no_blacklist else ["--append", f"modprobe.blacklist={MODULE_BLACKLIST}"]),
            *([] if args.numa_balancing else ["--append", "numa_balancing=disable"]),
            *(x for a in args.append for x in ("--append", a)),
+           # one argument with "=": the value starts with "-", which argparse would
+           # take for an option
+           *([f"--qemu-opts={hmat_qemu_opts()}"] if args.hmat else []),
            *(["--verbose"] if args.verbose else []),
            "--exec", f"sh {script}"]
 
