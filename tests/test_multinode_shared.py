@@ -1,0 +1,46 @@
+"""Shared arrays whose header takes more than one page keep their data bound to
+the policy's node, in every process (the NUMA lab: python tests/lab/run.py)."""
+
+from __future__ import annotations
+
+import mmap
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import numa_numpy as nn
+from kernel_view import numa_maps_entry
+
+pytestmark = pytest.mark.multinode
+
+WIDE = np.dtype([(f"column_{i:03d}", "f8") for i in range(250)])  # a 2-page header
+
+CHILD = """
+import sys, numa_numpy as nn
+a = nn.attach_shared(sys.argv[1])
+for field in a.dtype.names:  # this process faults every page in
+    a[field] = 1.0
+print(nn.current_node())
+"""
+
+
+def test_a_long_header_leaves_the_data_bound_to_a_far_node(tmp_path):
+    topo = nn.topology()
+    cpu_node = next(n for n in topo.cpu_nodes if n in topo.usable_nodes)
+    far = next(n for n in reversed(topo.usable_nodes) if n != cpu_node)
+    a = nn.shared_zeros(1000, WIDE, node=far, strict=True)
+    segment = nn._shared._segment_of(a)
+    offset = a.ctypes.data - nn._shared.buffer_address(segment)
+    assert offset >= 2 * mmap.PAGESIZE and offset % mmap.PAGESIZE == 0
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    cpus = ",".join(map(str, topo.node(cpu_node).cpus))
+    out = subprocess.run(["taskset", "-c", cpus, sys.executable, str(script), a.shared_name],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == str(cpu_node)  # the child ran on another node
+    assert float(a["column_249"].sum()) == 1000.0  # maps the child's pages here
+    where = nn.placement(a)
+    assert where.not_present == 0 and where.pages == {far: where.total_pages}, where
+    assert numa_maps_entry(a.ctypes.data).policy == f"bind:{far}"
