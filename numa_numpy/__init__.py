@@ -26,7 +26,15 @@ from ._doctor import Diagnosis, Finding, Severity, doctor
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
 from ._ipython import load_ipython_extension as load_ipython_extension
 from ._ipython import unload_ipython_extension as unload_ipython_extension
-from ._memory import free_all_blocks, memory_stats, node_memory_stats, set_cache_limit, trim
+from ._memory import (
+    free_all_blocks,
+    memory_limit,
+    memory_stats,
+    node_memory_stats,
+    set_cache_decay,
+    set_cache_limit,
+    trim,
+)
 from ._migrate import migrate
 from ._placement import Placement, placement
 from ._policy import (
@@ -57,6 +65,7 @@ from ._thread import get_thread_policy, pinned, thread_policy
 from ._topology import AccessClass, Node, Topology, current_cpu, current_node, topology
 from ._weights import InterleaveWeights
 from .errors import (
+    CacheSettingError,
     InvalidNodeError,
     InvalidPolicyError,
     MigrationError,
@@ -134,6 +143,8 @@ __all__ = [
     "node_memory_stats",
     "trim",
     "set_cache_limit",
+    "set_cache_decay",
+    "memory_limit",
     "free_all_blocks",
     "NumaError",
     "InvalidNodeError",
@@ -141,6 +152,7 @@ __all__ = [
     "NumaAllocationError",
     "NumaUnavailableError",
     "PolicyNotEnforcedError",
+    "CacheSettingError",
     "MigrationError",
     "NumaWarning",
 ]

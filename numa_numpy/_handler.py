@@ -194,7 +194,10 @@ class Handler:
         self.capsule = capsule
         self._capsule_object: Any = None
         self.enforcement = enforcement
-        _BY_ARENA[int(ffi.cast("uintptr_t", arena))] = self
+        self.retired = False
+        self.id = int(self._stats_struct().id)
+        self.arena_address = int(ffi.cast("uintptr_t", arena))
+        _BY_ARENA[self.arena_address] = self
 
     @property
     def policy(self) -> Policy:
@@ -204,6 +207,8 @@ class Handler:
     def capsule_object(self) -> Any:
         """The capsule as a Python object, to set NumPy's ContextVar directly."""
         if self._capsule_object is None:
+            if self.retired:  # forgotten while a scope was resolving it: its successor's
+                return handler_for(self.options).capsule_object
             capsule = _capsule_object(self.capsule)
             # registered before it is published: a thread that sees the object
             # must also find its handler (current_policy() would say None)
@@ -211,22 +216,58 @@ class Handler:
             self._capsule_object = capsule
         return self._capsule_object
 
-    def stats(self) -> dict[str, Any]:
+    def _stats_struct(self) -> Any:
         out = ffi.new("nn_arena_stats *")
-        lib.nn_arena_stats_get(self.arena, out)
-        return {name: int(getattr(out, name)) for name in dir(out)}
+        if not self.retired:
+            lib.nn_arena_stats_get(self.arena, out)
+        elif lib.nn_arena_stats_by_id(self.id, out) < 0:
+            return None
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """The arena's counters; {} for a retired handler whose arena is gone."""
+        out = self._stats_struct()
+        return {} if out is None else {name: int(getattr(out, name)) for name in dir(out)}
 
     def last_errno(self) -> int:
-        return int(self.stats()["last_error"])
+        stats = self.stats()
+        return int(stats["last_error"]) if stats else 0
 
     def trim(self) -> int:
+        if self.retired:
+            return max(0, int(lib.nn_arena_trim_by_id(self.id)))
         return int(lib.nn_arena_trim(self.arena))
 
     def set_cache_limit(self, nbytes: int) -> None:
-        lib.nn_arena_set_cache_limit(self.arena, nbytes)
+        """This handler's own cap, within the process-wide budget."""
+        if not self.retired:
+            lib.nn_arena_set_cache_limit(self.arena, nbytes)
+
+    def cached_mappings(self) -> list[tuple[int, int]]:
+        """(address, length) of the freed blocks this handler caches now (none
+        for a retired handler, whose arena may go away at any moment)."""
+        if self.retired:
+            return []
+        count = lib.nn_arena_cached_mappings(self.arena, ffi.NULL, 0)
+        mappings = ffi.new("nn_mapping[]", max(count, 1))
+        count = min(count, lib.nn_arena_cached_mappings(self.arena, mappings, count))
+        return [(int(ffi.cast("uintptr_t", m.base)), int(m.length)) for m in mappings[0:count]]
+
+    def retire(self) -> None:
+        """Forgotten by the pool (free_all_blocks): give up this object's own
+        reference to the capsule, so the arena lives exactly as long as its
+        users (scopes, threads' contexts, arrays) hold the capsule. Until then it
+        stays listed (all_handlers) and is reached through its id only: its
+        arena may be destroyed by another thread at any moment."""
+        self.retired = True
+        capsule, self.capsule = self.capsule, None
+        self._capsule_object = None
+        if capsule is not None:
+            lib.nn_handler_release(capsule)
 
     def __repr__(self) -> str:
-        return f"<numa_numpy handler {self.policy} {self.enforcement}>"
+        retired = " retired" if self.retired else ""
+        return f"<numa_numpy handler {self.policy} {self.enforcement}{retired}>"
 
     def __del__(self) -> None:
         # Arrays hold their own references to the capsule: the arena is destroyed
@@ -267,7 +308,13 @@ def _capsule_object(capsule: Any) -> Any:
     return contextvars.copy_context().run(install_and_read)
 
 
+# The pool: one handler per options, reused by every scope.
 _CACHE: dict[AllocationOptions, Handler] = {}
+# Every handler whose arena may still be alive, pooled or retired, by arena id:
+# a retired handler stays reachable (memory_stats, trim, placement,
+# current_policy) while anything still uses its capsule, and is dropped once
+# the C side no longer lists its arena.
+_LIVE: dict[int, Handler] = {}
 _BY_CAPSULE: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _BY_ARENA: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _LOCK = threading.Lock()
@@ -282,7 +329,9 @@ def handler_for(options: AllocationOptions) -> Handler:
         with _LOCK:
             handler = _CACHE.get(options)
             if handler is None:
+                _prune()
                 handler = _CACHE[options] = Handler(options)
+                _LIVE[handler.id] = handler
     return handler
 
 
@@ -290,24 +339,50 @@ def active_handler() -> Handler | None:
     """The numa_numpy handler NumPy uses here and now, if it is one of ours."""
     if numpy_handler_var is None:
         return None
-    return _BY_CAPSULE.get(id(numpy_handler_var.get()))
+    capsule = numpy_handler_var.get()
+    handler = _BY_CAPSULE.get(id(capsule))
+    if handler is not None and handler.retired:
+        # its capsule may be gone and the id reused: ask the capsule itself
+        arena = lib.nn_handler_arena(ffi.cast("void *", id(capsule)))
+        if int(ffi.cast("uintptr_t", arena)) != handler.arena_address:
+            return None
+    return handler
 
 
 def handler_of_arena(arena_address: int) -> Handler | None:
     return _BY_ARENA.get(arena_address)
 
 
+def _prune() -> None:
+    """Drop retired handlers whose arena is gone (called with _LOCK held)."""
+    if not any(h.retired for h in _LIVE.values()):
+        return
+    count = lib.nn_arena_ids(ffi.NULL, 0)
+    ids = ffi.new("unsigned long long[]", max(count, 1) + 16)
+    count = min(lib.nn_arena_ids(ids, len(ids)), len(ids))
+    live = set(ids[0:count])
+    for key in [k for k, h in _LIVE.items() if h.retired and k not in live]:
+        del _LIVE[key]
+
+
 def all_handlers() -> list[Handler]:
-    return list(_CACHE.values())
+    """Every handler still alive: the pool's, and retired ones still in use."""
+    with _LOCK:
+        _prune()
+        return list(_LIVE.values())
 
 
 def release_handlers() -> None:
-    """Forget every cached handler. Scopes made before keep theirs; memory of a
-    handler returns to the system once its last array is freed."""
+    """Forget every pooled handler. Scopes made before re-resolve to fresh ones;
+    a retired handler's memory returns to the system once its last user (array,
+    thread context, scope) is gone."""
     global generation
     with _LOCK:
+        for handler in _CACHE.values():
+            handler.retire()
         _CACHE.clear()
         generation += 1
+        _prune()
 
 
 def _reset_after_fork() -> None:

@@ -1,44 +1,259 @@
-"""Introspection and control of the memory numa_numpy's handlers hold."""
+"""Introspection and control of the memory numa_numpy's handlers hold.
+
+Freed large blocks (above 64 KiB) are kept in one cache for the whole process,
+so that their pages are reused without faulting them in again. The cache has a
+budget derived from the process's memory limit (cgroup v1 or v2, else the
+machine's memory), keeps at most a small "hot" share of it as it is and marks
+the rest MADV_FREE, so the kernel takes those pages back under memory pressure
+instead of killing anyone, and a block unused for the decay time (10 s unless
+set) is unmapped by a thread that exists only while something is cached.
+"""
 
 from __future__ import annotations
 
+import operator
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ._handler import all_handlers, release_handlers
+from ._lib import ffi, lib
+from .errors import CacheSettingError
 
-__all__ = ["memory_stats", "node_memory_stats", "trim", "set_cache_limit", "free_all_blocks"]
+__all__ = [
+    "memory_stats",
+    "node_memory_stats",
+    "trim",
+    "set_cache_limit",
+    "set_cache_decay",
+    "free_all_blocks",
+    "memory_limit",
+]
+
+MiB, GiB = 1 << 20, 1 << 30
+BUDGET_MAX = 1 * GiB  # never more, however large the machine
+BUDGET_SHARE = 8  # at most 1/8 of the memory limit: well inside it
+HOT_MAX = 32 * MiB  # not MADV_FREE'd: what glibc's own heap may keep resident
+DEFAULT_DECAY_S = 10.0  # jemalloc's dirty_decay_ms default
+UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The tightest limit on this process's memory, and where it comes from."""
+
+    bytes: int
+    source: str
+
+
+def _mounts(root: Path) -> dict[str, tuple[Path, str]]:
+    """(mount point, root inside the hierarchy) for 'v1' (memory) and 'v2'."""
+    found: dict[str, tuple[Path, str]] = {}
+    try:
+        text = (root / "proc/self/mountinfo").read_text()
+    except OSError:
+        return found
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or not tail:
+            continue
+        where = (root / fields[4].lstrip("/"), fields[3])
+        if tail[0] == "cgroup2":
+            found.setdefault("v2", where)
+        elif tail[0] == "cgroup" and "memory" in tail[-1].split(","):
+            found.setdefault("v1", where)
+    return found
+
+
+def _limit_file(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if text == "max" or not text.isdigit():
+        return None
+    value = int(text)
+    return value if 0 < value < UNLIMITED else None
+
+
+def memory_limit(root: Path = Path("/")) -> MemoryLimit:
+    """The memory this process may use: the machine's (MemTotal), or less where a
+    memory cgroup limits it (v1 ``memory.limit_in_bytes``; v2 ``memory.max`` and
+    ``memory.high``), checked from the process's own cgroup up to the root."""
+    best = MemoryLimit(0, "")
+    try:
+        for line in (root / "proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                best = MemoryLimit(int(line.split()[1]) * 1024, "MemTotal")
+    except OSError:
+        pass
+    mounts = _mounts(root)
+    try:
+        cgroups = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        cgroups = []
+    names: tuple[str, ...]
+    for line in cgroups:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and "v2" in mounts:
+            version, names = "v2", ("memory.max", "memory.high")
+        elif "memory" in controllers.split(",") and "v1" in mounts:
+            version, names = "v1", ("memory.limit_in_bytes",)
+        else:
+            continue
+        mount, mount_root = mounts[version]
+        if path.startswith(mount_root):
+            path = path[len(mount_root) :]
+        folder = mount / path.lstrip("/")
+        while True:
+            for name in names:
+                value = _limit_file(folder / name)
+                if value is not None and (not best.bytes or value < best.bytes):
+                    best = MemoryLimit(value, f"cgroup {version} {folder / name}")
+            if folder == mount or mount not in folder.parents:
+                break
+            folder = folder.parent
+    return best
+
+
+def default_budget(limit: MemoryLimit) -> int:
+    """Bytes of freed blocks the process keeps: an eighth of its memory limit, at
+    most 1 GiB."""
+    return min(BUDGET_MAX, limit.bytes // BUDGET_SHARE) if limit.bytes else BUDGET_MAX
+
+
+class _Settings:
+    limit: MemoryLimit = MemoryLimit(0, "")
+    budget: int = 0
+    decay_s: float | None = DEFAULT_DECAY_S
+
+
+def _apply() -> None:
+    budget = _Settings.budget
+    decay = _Settings.decay_s
+    decay_ms = -1 if decay is None else round(decay * 1000)
+    lib.nn_cache_configure(budget, min(HOT_MAX, budget // 4), decay_ms)
+
+
+def set_cache_limit(nbytes: int | None = None) -> None:
+    """The process-wide budget for freed large blocks kept for reuse, in bytes,
+    over all policies together. None: the default, an eighth of the process's
+    memory limit (its cgroup's, else the machine's) and at most 1 GiB, read
+    again now. 0 keeps nothing: every large block is unmapped when freed."""
+    if nbytes is None:
+        _Settings.limit = memory_limit()
+        _Settings.budget = default_budget(_Settings.limit)
+    else:
+        try:
+            value = operator.index(nbytes)  # NumPy integers too
+        except TypeError:
+            value = -1
+        if isinstance(nbytes, bool) or value == -1 and not isinstance(nbytes, int):
+            raise CacheSettingError(f"cache limit must be a number of bytes, not {nbytes!r}")
+        if value < 0:
+            raise CacheSettingError(f"cache limit must be >= 0 bytes, not {value}")
+        _Settings.budget = value
+    _apply()
+
+
+def set_cache_decay(seconds: float | None = DEFAULT_DECAY_S) -> None:
+    """How long a freed block may sit unused in the cache before its memory goes
+    back to the system (default 10 s, like jemalloc's ``dirty_decay_ms``). 0
+    keeps nothing (every large block is unmapped when freed); None keeps blocks
+    until the budget, `trim()` or `free_all_blocks()` removes them."""
+    if seconds is not None:
+        try:
+            value = float(seconds)
+        except (TypeError, ValueError):
+            raise CacheSettingError(
+                f"cache decay must be a number of seconds or None, not {seconds!r}"
+            ) from None
+        if not value >= 0 or value == float("inf"):
+            raise CacheSettingError(f"cache decay must be >= 0 seconds and finite, not {value}")
+        seconds = value
+    _Settings.decay_s = seconds
+    _apply()
+
+
+def _cache_stats() -> dict[str, Any]:
+    out = ffi.new("nn_cache_stats *")
+    lib.nn_cache_stats_get(out)
+    return {name: int(getattr(out, name)) for name in dir(out)}
 
 
 def memory_stats() -> dict[str, dict[str, Any]]:
-    """Per policy handler: used, cached and mapped bytes, live blocks, fallbacks."""
+    """Per policy handler: used, cached and mapped bytes, live blocks, fallbacks.
+
+    The entry ``"process"`` holds the process-wide cache and totals:
+    ``budget`` (bytes of freed blocks all handlers may keep together),
+    ``memory_limit`` and ``memory_limit_source`` (what the budget was derived
+    from), ``hot_limit`` (of the budget, blocks kept as they are),
+    ``decay_s`` (None: no decay), ``cached_bytes`` (mapped in cached blocks
+    now) = ``hot_bytes`` (kept as they are) + ``lazy_bytes`` (MADV_FREE'd: the
+    kernel may take their pages), ``lazy_resident_bytes`` (of the lazy blocks,
+    what is still in memory now, asked of the kernel: the rest it took back, or
+    was never written), ``reclaimed_bytes`` (cumulative: pages of lazy blocks
+    that were not in memory when the block was finally unmapped),
+    ``decayed_bytes`` and ``evicted_bytes`` (cumulative: unmapped after the
+    decay time / to stay within the budget), ``decay_thread``, and the
+    sums over handlers of ``used_bytes``, ``live_blocks``, ``chunk_bytes``,
+    ``large_bytes``, ``fallbacks`` and ``huge_fallbacks`` (so a loop over all
+    entries reads it as a totals row). Handlers forgotten by `free_all_blocks()` but still in use
+    (by a thread's scope, a live array) are listed with ``retired: True``.
+    """
     out: dict[str, dict[str, Any]] = {}
+    totals = dict.fromkeys(
+        ("used_bytes", "live_blocks", "chunk_bytes", "large_bytes", "fallbacks", "huge_fallbacks"),
+        0,
+    )
     for handler in all_handlers():
+        stats = handler.stats()
+        if not stats:  # a retired handler whose arena went away just now
+            continue
         o = handler.options
         key = (
             f"{o.policy} strict={o.strict} huge_pages={o.huge_pages.value} "
             f"prefault={o.prefault.value}"
         )
-        out[key] = {**handler.stats(), "enforcement": str(handler.enforcement)}
+        if handler.retired:
+            key += f" (retired #{handler.id})"
+        out[key] = {
+            **stats,
+            "enforcement": str(handler.enforcement),
+            "retired": handler.retired,
+        }
+        for name in totals:
+            totals[name] += stats[name]
+    cache = _cache_stats()
+    decay_ms = cache.pop("decay_ms")
+    out["process"] = {
+        "budget": cache.pop("limit"),
+        "memory_limit": _Settings.limit.bytes,
+        "memory_limit_source": _Settings.limit.source,
+        "decay_s": None if decay_ms < 0 else decay_ms / 1000,
+        **cache,
+        "lazy_resident_bytes": int(lib.nn_cache_lazy_resident()),
+        "handlers": len(out),
+        **totals,
+        "enforcement": "-",  # a totals row: no policy of its own
+    }
     return out
 
 
 def trim() -> int:
-    """Unmap every cached (freed) large block; returns the bytes given back."""
-    return sum(handler.trim() for handler in all_handlers())
-
-
-def set_cache_limit(nbytes: int) -> None:
-    """Bytes of freed large blocks each existing policy handler keeps for reuse
-    (default 1 GiB each)."""
-    if nbytes < 0:
-        raise ValueError(f"cache limit must be >= 0, not {nbytes}")
-    for handler in all_handlers():
-        handler.set_cache_limit(nbytes)
+    """Unmap every cached (freed) large block of every handler, those still in
+    use after `free_all_blocks()` included; returns the bytes given back."""
+    return int(lib.nn_cache_trim())
 
 
 def free_all_blocks() -> int:
-    """Trim every handler and forget them all: each one's chunks and cache are
-    unmapped as soon as its last array is freed. Returns the bytes trimmed now."""
+    """Trim every handler and forget them all: the next scope makes fresh ones.
+    A forgotten handler still in use (a thread's scope, live arrays) stays
+    listed by `memory_stats()` and trimmed by `trim()` until its last user is
+    gone; then its chunks are unmapped. Returns the bytes trimmed now."""
     from . import _creation
 
     released = trim()
@@ -52,9 +267,8 @@ def node_memory_stats() -> dict[int, dict[str, int]]:
     memory (numa_numpy's arenas, regions and shared arrays: every mapping with a
     policy, from /proc/self/numa_maps), ``cached_bytes`` of it held in the
     handlers' caches of freed blocks (move_pages), and ``used_bytes``, the rest.
-    Pages never faulted in count nowhere."""
+    Pages never faulted in (or taken back by the kernel) count nowhere."""
     from ._capabilities import numa_maps
-    from ._lib import ffi, lib
     from ._placement import pages_of
 
     resident: dict[int, int] = {}
@@ -65,11 +279,8 @@ def node_memory_stats() -> dict[int, dict[str, int]]:
     cached: dict[int, int] = {}
     page = int(lib.nn_base_page_size())
     for handler in all_handlers():
-        count = lib.nn_arena_cached_mappings(handler.arena, ffi.NULL, 0)
-        mappings = ffi.new("nn_mapping[]", max(count, 1))
-        count = min(count, lib.nn_arena_cached_mappings(handler.arena, mappings, count))
-        for m in mappings[0:count]:
-            _, status = pages_of(int(ffi.cast("uintptr_t", m.base)), int(m.length))
+        for base, length in handler.cached_mappings():
+            _, status = pages_of(base, length)
             for node in status[status >= 0].tolist():
                 cached[node] = cached.get(node, 0) + page
     return {
@@ -80,3 +291,15 @@ def node_memory_stats() -> dict[int, dict[str, int]]:
         }
         for n in sorted(set(resident) | set(cached))
     }
+
+
+set_cache_limit()
+
+
+def _resume_after_fork() -> None:
+    # Stopped by the C fork handler; restarted here, after Python has counted
+    # threads for its fork-with-threads warning.
+    lib.nn_cache_resume()
+
+
+os.register_at_fork(after_in_parent=_resume_after_fork, after_in_child=_resume_after_fork)

@@ -14,6 +14,7 @@ __all__ = [
     "NumaUnavailableError",
     "PolicyNotEnforcedError",
     "MigrationError",
+    "CacheSettingError",
     "NumaWarning",
 ]
 
@@ -67,6 +68,10 @@ class PolicyNotEnforcedError(NumaError):
 class MigrationError(NumaError, ValueError):
     """migrate() refused an array whose pages it cannot move safely (a view, or
     a small block that shares its pages with other arrays)."""
+
+
+class CacheSettingError(NumaError, ValueError):
+    """A cache limit or decay time that cannot be used (negative, not a number)."""
 
 
 class NumaWarning(RuntimeWarning):

@@ -21,6 +21,11 @@ import errno
 import gc
 import itertools
 import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -842,3 +847,226 @@ def test_a_migrated_large_block_is_unmapped_on_free_not_cached(arena):
     assert not is_bound_vma(address(p))
     lib.nn_arena_free(a, q)
     assert bind_bytes() == before + CHUNK  # the chunk stays for small blocks
+
+
+# ---- issue 11's suspects in nn_arena.c -----------------------------------------------
+
+
+def run_isolated(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` (with this module's helpers' imports) in a child: a regression
+    here would be a segfault, which must not take the test session with it."""
+    prologue = (
+        "import ctypes, errno, mmap\n"
+        "from numa_numpy._lib import ffi, lib\n"
+        "PAGE = int(lib.nn_base_page_size())\n"
+        "mask = ffi.new('unsigned long[]', [1])\n"
+        "a = lib.nn_arena_new(lib.NN_MPOL_BIND, mask, 1, 65, -1, lib.NN_HUGE_AUTO,\n"
+        "                     lib.NN_PREFAULT_NONE, 0, ffi.NULL, 0, 0)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", prologue + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+SIZE_MAX = (1 << 64) - 1
+
+
+def test_sizes_near_size_max_fail_cleanly():
+    """malloc/calloc/realloc of sizes whose header page and rounding would wrap
+    around: NULL and ENOMEM (before: a one-page mapping was handed out as a
+    block of SIZE_MAX bytes, and writing its header faulted)."""
+    done = run_isolated(
+        f"""
+        sizes = [{SIZE_MAX}, {SIZE_MAX} - 100, {SIZE_MAX} - PAGE, {SIZE_MAX} - 2 * PAGE + 1,
+                 (1 << 63) + 5, (1 << 63) - 1]
+        for size in sizes:
+            assert lib.nn_arena_malloc(a, size) == ffi.NULL, size
+            assert lib.nn_arena_calloc(a, 1, size) == ffi.NULL, size
+        p = lib.nn_arena_malloc(a, 3 << 20)
+        q = lib.nn_arena_malloc(a, 100)
+        ffi.memmove(p, b"x" * 4096, 4096)
+        for size in sizes:
+            assert lib.nn_arena_realloc(a, p, size) == ffi.NULL, size
+            assert lib.nn_arena_realloc(a, q, size) == ffi.NULL, size
+        assert ffi.buffer(p, 4096)[:] == b"x" * 4096
+        out = ffi.new("nn_arena_stats *")
+        lib.nn_arena_stats_get(a, out)
+        assert (out.live_blocks, out.last_error) == (2, errno.ENOMEM)
+        print("ok")
+        """
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_block_owner_of_foreign_pointers_is_null_without_reading_them():
+    """nn_block_owner promises NULL for a pointer that is not ours. Foreign
+    pointers at the start of a page after an unmapped or PROT_NONE page, and a
+    buffer that holds a forged header, must neither crash nor be claimed
+    (before: the header was read directly, a segfault for the first two)."""
+    done = run_isolated(
+        """
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_int, ctypes.c_long]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        base = libc.mmap(None, 4 * PAGE, 3, 0x22, -1, 0)  # rw, private|anonymous
+        assert libc.munmap(base, PAGE) == 0             # page 0: unmapped
+        assert libc.mprotect(base + 2 * PAGE, PAGE, 0) == 0  # page 2: PROT_NONE
+        for addr in (base + PAGE, base + 3 * PAGE):
+            assert lib.nn_block_owner(ffi.cast("void *", addr), ffi.NULL, ffi.NULL) == ffi.NULL
+        # a forged small-block header (size, size class 3, the magic) in foreign memory
+        forged = ctypes.create_string_buffer(64)
+        ctypes.memmove(ctypes.addressof(forged) + 16,
+                       (64).to_bytes(8, "little") + (3).to_bytes(4, "little")
+                       + (0x4E554D41).to_bytes(4, "little"), 16)
+        ptr = ffi.cast("void *", ctypes.addressof(forged) + 32)
+        assert lib.nn_block_owner(ptr, ffi.NULL, ffi.NULL) == ffi.NULL
+        # and ours still are
+        p = lib.nn_arena_malloc(a, 100)
+        q = lib.nn_arena_malloc(a, 2 << 20)
+        assert lib.nn_block_owner(p, ffi.NULL, ffi.NULL) == a
+        assert lib.nn_block_owner(q, ffi.NULL, ffi.NULL) == a
+        print("ok")
+        """
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_realloc_growth_prefaults_the_new_tail_in_a_prefault_arena():
+    mask = ffi.new("unsigned long[]", [1])
+    a = lib.nn_arena_new(
+        lib.NN_MPOL_BIND,
+        mask,
+        1,
+        65,
+        -1,
+        lib.NN_HUGE_NONE,
+        lib.NN_PREFAULT_TOUCH,
+        0,
+        ffi.NULL,
+        0,
+        0,
+    )
+    try:
+        p = lib.nn_arena_malloc(a, 2 * MiB)
+        assert resident_pages(address(p), 2 * MiB) == pages_spanned(address(p), 2 * MiB)
+        q = lib.nn_arena_realloc(a, p, 8 * MiB)  # mremap: the tail is new
+        assert q != ffi.NULL
+        assert resident_pages(address(q), 8 * MiB) == pages_spanned(address(q), 8 * MiB)
+        assert range_policy(address(q) + 8 * MiB - 1) == "bind:0"
+        lib.nn_arena_free(a, q)
+    finally:
+        lib.nn_arena_destroy(a)
+
+
+def test_chunk_growth_from_many_threads_at_once():
+    """Chunks are mapped without the arena's lock now (mmap + mbind no longer
+    hold up other threads' small blocks): threads racing to grow keep every
+    chunk accounted, none leaked, and blocks never overlap."""
+    a = new_arena("bind")
+    gc.collect()
+    before = bind_bytes()
+    per_thread: list[list[int]] = [[] for _ in range(4)]
+    barrier = threading.Barrier(4)
+
+    def grab(out: list[int]) -> None:
+        barrier.wait()
+        for _ in range(2000):  # 2000 x 1 KiB per thread: several chunks each
+            p = lib.nn_arena_malloc(a, 1000)
+            assert p != ffi.NULL
+            out.append(address(p))
+
+    threads = [threading.Thread(target=grab, args=(out,)) for out in per_thread]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ptrs = sorted(p for out in per_thread for p in out)
+    assert len(ptrs) == 8000
+    assert all(b - a_ >= 1000 + HEADER for a_, b in zip(ptrs, ptrs[1:], strict=False))
+    s = stats(a)
+    assert s["live_blocks"] == 8000
+    assert bind_bytes() - before == s["chunk_bytes"]  # every mapped chunk is counted
+    used_chunks = {p & ~(CHUNK - 1) for p in ptrs}
+    # a lost race keeps its chunk as the spare: at most one unused per arena
+    assert s["chunk_bytes"] // CHUNK - len(used_chunks) <= 1
+    for p in ptrs:
+        lib.nn_arena_free(a, ffi.cast("void *", p))
+    lib.nn_arena_destroy(a)
+    assert bind_bytes() == before
+
+
+# ---- the process-wide cache ----------------------------------------------------------
+
+
+def cache_stats() -> dict[str, int]:
+    out = ffi.new("nn_cache_stats *")
+    lib.nn_cache_stats_get(out)
+    return {name: int(getattr(out, name)) for name in dir(out)}
+
+
+@pytest.fixture
+def process_cache():
+    """Set the process-wide cache for a test; the package's defaults after."""
+    import numa_numpy as nn
+
+    lib.nn_cache_trim()
+    yield lib.nn_cache_configure
+    nn.set_cache_limit()
+    nn.set_cache_decay()
+
+
+def test_one_budget_evicts_the_oldest_block_of_any_arena(arena, process_cache):
+    process_cache(12 * MiB, 12 * MiB, -1)
+    first, second = arena(), arena()
+    p = lib.nn_arena_malloc(first, 5 * MiB)
+    q = lib.nn_arena_malloc(second, 5 * MiB)
+    r = lib.nn_arena_malloc(second, 5 * MiB)
+    old = address(p)
+    lib.nn_arena_free(first, p)  # oldest
+    lib.nn_arena_free(second, q)
+    assert cache_stats()["cached_bytes"] == stats(first)["cached_bytes"] * 2 > 0
+    lib.nn_arena_free(second, r)  # over the budget: the oldest (first's) goes
+    assert stats(first)["cached_bytes"] == 0
+    assert stats(second)["cached_bytes"] == cache_stats()["cached_bytes"] <= 12 * MiB
+    assert not is_bound_vma(old)
+
+
+def test_blocks_beyond_the_hot_allowance_are_cooled_not_dropped(arena, process_cache):
+    process_cache(64 * MiB, 4 * MiB, -1)
+    a = arena()
+    p = lib.nn_arena_malloc(a, 3 * MiB)
+    q = lib.nn_arena_malloc(a, 3 * MiB)
+    fill(p, 3 * MiB, 1)
+    fill(q, 3 * MiB, 2)
+    lib.nn_arena_free(a, p)
+    assert cache_stats()["lazy_bytes"] == 0  # within the hot allowance
+    lib.nn_arena_free(a, q)
+    s = cache_stats()
+    assert s["hot_bytes"] <= 4 * MiB and s["lazy_bytes"] > 0
+    assert s["cached_bytes"] == s["hot_bytes"] + s["lazy_bytes"]
+    # the oldest (p) was cooled: reused, malloc may see old bytes or zeros, calloc zeros
+    again = lib.nn_arena_calloc(a, 3 * MiB, 1)
+    assert is_zero(again, 3 * MiB)
+    assert range_policy(address(again)) == "bind:0"
+    lib.nn_arena_free(a, again)
+
+
+def test_decay_unmaps_from_the_thread(arena, process_cache):
+    process_cache(64 * MiB, 32 * MiB, 100)
+    a = arena()
+    p = lib.nn_arena_malloc(a, 2 * MiB)
+    old = address(p)
+    lib.nn_arena_free(a, p)
+    assert stats(a)["cached_bytes"] > 0 and cache_stats()["decay_thread"] == 1
+    for _ in range(100):
+        if stats(a)["cached_bytes"] == 0:
+            break
+        time.sleep(0.05)
+    assert stats(a)["cached_bytes"] == 0
+    assert not is_bound_vma(old)

@@ -3,12 +3,20 @@
 #include "nn_syscalls.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
 
 #define MAGIC 0x4e554d41u /* "NUMA" */
 #define KIND_LARGE 0xfff0u /* data after a header page */
@@ -20,6 +28,9 @@
 #define NCLASSES 44 /* size_class(SMALL_MAX) + 1 */
 #define CACHE_SLOTS 64
 #define DEFAULT_CACHE_LIMIT ((size_t)1 << 30)
+/* Larger requests fail, as glibc's above PTRDIFF_MAX do: the header page, the
+ * THP alignment slack and page rounding can then never overflow a size_t. */
+#define MAX_REQUEST (((size_t)PTRDIFF_MAX) - ((size_t)1 << 31))
 /* calloc from the cache: below this a memset of warm pages beats faulting fresh
  * ones (glibc draws the same line); above it, MADV_DONTNEED gives zero pages
  * back without unbinding the range. */
@@ -50,8 +61,21 @@ typedef struct free_block {
     struct free_block *next;
 } free_block;
 
+/* A freed large mapping kept for reuse. "Hot" entries keep their pages as they
+ * are (as glibc's heap keeps freed memory), within a small process-wide
+ * allowance; beyond it the oldest are "cooled": MADV_FREE lets the kernel take
+ * their pages under pressure, without swap, while the mapping, its policy and
+ * (until the kernel needs them) its pages stay. */
+typedef struct cache_entry {
+    nn_mapping map;
+    uint64_t freed_ms;  /* coarse monotonic time of the free, for decay */
+    unsigned char lazy; /* MADV_FREE'd (or being so) */
+    unsigned char busy; /* being cooled outside the lock: not to be taken */
+} cache_entry;
+
 struct nn_arena {
     int lock;
+    unsigned long long id; /* unique for the process's lifetime */
     nn_binding binding;
     int huge, strict, enforced;
     nn_prefault_plan prefault;
@@ -59,10 +83,11 @@ struct nn_arena {
     free_block *free_lists[NCLASSES];
     char *bump, *bump_end;
     chunk_head *chunks;
-    nn_mapping cache[CACHE_SLOTS]; /* oldest first */
+    chunk_head *spare; /* mapped by a thread that lost a growth race: used next */
+    cache_entry cache[CACHE_SLOTS]; /* oldest first */
     int ncached;
     nn_arena_stats stats;
-    nn_arena *prev, *next; /* every live arena, for fork */
+    nn_arena *prev, *next; /* every live arena: for fork and the process-wide cache */
 };
 
 _Static_assert(sizeof(block) == HEADER, "block header size");
@@ -79,8 +104,9 @@ _Static_assert(sizeof(large_head) + HEADER <= LARGE_HUGETLB_OFFSET, "large heade
 #endif
 
 /* One atomic exchange to take, a store to release: the critical sections are a
- * few pointer moves, where a mutex's two atomics per call cost more than the
- * work. A waiter yields its CPU rather than spin against a preempted holder. */
+ * few pointer moves (no system call is made under it), where a mutex's two
+ * atomics per call cost more than the work. A waiter yields its CPU rather than
+ * spin against a preempted holder. */
 static void lock(nn_arena *a)
 {
     int spins = 0;
@@ -96,14 +122,234 @@ static void lock(nn_arena *a)
 
 static void unlock(nn_arena *a) { __atomic_store_n(&a->lock, 0, __ATOMIC_RELEASE); }
 
-/* fork(): hold every arena's lock across it, so the child never inherits one
- * taken by a thread that does not exist there. */
+/* Every live arena. Lock order: arenas_lock, then an arena's lock. Holding
+ * arenas_lock keeps every listed arena alive (destroy unlinks under it). */
 static pthread_mutex_t arenas_lock = PTHREAD_MUTEX_INITIALIZER;
 static nn_arena *arenas;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static size_t narenas;
+static unsigned long long next_arena_id = 1;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* ---- the process-wide cache of freed large blocks ---- */
+
+static struct {
+    size_t limit;       /* bytes cached by all arenas together */
+    size_t hot_limit;   /* of which not MADV_FREE'd */
+    long long decay_ms; /* unused this long: unmapped; < 0 never, 0 no cache */
+    size_t cached, lazy; /* atomics; hot = cached - lazy (one atomic on the hot path) */
+    size_t reclaimed, decayed, evicted; /* atomics: cumulative bytes */
+} cache = {(size_t)256 << 20, (size_t)32 << 20, 10000, 0, 0, 0, 0, 0};
+
+static size_t load(const size_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
+static void add(size_t *v, size_t n) { __atomic_add_fetch(v, n, __ATOMIC_RELAXED); }
+static void sub(size_t *v, size_t n) { __atomic_sub_fetch(v, n, __ATOMIC_RELAXED); }
+static long long decay_ms(void) { return __atomic_load_n(&cache.decay_ms, __ATOMIC_RELAXED); }
+
+/* Coarse (a few ms) is plenty for a decay counted in seconds, and costs about
+ * a memory read on the free path. */
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &t);
+#endif
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static int is_hugetlb(int huge) { return huge == NN_HUGE_EXPLICIT_2MB || huge == NN_HUGE_EXPLICIT_1GB; }
+
+/* The part of a normal-page mapping after its header page: what MADV_FREE may
+ * give away (the header page stays; it is rewritten on reuse anyway). */
+static char *data_start(const nn_mapping *m) { return (char *)m->base + nn_base_page_size(); }
+static size_t data_length(const nn_mapping *m) { return m->length - nn_base_page_size(); }
+
+static size_t hot_now(void)
+{
+    size_t cached = load(&cache.cached), lazy = load(&cache.lazy);
+    return cached > lazy ? cached - lazy : 0;
+}
+
+/* Pages of [addr, addr + len) present in memory (mincore); 0 on error. About
+ * 10 us per 64 MiB: never on the allocation paths. */
+static size_t resident_pages(char *addr, size_t len)
+{
+    uint64_t vec[512];
+    size_t page = nn_base_page_size(), count = 0, span = sizeof vec * page;
+    for (size_t off = 0; off < len; off += span) {
+        size_t piece = len - off < span ? len - off : span;
+        size_t npages = (piece + page - 1) / page;
+        memset(vec, 0, sizeof vec);
+        if (mincore(addr + off, piece, (unsigned char *)vec) != 0)
+            return 0;
+        for (size_t i = 0; i < (npages + 7) / 8; i++)
+            count += (size_t)__builtin_popcountll(vec[i] & 0x0101010101010101ull);
+    }
+    return count;
+}
+
+/* A lazy entry leaves for good: its pages not in memory now were taken back by
+ * the kernel (or never written since they were last given back). */
+static void count_reclaimed(const cache_entry *e)
+{
+    if (!e->lazy || is_hugetlb(e->map.huge))
+        return;
+    size_t pages = data_length(&e->map) / nn_base_page_size();
+    size_t now = resident_pages(data_start(&e->map), data_length(&e->map));
+    if (now < pages)
+        add(&cache.reclaimed, (pages - now) * nn_base_page_size());
+}
+
+/* A cached mapping leaves the cache for good. */
+static size_t release_entry(const cache_entry *e, size_t *counter)
+{
+    count_reclaimed(e);
+    if (counter)
+        add(counter, e->map.length);
+    nn_unmap(&e->map);
+    return e->map.length;
+}
+
+/* Remove entry i of a's cache (a's lock held), with the accounting. */
+static cache_entry remove_entry(nn_arena *a, int i)
+{
+    cache_entry e = a->cache[i];
+    if (i < a->ncached - 1) /* the newest goes first in a steady loop: no call */
+        memmove(a->cache + i, a->cache + i + 1, (size_t)(a->ncached - i - 1) * sizeof *a->cache);
+    a->ncached--;
+    a->stats.cached_bytes -= e.map.length;
+    sub(&cache.cached, e.map.length);
+    if (e.lazy)
+        sub(&cache.lazy, e.map.length);
+    return e;
+}
+
+static int oldest_idle(const nn_arena *a)
+{
+    for (int i = 0; i < a->ncached; i++)
+        if (!a->cache[i].busy)
+            return i;
+    return -1;
+}
+
+/* ---- decay: a thread that exists only while something is cached ---- */
+
+/* It sleeps until the oldest cached block's deadline, unmaps what expired, and
+ * exits when nothing is cached; the next free that caches a block starts it
+ * again. fork() stops it first (so the child inherits no lock it holds, and
+ * Python counts no extra thread when it warns about forking with threads);
+ * nn_cache_resume() restarts it after fork. It never touches Python. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* on CLOCK_MONOTONIC */
+    int running, pending, stop, paused, failed;
+} purger = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+
+/* Unmap every entry unused for the decay time; the next deadline (ms, 0: none). */
+static uint64_t purge_expired(uint64_t now)
+{
+    long long decay = decay_ms();
+    uint64_t next = 0;
+    cache_entry victims[CACHE_SLOTS];
+    if (decay < 0)
+        return 0;
+    pthread_mutex_lock(&arenas_lock);
+    for (nn_arena *a = arenas; a; a = a->next) {
+        int n = 0;
+        lock(a);
+        for (int i = 0; i < a->ncached;) {
+            uint64_t due = a->cache[i].freed_ms + (uint64_t)decay;
+            if (!a->cache[i].busy && due <= now) {
+                victims[n++] = remove_entry(a, i);
+            } else {
+                if (!next || due < next)
+                    next = due;
+                i++;
+            }
+        }
+        unlock(a);
+        for (int i = 0; i < n; i++)
+            release_entry(&victims[i], &cache.decayed);
+    }
+    pthread_mutex_unlock(&arenas_lock);
+    return next;
+}
+
+static void *purger_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&purger.lock);
+    while (!purger.stop) {
+        purger.pending = 0;
+        pthread_mutex_unlock(&purger.lock);
+        uint64_t next = purge_expired(now_ms());
+        pthread_mutex_lock(&purger.lock);
+        if (purger.stop || (!next && !purger.pending))
+            break;
+        if (!next || purger.pending)
+            continue;
+        next += 2; /* the coarse clock lags the precise one by a tick */
+        struct timespec until = {(time_t)(next / 1000u), (long)(next % 1000u) * 1000000L};
+        pthread_cond_timedwait(&purger.cond, &purger.lock, &until);
+    }
+    purger.running = 0;
+    pthread_cond_broadcast(&purger.cond);
+    pthread_mutex_unlock(&purger.lock);
+    return NULL;
+}
+
+/* Something was cached: make sure it will decay. */
+static void purger_kick(void)
+{
+    if (decay_ms() <= 0)
+        return;
+    if (__atomic_load_n(&purger.running, __ATOMIC_RELAXED) &&
+        __atomic_load_n(&purger.pending, __ATOMIC_RELAXED))
+        return; /* the steady state: no lock taken */
+    int failed = 0;
+    pthread_mutex_lock(&purger.lock);
+    purger.pending = 1;
+    if (!purger.running && !purger.paused) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, (size_t)256 << 10);
+        if (pthread_create(&t, &attr, purger_main, NULL) == 0)
+            purger.running = 1;
+        else
+            failed = 1;
+        purger.failed = failed;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_unlock(&purger.lock);
+    if (failed) /* no thread: decay on the free path instead */
+        purge_expired(now_ms());
+}
+
+/* A setting changed: the thread looks at the cache again now. */
+static void purger_poke(void)
+{
+    pthread_mutex_lock(&purger.lock);
+    purger.pending = 1;
+    pthread_cond_broadcast(&purger.cond);
+    pthread_mutex_unlock(&purger.lock);
+}
+
+/* ---- fork: no lock or thread of ours is caught mid-use ---- */
 
 static void before_fork(void)
 {
+    pthread_mutex_lock(&purger.lock);
+    purger.paused = 1;
+    if (purger.running) {
+        purger.stop = 1;
+        pthread_cond_broadcast(&purger.cond);
+        while (purger.running)
+            pthread_cond_wait(&purger.cond, &purger.lock);
+        purger.stop = 0;
+    }
     pthread_mutex_lock(&arenas_lock);
     for (nn_arena *a = arenas; a; a = a->next)
         lock(a);
@@ -114,9 +360,202 @@ static void after_fork(void)
     for (nn_arena *a = arenas; a; a = a->next)
         unlock(a);
     pthread_mutex_unlock(&arenas_lock);
+    purger.paused = 0;
+    pthread_mutex_unlock(&purger.lock);
 }
 
-static void register_atfork(void) { pthread_atfork(before_fork, after_fork, after_fork); }
+static void init_once_fn(void)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    if (pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0)
+        pthread_cond_init(&purger.cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_atfork(before_fork, after_fork, after_fork);
+}
+
+void nn_cache_resume(void)
+{
+    if (load(&cache.cached))
+        purger_kick();
+}
+
+/* Drop the globally oldest idle entries until the cache fits `limit`. */
+static void evict_global(size_t limit)
+{
+    while (load(&cache.cached) > limit) {
+        cache_entry victim;
+        int found = 0;
+        pthread_mutex_lock(&arenas_lock);
+        nn_arena *best = NULL;
+        uint64_t oldest = UINT64_MAX;
+        for (nn_arena *a = arenas; a; a = a->next) {
+            lock(a);
+            int i = oldest_idle(a);
+            if (i >= 0 && a->cache[i].freed_ms <= oldest) {
+                oldest = a->cache[i].freed_ms;
+                best = a;
+            }
+            unlock(a);
+        }
+        if (best) {
+            lock(best);
+            int i = oldest_idle(best);
+            if (i >= 0) {
+                victim = remove_entry(best, i);
+                found = 1;
+            }
+            unlock(best);
+        }
+        pthread_mutex_unlock(&arenas_lock);
+        if (!found)
+            return;
+        release_entry(&victim, &cache.evicted);
+    }
+}
+
+/* Cool a's oldest hot entries (MADV_FREE) while the hot allowance is exceeded;
+ * `a` stays alive meanwhile (its own free path, or arenas_lock held). */
+static void cool(nn_arena *a)
+{
+    while (hot_now() > cache.hot_limit) {
+        lock(a);
+        int i = 0;
+        while (i < a->ncached && (a->cache[i].lazy || a->cache[i].busy))
+            i++;
+        if (i == a->ncached) {
+            unlock(a);
+            return;
+        }
+        nn_mapping m = a->cache[i].map;
+        a->cache[i].busy = 1;
+        a->cache[i].lazy = 1; /* off the hot count now: no other thread cools it too */
+        add(&cache.lazy, m.length);
+        unlock(a);
+
+        /* hugetlb pages cannot be lazily freed */
+        int ok = !is_hugetlb(m.huge) &&
+                 madvise(data_start(&m), data_length(&m), MADV_FREE) == 0;
+        cache_entry victim;
+        int drop = 0;
+        lock(a);
+        for (int j = 0; j < a->ncached; j++)
+            if (a->cache[j].map.base == m.base) {
+                a->cache[j].busy = 0;
+                if (!ok) { /* give it back instead: it may not stay hot */
+                    victim = remove_entry(a, j);
+                    victim.lazy = 0;
+                    drop = 1;
+                }
+                break;
+            }
+        unlock(a);
+        if (drop)
+            release_entry(&victim, &cache.evicted);
+    }
+}
+
+void nn_cache_configure(size_t limit, size_t hot_limit, long long decay)
+{
+    pthread_once(&init_once, init_once_fn);
+    cache.limit = limit;
+    cache.hot_limit = hot_limit < limit ? hot_limit : limit;
+    __atomic_store_n(&cache.decay_ms, decay, __ATOMIC_RELAXED);
+    if (decay == 0)
+        evict_global(0);
+    evict_global(cache.limit);
+    pthread_mutex_lock(&arenas_lock);
+    for (nn_arena *a = arenas; a && hot_now() > cache.hot_limit; a = a->next)
+        cool(a);
+    pthread_mutex_unlock(&arenas_lock);
+    purge_expired(now_ms());
+    purger_poke();
+    nn_cache_resume();
+}
+
+void nn_cache_stats_get(nn_cache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->limit = cache.limit;
+    out->hot_limit = cache.hot_limit;
+    out->decay_ms = decay_ms();
+    out->cached_bytes = load(&cache.cached);
+    out->hot_bytes = hot_now();
+    out->lazy_bytes = load(&cache.lazy);
+    out->reclaimed_bytes = load(&cache.reclaimed);
+    out->decayed_bytes = load(&cache.decayed);
+    out->evicted_bytes = load(&cache.evicted);
+    pthread_mutex_lock(&purger.lock);
+    out->decay_thread = purger.running;
+    pthread_mutex_unlock(&purger.lock);
+    pthread_mutex_lock(&arenas_lock);
+    out->arenas = narenas;
+    pthread_mutex_unlock(&arenas_lock);
+}
+
+size_t nn_cache_lazy_resident(void)
+{
+    size_t pages = 0;
+    pthread_mutex_lock(&arenas_lock);
+    for (nn_arena *a = arenas; a; a = a->next) {
+        lock(a);
+        for (int i = 0; i < a->ncached; i++)
+            if (a->cache[i].lazy && !a->cache[i].busy && !is_hugetlb(a->cache[i].map.huge))
+                pages += resident_pages(data_start(&a->cache[i].map),
+                                        data_length(&a->cache[i].map));
+        unlock(a);
+    }
+    pthread_mutex_unlock(&arenas_lock);
+    return pages * nn_base_page_size();
+}
+
+size_t nn_cache_trim(void)
+{
+    size_t released = 0;
+    pthread_mutex_lock(&arenas_lock);
+    for (nn_arena *a = arenas; a; a = a->next)
+        released += nn_arena_trim(a);
+    pthread_mutex_unlock(&arenas_lock);
+    return released;
+}
+
+size_t nn_arena_ids(unsigned long long *out, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&arenas_lock);
+    for (nn_arena *a = arenas; a; a = a->next, n++)
+        if (n < max)
+            out[n] = a->id;
+    pthread_mutex_unlock(&arenas_lock);
+    return n;
+}
+
+static nn_arena *find_arena(unsigned long long id)
+{
+    for (nn_arena *a = arenas; a; a = a->next)
+        if (a->id == id)
+            return a;
+    return NULL;
+}
+
+int nn_arena_stats_by_id(unsigned long long id, nn_arena_stats *out)
+{
+    pthread_mutex_lock(&arenas_lock);
+    nn_arena *a = find_arena(id);
+    if (a)
+        nn_arena_stats_get(a, out);
+    pthread_mutex_unlock(&arenas_lock);
+    return a ? 0 : -ENOENT;
+}
+
+long long nn_arena_trim_by_id(unsigned long long id)
+{
+    pthread_mutex_lock(&arenas_lock);
+    nn_arena *a = find_arena(id);
+    long long released = a ? (long long)nn_arena_trim(a) : -ENOENT;
+    pthread_mutex_unlock(&arenas_lock);
+    return released;
+}
 
 /* ---- size classes, counted on the request so power-of-two arrays fit exactly ---- */
 
@@ -207,12 +646,15 @@ nn_arena *nn_arena_new(int mode, const unsigned long *mask, size_t nwords,
     a->stats.small_limit = SMALL_MAX;
     a->stats.enforced = 1;
 
-    pthread_once(&atfork_once, register_atfork);
+    pthread_once(&init_once, init_once_fn);
     pthread_mutex_lock(&arenas_lock);
+    a->id = next_arena_id++;
+    a->stats.id = a->id;
     a->next = arenas;
     if (arenas)
         arenas->prev = a;
     arenas = a;
+    narenas++;
     pthread_mutex_unlock(&arenas_lock);
     return a;
 }
@@ -228,6 +670,7 @@ void nn_arena_destroy(nn_arena *a)
         arenas = a->next;
     if (a->next)
         a->next->prev = a->prev;
+    narenas--;
     pthread_mutex_unlock(&arenas_lock);
     nn_arena_trim(a);
     for (chunk_head *c = a->chunks, *next; c; c = next) {
@@ -258,38 +701,33 @@ void nn_arena_disable_binding(nn_arena *a, int err)
     unlock(a);
 }
 
-/* Drop the oldest cached mappings until the cache fits `limit` bytes and has a
- * free slot if `want_slot`; they go into `out` (to unmap outside the lock). */
-static int evict(nn_arena *a, size_t limit, int want_slot, nn_mapping *out)
+/* Take the oldest idle entries out of a's cache until it holds at most `limit`
+ * bytes (and has a free slot if `want_slot`); they go into `out`. */
+static int evict_own(nn_arena *a, size_t limit, int want_slot, cache_entry *out)
 {
-    int n = 0;
-    while (a->ncached && (a->stats.cached_bytes > limit || (want_slot && a->ncached == CACHE_SLOTS))) {
-        out[n] = a->cache[0];
-        a->stats.cached_bytes -= out[n].length;
-        memmove(a->cache, a->cache + 1, (size_t)--a->ncached * sizeof *a->cache);
-        n++;
-    }
+    int n = 0, i;
+    while ((a->stats.cached_bytes > limit || (want_slot && a->ncached == CACHE_SLOTS)) &&
+           (i = oldest_idle(a)) >= 0)
+        out[n++] = remove_entry(a, i);
     return n;
 }
 
-static size_t unmap_all(const nn_mapping *maps, int n)
+static size_t release_all(const cache_entry *entries, int n, size_t *counter)
 {
     size_t bytes = 0;
-    for (int i = 0; i < n; i++) {
-        bytes += maps[i].length;
-        nn_unmap(&maps[i]);
-    }
+    for (int i = 0; i < n; i++)
+        bytes += release_entry(&entries[i], counter);
     return bytes;
 }
 
 void nn_arena_set_cache_limit(nn_arena *a, size_t bytes)
 {
-    nn_mapping victims[CACHE_SLOTS];
+    cache_entry victims[CACHE_SLOTS];
     lock(a);
     a->stats.cache_limit = bytes;
-    int n = evict(a, bytes, 0, victims);
+    int n = evict_own(a, bytes, 0, victims);
     unlock(a);
-    unmap_all(victims, n);
+    release_all(victims, n, &cache.evicted);
 }
 
 void nn_arena_stats_get(nn_arena *a, nn_arena_stats *out)
@@ -303,50 +741,79 @@ size_t nn_arena_cached_mappings(nn_arena *a, nn_mapping *out, size_t max)
 {
     lock(a);
     size_t n = (size_t)a->ncached;
-    if (out && max)
-        memcpy(out, a->cache, (n < max ? n : max) * sizeof *out);
+    for (size_t i = 0; out && i < n && i < max; i++)
+        out[i] = a->cache[i].map;
     unlock(a);
     return n;
 }
 
 size_t nn_arena_trim(nn_arena *a)
 {
-    nn_mapping victims[CACHE_SLOTS];
+    cache_entry victims[CACHE_SLOTS];
     lock(a);
-    int n = evict(a, 0, 0, victims);
+    int n = evict_own(a, 0, 0, victims);
     unlock(a);
-    return unmap_all(victims, n);
+    return release_all(victims, n, NULL);
 }
 
 /* ---- small blocks ---- */
 
-/* A new CHUNK_SIZE-aligned, policy-bound chunk; called with the lock held. */
-static int grow_chunks(nn_arena *a)
+/* A new CHUNK_SIZE-aligned, policy-bound chunk, mapped without the arena's
+ * lock (mmap + mbind take microseconds; other threads' small blocks go on). */
+static int map_chunk(nn_arena *a, chunk_head **out, nn_mapping *m)
 {
-    nn_mapping m;
     nn_prefault_plan none = {NN_PREFAULT_NONE, 0, NULL, 0};
     int huge = a->huge == NN_HUGE_NONE ? NN_HUGE_NONE : NN_HUGE_SYSTEM;
     /* Over-map so a CHUNK_SIZE-aligned window exists, then trim. */
-    int rc = nn_map(&a->binding, 2 * CHUNK_SIZE, 0, huge, &none, map_options(a), &m);
-    if (rc) {
-        a->stats.last_error = -rc;
+    int rc = nn_map(&a->binding, 2 * CHUNK_SIZE, 0, huge, &none, map_options(a), m);
+    if (rc)
         return rc;
-    }
-    note_mapping(a, &m);
-    char *start = m.base;
+    char *start = m->base;
     char *aligned = (char *)(((uintptr_t)start + CHUNK_SIZE - 1) & ~(uintptr_t)(CHUNK_SIZE - 1));
     if (aligned > start)
         munmap(start, (size_t)(aligned - start));
-    if (start + m.length > aligned + CHUNK_SIZE)
-        munmap(aligned + CHUNK_SIZE, (size_t)(start + m.length - aligned - CHUNK_SIZE));
+    if (start + m->length > aligned + CHUNK_SIZE)
+        munmap(aligned + CHUNK_SIZE, (size_t)(start + m->length - aligned - CHUNK_SIZE));
     chunk_head *c = (chunk_head *)aligned;
     c->owner = a;
-    c->next = a->chunks;
-    c->status = m.status;
-    a->chunks = c;
-    a->bump = aligned + 64;
-    a->bump_end = aligned + CHUNK_SIZE;
-    a->stats.chunk_bytes += CHUNK_SIZE;
+    c->status = m->status;
+    *out = c;
+    return 0;
+}
+
+static void use_chunk(nn_arena *a, chunk_head *c)
+{
+    a->bump = (char *)c + 64;
+    a->bump_end = (char *)c + CHUNK_SIZE;
+}
+
+/* Room for `bytes` at the bump pointer; called and returns with the lock held. */
+static int grow_chunks(nn_arena *a, size_t bytes)
+{
+    while ((size_t)(a->bump_end - a->bump) < bytes) {
+        if (a->spare) {
+            use_chunk(a, a->spare);
+            a->spare = NULL;
+            continue;
+        }
+        chunk_head *c;
+        nn_mapping m;
+        unlock(a);
+        int rc = map_chunk(a, &c, &m);
+        lock(a);
+        if (rc) {
+            a->stats.last_error = -rc;
+            return rc;
+        }
+        note_mapping(a, &m);
+        c->next = a->chunks;
+        a->chunks = c;
+        a->stats.chunk_bytes += CHUNK_SIZE;
+        if ((size_t)(a->bump_end - a->bump) >= bytes && !a->spare)
+            a->spare = c; /* another thread grew meanwhile: keep ours for later */
+        else
+            use_chunk(a, c);
+    }
     return 0;
 }
 
@@ -361,7 +828,7 @@ static void *small_alloc(nn_arena *a, size_t size, int zero)
         b = (block *)a->free_lists[idx];
         a->free_lists[idx] = ((free_block *)b)->next;
     } else {
-        if ((size_t)(a->bump_end - a->bump) < bytes && grow_chunks(a)) {
+        if (grow_chunks(a, bytes)) {
             unlock(a);
             return NULL;
         }
@@ -399,8 +866,6 @@ static int large_huge_mode(const nn_arena *a, size_t size)
     return a->huge;
 }
 
-static int is_hugetlb(int huge) { return huge == NN_HUGE_EXPLICIT_2MB || huge == NN_HUGE_EXPLICIT_1GB; }
-
 /* The header page keeps the data page-aligned and, with THP, 2 MiB-aligned;
  * in a hugetlb mapping every page is huge, so the header shares the first. */
 static size_t large_lead(int huge)
@@ -409,7 +874,8 @@ static size_t large_lead(int huge)
 }
 
 /* Every large mapping is asked for with a base page of room before the data,
- * so a hugetlb request that falls back to normal pages still fits its data. */
+ * so a hugetlb request that falls back to normal pages still fits its data.
+ * (size <= MAX_REQUEST: no overflow.) */
 static size_t large_request(size_t size) { return size + nn_base_page_size(); }
 
 static size_t large_length(const nn_arena *a, size_t size)
@@ -419,23 +885,30 @@ static size_t large_length(const nn_arena *a, size_t size)
     return (large_request(size) + page - 1) / page * page;
 }
 
-/* Best fit from the cache: no more than a quarter larger than needed. */
-static int cache_take(nn_arena *a, size_t need, nn_mapping *out)
+/* Best fit from the cache: no more than a quarter larger than needed. Fills
+ * only what the caller uses, field by field (a whole-struct copy through the
+ * stack costs store-forwarding stalls on the hottest path). */
+static int cache_take(nn_arena *a, size_t need, nn_mapping *out, int *lazy)
 {
     int best = -1;
     lock(a);
     for (int i = 0; i < a->ncached; i++) {
-        size_t len = a->cache[i].length;
-        if (len >= need && len - need <= need / 4 &&
-            (best < 0 || len < a->cache[best].length))
+        size_t len = a->cache[i].map.length;
+        if (!a->cache[i].busy && len >= need && len - need <= need / 4 &&
+            (best < 0 || len < a->cache[best].map.length))
             best = i;
     }
     if (best >= 0) {
-        *out = a->cache[best];
-        memmove(a->cache + best, a->cache + best + 1,
-                (size_t)(a->ncached - best - 1) * sizeof *a->cache);
+        cache_entry *e = &a->cache[best];
+        *out = e->map;
+        *lazy = e->lazy;
+        a->stats.cached_bytes -= e->map.length;
+        sub(&cache.cached, e->map.length);
+        if (e->lazy)
+            sub(&cache.lazy, e->map.length);
+        if (best < a->ncached - 1)
+            memmove(e, e + 1, (size_t)(a->ncached - best - 1) * sizeof *e);
         a->ncached--;
-        a->stats.cached_bytes -= out->length;
     }
     unlock(a);
     return best >= 0;
@@ -463,8 +936,9 @@ static void *large_publish(nn_arena *a, const nn_mapping *m, size_t size)
 static void *large_alloc(nn_arena *a, size_t size, int zero)
 {
     nn_mapping m;
+    int lazy = 0;
     int huge = large_huge_mode(a, size);
-    int reuse = cache_take(a, large_length(a, size), &m);
+    int reuse = cache_take(a, large_length(a, size), &m, &lazy);
     if (!reuse) {
         int rc = nn_map(&a->binding, large_request(size), large_lead(huge), huge,
                         &a->prefault, map_options(a), &m);
@@ -478,7 +952,7 @@ static void *large_alloc(nn_arena *a, size_t size, int zero)
             return NULL;
     }
     char *ptr = large_publish(a, &m, size);
-    if (zero && reuse) {
+    if (reuse && zero) {
         /* Data runs page-aligned to the mapping's end: MADV_DONTNEED gives the
          * frames back and they fault in as zero, under the range's policy. Small
          * sizes, hugetlb and prefaulted arenas (whose pages must stay present)
@@ -487,31 +961,72 @@ static void *large_alloc(nn_arena *a, size_t size, int zero)
         if (size <= CALLOC_MEMSET_MAX || is_hugetlb(m.huge) ||
             a->prefault.mode != NN_PREFAULT_NONE || madvise(ptr, data, MADV_DONTNEED) != 0)
             memset(ptr, 0, size);
+    } else if (reuse && lazy && a->prefault.mode != NN_PREFAULT_NONE) {
+        /* The kernel may have taken some pages: fault them back in now, under
+         * the policy, as a prefaulted block promises. */
+        int rc = nn_populate(ptr, (size_t)((char *)m.base + m.length - ptr), m.page_size,
+                             &a->prefault);
+        if (rc) {
+            lock(a);
+            a->stats.last_error = -rc;
+            unlock(a);
+        }
     }
     return ptr;
+}
+
+/* Make room in a's own cache for `len` more bytes and a slot, unmapping the
+ * oldest outside the lock (a few at a time: a small stack on the free path). */
+static void make_room(nn_arena *a, size_t len)
+{
+    for (;;) {
+        cache_entry victims[4];
+        int n = 0, i;
+        lock(a);
+        while (n < 4 &&
+               (a->stats.cached_bytes + len > a->stats.cache_limit || a->ncached == CACHE_SLOTS) &&
+               (i = oldest_idle(a)) >= 0)
+            victims[n++] = remove_entry(a, i);
+        unlock(a);
+        if (!n)
+            return;
+        release_all(victims, n, &cache.evicted);
+    }
 }
 
 static void large_free(nn_arena *a, void *ptr)
 {
     large_head *h = large_of(ptr);
     nn_mapping m = h->map;
-    nn_mapping victims[CACHE_SLOTS];
-    int n = 0, cached = 0;
+    int cached = 0;
+    uint64_t now = now_ms();
+    /* A migrated block follows another policy now: it must not be reused as ours. */
+    int cacheable = !(m.status & NN_MAP_MIGRATED) && m.length <= a->stats.cache_limit &&
+                    m.length <= cache.limit && decay_ms() != 0;
+    if (cacheable && (a->ncached == CACHE_SLOTS ||
+                      a->stats.cached_bytes + m.length > a->stats.cache_limit))
+        make_room(a, m.length);
     lock(a);
     a->stats.used_bytes -= header_of(ptr)->size;
     a->stats.live_blocks--;
     a->stats.large_bytes -= m.length;
-    /* A migrated block follows another policy now: it must not be reused as ours. */
-    if (!(m.status & NN_MAP_MIGRATED) && m.length <= a->stats.cache_limit) {
-        n = evict(a, a->stats.cache_limit - m.length, 1, victims);
-        a->cache[a->ncached++] = m;
+    if (cacheable && a->ncached < CACHE_SLOTS &&
+        a->stats.cached_bytes + m.length <= a->stats.cache_limit) {
+        a->cache[a->ncached++] = (cache_entry){m, now, 0, 0};
         a->stats.cached_bytes += m.length;
+        add(&cache.cached, m.length);
         cached = 1;
     }
     unlock(a);
-    unmap_all(victims, n);
-    if (!cached)
+    if (!cached) {
         nn_unmap(&m);
+        return;
+    }
+    if (hot_now() > cache.hot_limit)
+        cool(a);
+    if (load(&cache.cached) > cache.limit)
+        evict_global(cache.limit);
+    purger_kick();
 }
 
 /* mremap keeps the range's policy for a grown tail. */
@@ -528,6 +1043,15 @@ static void *large_resize(nn_arena *a, void *ptr, size_t size)
     void *base = len == m.length ? m.base : mremap(m.base, m.length, len, MREMAP_MAYMOVE);
     if (base == MAP_FAILED)
         return NULL;
+    if (len > m.length && a->prefault.mode != NN_PREFAULT_NONE) {
+        /* A prefaulted block has every page present: the grown tail too. */
+        int rc = nn_populate((char *)base + m.length, len - m.length, page, &a->prefault);
+        if (rc) {
+            lock(a);
+            a->stats.last_error = -rc;
+            unlock(a);
+        }
+    }
     lock(a);
     a->stats.large_bytes += len - m.length;
     a->stats.used_bytes += size - old_size;
@@ -542,18 +1066,28 @@ static void *large_resize(nn_arena *a, void *ptr, size_t size)
 
 /* ---- the allocator interface ---- */
 
+static void *too_large(nn_arena *a)
+{
+    lock(a);
+    a->stats.last_error = ENOMEM;
+    unlock(a);
+    return NULL;
+}
+
 void *nn_arena_malloc(nn_arena *a, size_t size)
 {
     if (size <= SMALL_MAX)
         return small_alloc(a, size, 0);
+    if (size > MAX_REQUEST)
+        return too_large(a);
     return large_alloc(a, size, 0);
 }
 
 void *nn_arena_calloc(nn_arena *a, size_t nelem, size_t elsize)
 {
     size_t size;
-    if (__builtin_mul_overflow(nelem, elsize, &size))
-        return NULL;
+    if (__builtin_mul_overflow(nelem, elsize, &size) || size > MAX_REQUEST)
+        return too_large(a);
     if (size <= SMALL_MAX)
         return small_alloc(a, size, 1);
     return large_alloc(a, size, 1);
@@ -574,6 +1108,8 @@ void *nn_arena_realloc(nn_arena *a, void *ptr, size_t size)
 {
     if (!ptr)
         return nn_arena_malloc(a, size);
+    if (size > MAX_REQUEST)
+        return too_large(a); /* the old block stays valid */
     block *b = header_of(ptr);
     size_t old = b->size;
     if (!is_large(b)) {
@@ -597,22 +1133,71 @@ void *nn_arena_realloc(nn_arena *a, void *ptr, size_t size)
     return fresh;
 }
 
+/* ---- whose block is this ---- */
+
+/* Copy n bytes from addr without faulting when addr is not readable: a foreign
+ * pointer's neighbourhood may be unmapped or PROT_NONE. */
+static int read_safely(const void *addr, void *out, size_t n)
+{
+    struct iovec local = {out, n}, remote = {(void *)addr, n};
+    ssize_t got = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (got == (ssize_t)n)
+        return 0;
+    if (got < 0 && (errno == ENOSYS || errno == EPERM)) {
+        /* no process_vm_readv (seccomp): a pipe's write copies or says EFAULT */
+        int fds[2];
+        if (pipe2(fds, O_CLOEXEC) != 0)
+            return -errno;
+        ssize_t w = write(fds[1], addr, n);
+        int rc = w == (ssize_t)n && read(fds[0], out, n) == (ssize_t)n ? 0 : -EFAULT;
+        close(fds[0]);
+        close(fds[1]);
+        return rc;
+    }
+    return -EFAULT;
+}
+
+static int arena_is_live(const nn_arena *a)
+{
+    int live = 0;
+    pthread_mutex_lock(&arenas_lock);
+    for (nn_arena *x = arenas; x && !live; x = x->next)
+        live = x == a;
+    pthread_mutex_unlock(&arenas_lock);
+    return live;
+}
+
 nn_arena *nn_block_owner(void *ptr, size_t *size, int *status)
 {
-    block *b = header_of(ptr);
-    if (b->magic != MAGIC)
+    block b;
+    if (!ptr || read_safely(header_of(ptr), &b, sizeof b) || b.magic != MAGIC)
+        return NULL;
+    nn_arena *owner;
+    int st;
+    if (b.kind == KIND_LARGE || b.kind == KIND_HUGETLB) {
+        size_t lead = b.kind == KIND_HUGETLB ? LARGE_HUGETLB_OFFSET : nn_base_page_size();
+        large_head h;
+        if (read_safely((char *)ptr - lead, &h, sizeof h) ||
+            (char *)h.map.base != (char *)ptr - lead)
+            return NULL;
+        owner = h.owner;
+        st = h.map.status;
+    } else if (b.kind < NCLASSES) {
+        chunk_head c;
+        if (read_safely((void *)((uintptr_t)ptr & ~(uintptr_t)(CHUNK_SIZE - 1)), &c, sizeof c))
+            return NULL;
+        owner = c.owner;
+        st = c.status;
+    } else {
+        return NULL;
+    }
+    if (!arena_is_live(owner))
         return NULL;
     if (size)
-        *size = b->size;
-    if (is_large(b)) {
-        if (status)
-            *status = large_of(ptr)->map.status;
-        return large_of(ptr)->owner;
-    }
-    chunk_head *c = (chunk_head *)((uintptr_t)ptr & ~(uintptr_t)(CHUNK_SIZE - 1));
+        *size = b.size;
     if (status)
-        *status = c->status;
-    return c->owner;
+        *status = st;
+    return owner;
 }
 
 int nn_block_mapping(void *ptr, void **base, size_t *length)

@@ -1,8 +1,12 @@
 /* The per-policy block allocator behind the NumPy handler. Small blocks are
  * carved from policy-bound chunks by size class; large blocks are mappings of
- * their own, kept in a bounded cache after free so that their faulted pages are
- * reused. Every block records its own size (NumPy's free size is not trusted).
- * Thread-safe without the GIL; never touches Python. */
+ * their own, kept after free in a cache so that their faulted pages are reused.
+ * The cache is one for the whole process (every arena's freed blocks count
+ * against one budget), mostly reclaimable by the kernel (MADV_FREE beyond a
+ * small "hot" allowance) and decays: a block unused for the decay time is
+ * unmapped by a thread that exists only while something is cached. Every block
+ * records its own size (NumPy's free size is not trusted). Thread-safe without
+ * the GIL; never touches Python. */
 #ifndef NN_ARENA_H
 #define NN_ARENA_H
 
@@ -15,18 +19,51 @@ typedef struct nn_arena nn_arena;
 #define NN_HUGE_AUTO 4
 
 typedef struct nn_arena_stats {
+    unsigned long long id; /* unique for the process's lifetime */
     size_t used_bytes;     /* bytes handed out in live blocks (their requested sizes) */
     size_t live_blocks;
     size_t chunk_bytes;    /* mapped for small blocks */
     size_t large_bytes;    /* mapped for live large blocks */
     size_t cached_bytes;   /* freed large mappings kept for reuse */
-    size_t cache_limit;
+    size_t cache_limit;    /* this arena's own cap (its nodes' share) */
     size_t small_limit;    /* largest request served from chunks */
     size_t fallbacks;      /* mappings left unbound in soft mode */
     size_t huge_fallbacks; /* explicit huge pages unavailable: normal pages used */
     int last_error;        /* errno of the last failure or fallback */
     int enforced;          /* 0 when the policy was refused up front (soft mode) */
 } nn_arena_stats;
+
+/* The process-wide cache of freed large blocks. */
+typedef struct nn_cache_stats {
+    size_t limit;           /* budget: bytes cached by all arenas together */
+    size_t hot_limit;       /* of which not MADV_FREE'd (the kernel cannot take) */
+    long long decay_ms;     /* unused this long: unmapped (< 0 never, 0 no cache) */
+    size_t cached_bytes;    /* mapped in cached blocks now */
+    size_t hot_bytes;       /* of which hot */
+    size_t lazy_bytes;      /* of which MADV_FREE'd: the kernel may take their pages */
+    size_t reclaimed_bytes; /* cumulative: pages of lazy blocks not in memory when
+                               they were unmapped (the kernel took them, or they
+                               were never written) */
+    size_t decayed_bytes;   /* cumulative: unmapped after the decay time */
+    size_t evicted_bytes;   /* cumulative: unmapped to stay inside the budget */
+    size_t arenas;          /* live arenas */
+    int decay_thread;       /* 1 while the decay thread runs */
+} nn_cache_stats;
+
+/* Set the budget, the hot allowance and the decay time, and apply them now. */
+void nn_cache_configure(size_t limit, size_t hot_limit, long long decay_ms);
+void nn_cache_stats_get(nn_cache_stats *out);
+/* Resident bytes of the lazy (MADV_FREE'd) cached blocks, asked of the kernel. */
+size_t nn_cache_lazy_resident(void);
+/* Unmap every arena's cached blocks; the bytes released. */
+size_t nn_cache_trim(void);
+/* After fork: restart the decay thread if something is cached. */
+void nn_cache_resume(void);
+/* Ids of the live arenas (up to max into out); returns how many live. */
+size_t nn_arena_ids(unsigned long long *out, size_t max);
+/* By id, safe against an arena destroyed meanwhile: 0 or -ENOENT. */
+int nn_arena_stats_by_id(unsigned long long id, nn_arena_stats *out);
+long long nn_arena_trim_by_id(unsigned long long id);
 
 nn_arena *nn_arena_new(int mode, const unsigned long *mask, size_t nwords,
                        unsigned long maxnode, int home_node, int huge, int prefault,
@@ -36,6 +73,7 @@ void nn_arena_destroy(nn_arena *a);
 int nn_arena_probe(nn_arena *a);
 /* Soft mode after a refused probe: allocate unbound and remember why. */
 void nn_arena_disable_binding(nn_arena *a, int err);
+/* This arena's own cap on its cached bytes (within the process's budget). */
 void nn_arena_set_cache_limit(nn_arena *a, size_t bytes);
 void nn_arena_stats_get(nn_arena *a, nn_arena_stats *out);
 /* Copy up to `max` of the cached (freed) large mappings into `out` (may be NULL
@@ -50,9 +88,10 @@ void *nn_arena_realloc(nn_arena *a, void *ptr, size_t size);
 void nn_arena_free(nn_arena *a, void *ptr);
 
 /* For a pointer this allocator returned: its arena, recorded size and mapping
- * status bits (NN_MAP_*). Returns NULL for a pointer that is not ours. */
+ * status bits (NN_MAP_*). Returns NULL for a pointer that is not ours, without
+ * touching memory that may not be readable (it reads through the kernel). */
 nn_arena *nn_block_owner(void *ptr, size_t *size, int *status);
-/* Large blocks only: the bounds of the block's own mapping, for migration.
+/* For a pointer nn_block_owner accepted. Large blocks only: the bounds of the block's own mapping, for migration.
  * 0, or -EINVAL for a small block (its pages are shared with other blocks). */
 int nn_block_mapping(void *ptr, void **base, size_t *length);
 /* Record that a large block's pages now follow another policy: it is unmapped
