@@ -9,6 +9,7 @@ mapping's, not the array's.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,4 +108,4 @@ def allocation_unit(address: int, nbytes: int, pid: int | str = "self") -> int:
             unit = max(unit, int(kib) << 10)
         elif key == "AnonHugePages" and kib.isdigit() and int(kib) > 0:
             unit = max(unit, _thp_size())
-    return unit or 4096
+    return unit or os.sysconf("SC_PAGE_SIZE")

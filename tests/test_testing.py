@@ -218,3 +218,17 @@ def test_lab_assert_interleaved(numa_topology, huge_pages):
     assert_placed(a, nn.Interleave(nodes))
     with pytest.raises(AssertionError, match="outside nodes"):
         assert_interleaved(a, nodes[:-1])
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from numa_numpy import _doctor, _topology
+
+    for module in (_doctor, testing, _topology):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in doctest.DocTestFinder().find(nn.WeightedInterleave.from_bandwidth, globs={}):
+        runner.run(test)
+    assert runner.summarize(verbose=False) == doctest.TestResults(failed=0, attempted=4)
