@@ -124,6 +124,20 @@ def test_refused_mbind_by_fault_injection(err, words):
     assert only(nn.doctor(), "policy-syscalls").severity is Severity.OK
 
 
+@pytest.mark.skipif(
+    not hasattr(lib, "NN_FAULT_SET_MEMPOLICY"), reason="this build has no set_mempolicy fault"
+)
+@pytest.mark.parametrize("err", [errno.EPERM, errno.ENOSYS])
+def test_refused_set_mempolicy_by_fault_injection(err):
+    with injected(lib.NN_FAULT_SET_MEMPOLICY, err):
+        report = nn.doctor()
+    finding = only(report, "policy-syscalls")
+    assert finding.severity is Severity.ERROR and report.exit_status == 1
+    assert finding.details["calls"]["set_mempolicy"] == errno.errorcode[err]
+    assert finding.details["calls"]["mbind"] == "ok"
+    assert finding.summary.startswith("refused: set_mempolicy: ")
+
+
 def run_under_seccomp(err: str, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "tests/fixtures/seccomp.py"), err, "--"]
@@ -131,7 +145,7 @@ def run_under_seccomp(err: str, code: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=300,
-        cwd=REPO,
+        cwd="/",  # the installed numa_numpy, not the checkout's source tree
     )
 
 
@@ -244,29 +258,49 @@ def finding_of(stdout: str, check: str) -> list[dict]:
     return [f for f in json.loads(stdout)["findings"] if f["check"] == check]
 
 
-@pytest.mark.skipif(cgroup.hierarchy() is None, reason="needs root and a cpuset cgroup")
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to leave one out")
+needs_cpuset = [
+    pytest.mark.skipif(cgroup.hierarchy() is None, reason="needs root and a cpuset cgroup"),
+    pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to leave one out"),
+]
+
+
+def last_cpu_only(code: str, env: dict[str, str] | None = None) -> tuple[int, Path, str]:
+    """Run `code` in a child in a new cpuset cgroup that allows only the last CPU."""
+    last = max(os.sched_getaffinity(0))
+    with cgroup.restricted_cpuset(str(last), format_list(nn.topology().usable_nodes)) as folder:
+        return last, folder, cgroup.run_in(folder, code, env)
+
+
+@needs_cpuset[0]
+@needs_cpuset[1]
 def test_child_in_a_restricted_cpuset_cgroup():
     machine_cpus = sorted(c for n in nn.topology().nodes for c in n.cpus)
-    last = max(os.sched_getaffinity(0))
-    mems = format_list(nn.topology().usable_nodes)
-    env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}
-    with cgroup.restricted_cpuset(str(last), mems) as folder:
-        plain = cgroup.run_in(folder, DOCTOR_JSON, env)
-        # a pool sized for the whole machine, as code that counts os.cpu_count() does
-        grow = "import numpy, threadpoolctl; threadpoolctl.threadpool_limits(2)\n"
-        crowded = cgroup.run_in(folder, grow + DOCTOR_JSON, env)
-    (cpuset,) = finding_of(plain, "cpuset")
-    assert f"CPUs {last} of " in cpuset["summary"]
+    last, folder, out = last_cpu_only(DOCTOR_JSON)
+    (cpuset,) = finding_of(out, "cpuset")
+    assert cpuset["severity"] == "info"  # the node keeps a CPU
+    assert f"CPUs {last} of {format_list(machine_cpus)}" in cpuset["summary"]
     assert cpuset["details"]["cpus_allowed"] == [last]
     assert cpuset["details"]["cpus"] == machine_cpus
     assert any(
         key.endswith(("cpuset.effective_mems", "mems.effective"))
         for key in cpuset["details"]["cgroup"]
     )
-    assert f"{folder}/cpuset.cpus" in cpuset["fix"].replace("/cgroup/unified", "/cgroup")
+    assert f"> {folder}/cpuset.cpus" in cpuset["fix"]
+
+
+@needs_cpuset[0]
+@needs_cpuset[1]
+def test_child_blas_pool_against_its_cpuset():
+    pytest.importorskip("threadpoolctl")
+    env = {k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")}
+    _, _, plain = last_cpu_only(DOCTOR_JSON, env)
     (threads,) = finding_of(plain, "threads")
+    if not threads["details"]["pools"]:
+        pytest.skip("NumPy loaded no BLAS that threadpoolctl can see")
     assert threads["severity"] == "ok", threads  # OpenBLAS sized itself to the cpuset
+    # a pool sized for the whole machine, as code that counts os.cpu_count() does
+    grow = "import numpy, threadpoolctl; threadpoolctl.threadpool_limits(2)\n"
+    _, _, crowded = last_cpu_only(grow + DOCTOR_JSON, env)
     (threads,) = finding_of(crowded, "threads")
     assert threads["severity"] == "warning"
     assert "larger than the 1 CPU(s)" in threads["summary"]
