@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -544,6 +545,140 @@ def rss_case(bench: Bench) -> None:
         )
 
 
+# The loop of issue 15: 400 MiB allocated and freed once in each of four scopes,
+# twice. Prints VmRSS (MiB) after each freed array, then after waiting
+# sys.argv[2] seconds with nothing allocated (the cache's decay time).
+LOOP_SCRIPT = r"""
+import contextlib, json, sys, time
+import numpy as np
+MiB = 1 << 20
+
+def rss():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+if sys.argv[1] == "numa":
+    import numa_numpy as nn
+    scopes = [nn.on_node(0), nn.interleaved(), nn.policy("preferred:0"), nn.policy("local")]
+else:
+    scopes = [contextlib.nullcontext()] * 4
+after = []
+for _ in range(2):
+    for scope in scopes:
+        with scope:
+            a = np.ones(400 * MiB // 8)
+        del a
+        after.append(rss())
+wait = float(sys.argv[2])
+time.sleep(wait)
+print(json.dumps({"after": after, "later": rss()}))
+"""
+
+
+def _decay_seconds() -> float:
+    decay = nn.memory_stats().get("process", {}).get("decay_s")
+    return 10.0 if decay is None else float(decay)
+
+
+def freed_rss_case(bench: Bench) -> None:
+    """RSS once a workload's arrays are all freed: at once (what the cache holds)
+    and after the decay time with nothing allocated meanwhile (the target: back
+    to NumPy's). One fresh subprocess per side: the wait dominates."""
+    wait = _decay_seconds() + 1.0
+    bench.log(f"RSS after the loop's arrays are freed (waits {wait:.0f} s)")
+    out = {}
+    for variant in ("default", "numa"):
+        done = subprocess.run(
+            [sys.executable, "-c", LOOP_SCRIPT, variant, str(wait)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        out[variant] = json.loads(done.stdout.strip().splitlines()[-1])
+    d, n = out["default"], out["numa"]
+    at_once_d, at_once_n = max(d["after"]), max(n["after"])
+    bench.add(
+        Row(
+            "freed",
+            "RSS right after each of 8 freed 400 MiB arrays (max)",
+            "400 MiB",
+            "MiB",
+            "default",
+            at_once_d,
+            at_once_n,
+            at_once_n / at_once_d,
+            None,
+            note="the issue's loop, no memory limit: what the cache holds before it decays "
+            "(budget: 1/8 of the memory limit, at most 1 GiB; beyond 32 MiB MADV_FREE'd)",
+        )
+    )
+    bench.add(
+        Row(
+            "freed",
+            f"RSS {wait:.0f} s after the last array was freed",
+            "400 MiB",
+            "MiB",
+            "default",
+            d["later"],
+            n["later"],
+            n["later"] / d["later"],
+            Target("ratio<=", 1.3),
+            note=f"decay time {wait - 1:.0f} s; nothing allocated meanwhile; the rest of the "
+            "gap is numa_numpy's own import (about 7 MiB)",
+        )
+    )
+
+
+def cgroup_loop_case(bench: Bench) -> None:
+    """The loop inside a 1200 MiB memory cgroup (created and removed here, as a
+    container runtime would): both allocators must finish."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    try:
+        from memcg import MemoryCgroup, Unavailable
+    except ImportError:
+        bench.log("cgroup: tests/memcg.py not found: skipped")
+        return
+    bench.log("the loop in a 1200 MiB memory cgroup")
+    outcome: dict[str, tuple[float, str]] = {}
+    try:
+        for variant in ("default", "numa"):
+            with MemoryCgroup.create(1200 << 20) as group:
+                done = group.run(
+                    LOOP_SCRIPT.replace("sys.argv[1]", repr(variant)).replace(
+                        "float(sys.argv[2])", "0.0"
+                    )
+                )
+                if done.returncode == 0:
+                    after = json.loads(done.stdout.strip().splitlines()[-1])["after"]
+                    outcome[variant] = (max(after), "finished")
+                else:
+                    kills = group.oom_kills()
+                    outcome[variant] = (
+                        float("inf"),
+                        f"exit {done.returncode}, {kills} OOM kill(s)",
+                    )
+    except Unavailable as exc:
+        bench.log(f"cgroup: no memory cgroup can be created here: {exc}")
+        return
+    (d, d_how), (n, n_how) = outcome["default"], outcome["numa"]
+    bench.add(
+        Row(
+            "cgroup",
+            "the loop in a 1200 MiB memory cgroup: RSS after each free (max)",
+            "400 MiB",
+            "MiB",
+            "default",
+            d,
+            n,
+            n / d,
+            Target("ratio<=", 1.3),
+            note=f"default: {d_how}; numa_numpy: {n_how}",
+        )
+    )
+
+
 def _run_keep(
     run: Callable[[str], dict[str, Any]], variant: str, results: dict[str, list[dict[str, Any]]]
 ) -> float:
@@ -985,7 +1120,19 @@ def markdown(facts: dict[str, Any], rows: list[Row], config: dict[str, Any]) -> 
     return "\n".join(lines) + "\n"
 
 
-GROUPS = ["empty", "zeros", "fill", "zfill", "hazard", "rss", "scope", "ufunc", "prefault"]
+GROUPS = [
+    "empty",
+    "zeros",
+    "fill",
+    "zfill",
+    "hazard",
+    "rss",
+    "freed",
+    "cgroup",
+    "scope",
+    "ufunc",
+    "prefault",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1029,6 +1176,10 @@ def main(argv: list[str] | None = None) -> int:
             cache_hazard_case(bench)
         if "rss" in only:
             rss_case(bench)
+        if "freed" in only:
+            freed_rss_case(bench)
+        if "cgroup" in only:
+            cgroup_loop_case(bench)
         if "scope" in only:
             scope_case(bench)
         if "ufunc" in only:
