@@ -636,10 +636,23 @@ def _check_huge_pages(host: _Host) -> list[Finding]:
 
 
 # ------------------------------------------------------------------ kernel
-_FEATURES = (
-    ("local", (3, 8)),
-    ("preferred-many", (5, 15)),
-    ("weighted-interleave", (6, 9)),
+def _features() -> tuple[tuple[str, tuple[int, int]], ...]:
+    """Each policy (by its own min_kernel) and kernel feature numa_numpy uses."""
+    from ._policy import (
+        Bind,
+        Default,
+        Interleave,
+        Local,
+        Preferred,
+        PreferredMany,
+        WeightedInterleave,
+    )
+
+    policies = (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
+    return tuple((cls.name, cls.min_kernel) for cls in policies) + _KERNEL_FEATURES
+
+
+_KERNEL_FEATURES = (
     ("MADV_POPULATE_WRITE (prefault that reports ENOMEM)", (5, 14)),
     ("set_mempolicy_home_node", (5, 17)),
     ("MADV_COLLAPSE", (6, 1)),
@@ -652,7 +665,7 @@ def _check_kernel(host: _Host) -> list[Finding]:
     text = f"{kernel[0]}.{kernel[1]}"
     if kernel == (0, 0):
         return [Finding("kernel", Severity.INFO, "the kernel version could not be read")]
-    missing = [(name, need) for name, need in _FEATURES if kernel < need]
+    missing = [(name, need) for name, need in _features() if kernel < need]
     details = {"kernel": text, "missing": {n: f"{v[0]}.{v[1]}" for n, v in missing}}
     if missing:
         return [
