@@ -90,17 +90,18 @@ class _Interned(type):
     return one shared object, so building them in a loop costs a dict lookup
     and a scope can be found by the policy's identity."""
 
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        nodes = args[0] if args else None
-        if kwargs or len(args) > 1 or not (nodes is None or type(nodes) is int):
-            return super().__call__(*args, **kwargs)
-        key = (cls, nodes)
-        policy = _INTERNED.get(key)
-        if policy is None:
-            policy = super().__call__(nodes)  # validates: a bad one raises, uncached
-            if len(_INTERNED) < 4096:
-                _INTERNED[key] = policy
-        return policy
+    def __call__(cls, nodes: Any = None, /, **flags: Any) -> Any:
+        if not flags and (nodes is None or type(nodes) is int):  # not bool, not float
+            try:
+                return _INTERNED[cls, nodes]
+            except KeyError:
+                policy = super().__call__(nodes)  # validates: a bad one raises, uncached
+                if len(_INTERNED) < 4096:
+                    _INTERNED[cls, nodes] = policy
+                return policy
+        if nodes is None:  # Bind(nodes=1) arrives as a keyword
+            return super().__call__(**flags)
+        return super().__call__(nodes, **flags)
 
 
 @dataclass(frozen=True, repr=False, init=False)

@@ -37,13 +37,21 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-# The scopes open in this context, innermost last: (scope, capsule it set,
-# NumPy's handler value it replaced). A ContextVar of immutable tuples, so each
-# thread and task has its own and a copied context never sees later changes.
-_Entry = tuple["PolicyScope", Any, Any]
-_OPEN: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
-    "numa_numpy_open_scopes", default=()
+# The scopes open in this context, innermost first, as a linked list of
+# (scope, token of NumPy's ContextVar to reset on exit, next outer node). A
+# ContextVar of immutable nodes: each thread and task has its own, and a copied
+# context never sees later changes.
+_Node = tuple["PolicyScope", "contextvars.Token[Any]", Any]
+_OPEN: contextvars.ContextVar[_Node | None] = contextvars.ContextVar(
+    "numa_numpy_open_scopes", default=None
 )
+
+
+def _restore(var: contextvars.ContextVar[Any], token: contextvars.Token[Any]) -> None:
+    """Put back what `token`'s set replaced, in a context other than the one
+    that made it (reset refuses): the value it replaced, or the variable's default."""
+    old = token.old_value
+    var.set(contextvars.Context().run(var.get) if old is token.MISSING else old)
 
 
 class PolicyScope:
@@ -117,46 +125,54 @@ class PolicyScope:
         self._generation = generation
 
     def __enter__(self) -> PolicyScope:
-        # The hot path: a generation check, two ContextVar reads and two sets.
+        # The hot path: a generation check and two ContextVar sets.
         if self._generation != _handler.generation:
             self._resolve()
         if self.thread is not None:
             self.thread.__enter__()
-        var = self._var
-        _OPEN.set((*_OPEN.get(), (self, self._capsule, var.get())))
-        var.set(self._capsule)
+        _OPEN.set((self, self._var.set(self._capsule), _OPEN.get()))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        stack = _OPEN.get()
-        if stack and stack[-1][0] is self:
-            top = stack[-1]
-            _OPEN.set(stack[:-1])
-            self._var.set(top[2])
+        top = _OPEN.get()
+        if top is not None and top[0] is self:
+            _OPEN.set(top[2])
+            try:
+                self._var.reset(top[1])
+            except (ValueError, RuntimeError):  # made (or used) in the context copied from
+                _restore(self._var, top[1])
         else:
-            self._exit_out_of_order(stack)
+            self._exit_out_of_order(top)
         if self.thread is not None:
             self.thread.__exit__(None, None, None)
 
-    def _exit_out_of_order(self, stack: tuple[_Entry, ...]) -> None:
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] is self:
-                break
-        else:
+    def _exit_out_of_order(self, top: _Node | None) -> None:
+        newer: list[_Node] = []  # the nodes above this scope's, innermost first
+        node = top
+        while node is not None and node[0] is not self:
+            newer.append(node)
+            node = node[2]
+        if node is None:
             warn(
                 f"numa_numpy: {self!r} exited in a context (thread or task) where it is "
                 "not open, e.g. a generator resumed from another task: nothing is "
                 "restored here, and the context that entered it keeps it"
             )
             return
-        newer = stack[i + 1]
-        # Splice this layer out: the newer scope, when it exits, restores what
-        # this one replaced. NumPy's handler stays the newer scope's meanwhile.
-        _OPEN.set((*stack[:i], (newer[0], newer[1], stack[i][2]), *stack[i + 2 :]))
+        # Splice this layer out: the scope entered just after it inherits its
+        # token, so that scope's exit restores what this one replaced. NumPy's
+        # handler stays the newest scope's meanwhile.
+        chain: _Node | None = node[2]
+        inherited: contextvars.Token[Any] | None = node[1]
+        for scope, own_token, _ in reversed(newer):  # outermost of them first
+            chain = (scope, inherited or own_token, chain)
+            inherited = None
+        _OPEN.set(chain)
         warn(
-            f"numa_numpy: {self!r} exited while {newer[0]!r}, entered after it in this "
-            "context, is still open (a scope held across a yield or await): that scope "
-            "stays active until it exits, and then the policy from before this one returns"
+            f"numa_numpy: {self!r} exited while {newer[-1][0]!r}, entered after it in "
+            "this context, is still open (a scope held across a yield or await): that "
+            "scope stays active until it exits, and then the policy from before this "
+            "one returns"
         )
 
     def __call__(self, func: F) -> F:
@@ -268,7 +284,9 @@ class PolicyScope:
 # `with nn.on_node(0):` in a loop builds nothing after the first time. Looked up
 # only after the arguments are validated (0.0 == 0 as a dict key).
 _CACHE_LIMIT = 1024
-_BY_ID: dict[int, PolicyScope] = {}  # id(policy) -> its default scope (holds the policy)
+_BY_ID: dict[int, tuple[Policy, PolicyScope]] = {}  # id(policy) -> (it, its default scope)
+_BY_NODE: dict[int, PolicyScope] = {}  # on_node(int)
+_INTERLEAVED: dict[int | None, PolicyScope] = {}  # interleaved() and interleaved(int)
 _BY_VALUE: dict[Policy, PolicyScope] = {}  # policy -> default scope
 _BY_TEXT: dict[str, PolicyScope] = {}  # "bind:1" -> default scope
 _BY_OPTIONS: dict[tuple[AllocationOptions, bool], PolicyScope] = {}
@@ -282,13 +300,13 @@ def _bounded(cache: dict[Any, Any]) -> dict[Any, Any]:
 
 def default_scope(policy: Policy) -> PolicyScope:
     """The scope of `policy` with default options (cached)."""
-    scope = _BY_ID.get(id(policy))
-    if scope is not None and scope.options.policy is policy:
-        return scope
+    hit = _BY_ID.get(id(policy))
+    if hit is not None and hit[0] is policy:  # the entry holds the policy: ids stay unique
+        return hit[1]
     scope = _BY_VALUE.get(policy)
     if scope is None:
         scope = _bounded(_BY_VALUE)[policy] = PolicyScope(policy)
-        _bounded(_BY_ID)[id(policy)] = scope
+        _bounded(_BY_ID)[id(policy)] = (policy, scope)
     return scope
 
 
@@ -319,7 +337,7 @@ def scope_for(
 
 def forget_scopes() -> None:
     """Drop the cached scopes (and with them their handlers)."""
-    for cache in (_BY_ID, _BY_VALUE, _BY_TEXT, _BY_OPTIONS):
+    for cache in (_BY_ID, _BY_NODE, _INTERLEAVED, _BY_VALUE, _BY_TEXT, _BY_OPTIONS):
         cache.clear()
 
 
@@ -348,14 +366,24 @@ def on_node(node: NodesLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy allocates on `node` (Bind)."""
     if options:
         return scope_for(Bind(node), **options)
-    return default_scope(Bind(node))  # Bind(int) is interned: one scope per node
+    if type(node) is not int:  # validated by Bind: 0.0 and True are no node ids
+        return default_scope(Bind(node))
+    scope = _BY_NODE.get(node)
+    if scope is None:
+        scope = _bounded(_BY_NODE)[node] = default_scope(Bind(node))
+    return scope
 
 
 def interleaved(nodes: NodesLike | None = None, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     """A scope in which NumPy interleaves pages over `nodes` (None: all with memory)."""
     if options:
         return scope_for(Interleave(nodes), **options)
-    return default_scope(Interleave(nodes))
+    if not (nodes is None or type(nodes) is int):
+        return default_scope(Interleave(nodes))
+    scope = _INTERLEAVED.get(nodes)
+    if scope is None:
+        scope = _bounded(_INTERLEAVED)[nodes] = default_scope(Interleave(nodes))
+    return scope
 
 
 def current_policy() -> Policy | None:

@@ -341,3 +341,110 @@ def test_shared_policy_across_processes_pinned_to_different_nodes(tmp_path, poli
     else:  # local: each half on the node of the process that touched it
         assert first.pages.get(cpu0, 0) >= first.total_pages - 1, first
         assert second.pages.get(cpu1, 0) >= second.total_pages - 1, second
+
+
+# --- explicit huge pages under Bind when the bound node's pool is empty --------------
+# Regression (issue 11, item 5): the hugetlb reservation mmap makes is global, so
+# with 2 MiB pages reserved on node 0 only, a soft Bind(1) request got a hugetlb
+# mapping and died of SIGBUS at its first write. Each case runs in a child process
+# so that a SIGBUS fails the test instead of killing the run.
+
+HUGE_CHILD = """
+import json, warnings, numpy as np, numa_numpy as nn
+from kernel_view import numa_maps_entry
+out = {{}}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        a = nn.numa_zeros({nbytes} // 8, node={node}, huge_pages="2mb", strict={strict})
+        a[:] = 1.0  # SIGBUS here before the fix
+        b = nn.numa_zeros({nbytes} // 8, node={node}, huge_pages="2mb", strict={strict})
+        b[:] = 2.0  # a second block, after the first took what the pool had
+        out["ok"] = bool((a == 1.0).all() and (b == 2.0).all())
+        for name, x in (("a", a), ("b", b)):
+            entry = numa_maps_entry(x.ctypes.data)
+            out[name] = {{"page_kib": entry.page_kib,
+                         "nodes": sorted(nn.placement(x).nodes),
+                         "not_present": nn.placement(x).not_present}}
+    except nn.NumaError as e:
+        out["raised"] = type(e).__name__
+        out["message"] = str(e)
+out["warnings"] = [str(w.message) for w in caught if issubclass(w.category, nn.NumaWarning)]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture
+def huge_pages_on_node_0_only():
+    """8 pages of 2 MiB reserved on node 0, none elsewhere (restored after)."""
+    def pool(node):
+        return Path(f"/sys/devices/system/node/node{node}/hugepages/hugepages-2048kB/nr_hugepages")
+    before = {n: int(pool(n).read_text()) for n in nn.topology().node_ids}
+    for n in before:
+        pool(n).write_text("8" if n == 0 else "0")
+    if int(pool(0).read_text()) != 8:
+        pytest.skip("cannot reserve 8 huge pages on node 0")
+    yield
+    for n, count in before.items():
+        pool(n).write_text(str(count))
+
+
+def run_huge_child(nbytes, node, strict=False):
+    import json
+
+    code = HUGE_CHILD.format(nbytes=nbytes, node=node, strict=strict)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert out.returncode == 0, f"child died ({out.returncode}): {out.stdout}{out.stderr}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_soft_huge_pages_bound_to_a_node_without_any_fall_back_to_normal_pages(
+    huge_pages_on_node_0_only,
+):
+    node = nodes()[1]
+    result = run_huge_child(4 * MiB, node)
+    assert result["ok"], result
+    for name in ("a", "b"):
+        assert result[name]["page_kib"] != 2048, result  # normal pages, not hugetlb
+        assert result[name]["nodes"] == [node] and result[name]["not_present"] == 0, result
+    assert any("no 2mb huge pages free on node" in w for w in result["warnings"]), result
+
+
+def test_strict_huge_pages_bound_to_a_node_without_any_raise(huge_pages_on_node_0_only):
+    result = run_huge_child(4 * MiB, nodes()[1], strict=True)
+    assert result.get("raised") == "PolicyNotEnforcedError", result
+
+
+def test_huge_pages_on_the_node_that_has_them_are_used(huge_pages_on_node_0_only):
+    result = run_huge_child(4 * MiB, 0, strict=True)  # 2 + 2 of the 8 pages
+    assert result["ok"], result
+    for name in ("a", "b"):
+        assert result[name]["page_kib"] == 2048 and result[name]["nodes"] == [0], result
+
+
+def test_huge_pages_larger_than_the_pool_fall_back_on_the_same_node(huge_pages_on_node_0_only):
+    # 32 MiB with 16 MiB reserved: mmap refuses the reservation; normal pages, node 0
+    result = run_huge_child(32 * MiB, 0)
+    assert result["ok"], result
+    for name in ("a", "b"):
+        assert result[name]["page_kib"] != 2048 and result[name]["nodes"] == [0], result
+
+
+def test_a_bound_node_whose_pool_runs_out_later(huge_pages_on_node_0_only):
+    # node 1 gets 2 pages: the first 4 MiB block takes both; the second one's
+    # reservation succeeds (node 0 still has 8) but node 1 has none left
+    node = nodes()[1]
+    pool = Path(f"/sys/devices/system/node/node{node}/hugepages/hugepages-2048kB/nr_hugepages")
+    pool.write_text("2")
+    if int(pool.read_text()) != 2:
+        pytest.skip(f"cannot reserve 2 huge pages on node {node}")
+    nbytes = 4 * MiB - 4096  # with the block's header page: exactly 2 huge pages
+    soft = run_huge_child(nbytes, node)
+    assert soft["ok"], soft
+    assert soft["a"]["page_kib"] == 2048 and soft["a"]["nodes"] == [node], soft
+    assert soft["b"]["page_kib"] != 2048 and soft["b"]["nodes"] == [node], soft
+    strict = run_huge_child(nbytes, node, strict=True)
+    assert strict.get("raised") == "NumaAllocationError", strict
+    assert "huge-page pool of the bound nodes" in strict["message"], strict

@@ -407,3 +407,22 @@ def test_soft_warnings_name_the_callers_file_for_every_path():
         for w in refused(make):
             assert w.filename == __file__, (make, w.filename, str(w.message))
     nn.free_all_blocks()
+
+
+def test_a_scope_open_in_a_copied_context_exits_there(handler_name):
+    # a task or copy_context() made inside a scope holds it too; exiting it there
+    # restores what the scope replaced, though the token belongs to the parent
+    import contextvars
+
+    scope = nn.on_node(0)
+    scope.__enter__()
+    copy = contextvars.copy_context()
+    scope.__exit__(None, None, None)
+    assert nn.current_policy() is None
+
+    def inside():
+        assert nn.current_policy() == nn.Bind(0)
+        scope.__exit__(None, None, None)
+        return nn.current_policy(), handler_name()
+
+    assert copy.run(inside) == (None, "default_allocator")
