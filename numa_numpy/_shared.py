@@ -39,11 +39,9 @@ import operator
 import os
 import re
 import secrets
-import signal
 import stat
 import struct
 import sys
-import threading
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -163,8 +161,6 @@ def _unlink(name: str) -> None:
             (SHM_DIR / name).unlink()
         except FileNotFoundError:
             pass
-        # forgotten only once removed: a SIGTERM handler that interrupts this
-        # still finds the name and removes it
         _created.pop(name, None)
 
 
@@ -175,37 +171,23 @@ def _unlink_all() -> None:
             _unlink(name)
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    # Unlink, then die of SIGTERM as if no handler were installed.
-    _unlink_all()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
 def _install_exit_hooks() -> None:
-    """Make the unlink-at-exit promise hold in multiprocessing workers too.
+    """Make the unlink-at-exit promise hold in multiprocessing workers too: fork
+    and forkserver workers end with os._exit, which skips atexit, after running
+    multiprocessing's own finalizers, so register there as well.
 
-    fork and forkserver workers end with os._exit, which skips atexit, after
-    running multiprocessing's own finalizers: register there. Pool.terminate()
-    (and so ``with Pool()``) ends workers with SIGTERM: in a worker whose
-    SIGTERM is untouched, unlink first, then die of it as before.
+    SIGTERM (what Pool.terminate() sends) is deliberately not handled: a Python
+    handler runs only in the main thread, and when the kernel delivers the
+    signal to another thread while the main one blocks, the worker would live
+    on until the main thread wakes, and Pool.terminate() would wait for it.
+    cleanup_shared() removes what such a worker leaves.
     """
     global _hooked_pid
-    if _hooked_pid == os.getpid():
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _hooked_pid == os.getpid():  # not a worker, or done already
         return
     _hooked_pid = os.getpid()
-    util = sys.modules.get("multiprocessing.util")
-    if util is None:  # multiprocessing never imported: not one of its workers
-        return
     util.Finalize(None, _unlink_all, exitpriority=0)
-    process = sys.modules.get("multiprocessing.process")
-    in_worker = process is not None and process.parent_process() is not None
-    if (
-        in_worker
-        and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    ):
-        signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 def _start_time(pid: int | str) -> int | None:
@@ -545,10 +527,12 @@ def cleanup_shared(*, dry_run: bool = False) -> list[str]:
     """Remove the shared segments whose creating process has ended.
 
     A creator unlinks its segments whenever Python sees it end (normal exit,
-    an exception, ``sys.exit``, multiprocessing workers, SIGTERM in a worker),
-    but SIGKILL, a crash or ``os._exit`` outside multiprocessing leaves them in
-    /dev/shm. A segment's header records its creator's pid and start time, so
-    a pid that was reused by another process is not mistaken for the creator.
+    an exception, ``sys.exit``, multiprocessing workers that finish), but a
+    signal that kills it (SIGKILL, SIGTERM with no handler, as
+    ``Pool.terminate()`` sends), a crash or ``os._exit`` outside
+    multiprocessing leaves them in /dev/shm. A segment's header records its
+    creator's pid and start time, so a pid that was reused by another process
+    is not mistaken for the creator.
     Segments of other pid namespaces, or that this user cannot read or remove,
     are left alone. Also ``python -m numa_numpy cleanup [--dry-run] [--json]``.
 

@@ -53,14 +53,15 @@ def test_pool_workers_unlink_what_they_created_when_closed(method):
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_pool_workers_unlink_what_they_created_when_terminated(method):
-    # `with Pool()` ends with terminate(): SIGTERM to every worker
+def test_what_terminated_pool_workers_leave_cleanup_removes(method, sweeping):
+    # `with Pool()` ends with terminate(): SIGTERM kills a worker before any
+    # Python code of it can run, unless it had finished first
     with mp.get_context(method).Pool(2) as pool:
         names = _names(pool.map(_create_and_keep, range(6), chunksize=1))
         assert names and all((SHM / n).exists() for n in names)
-    deadline = time.monotonic() + 10
-    while any((SHM / n).exists() for n in names) and time.monotonic() < deadline:
-        time.sleep(0.05)  # terminate() returns once the workers are joined; be lenient
+    left = {n for n in names if (SHM / n).exists()}
+    assert left <= set(nn.cleanup_shared(dry_run=True))  # every creator is gone
+    assert left <= set(nn.cleanup_shared())
     assert [n for n in names if (SHM / n).exists()] == []
 
 
@@ -236,6 +237,30 @@ def _receive(a):  # a pickled SharedArray: the worker attaches
 def test_workers_that_received_the_array_never_unlink():
     a = nn.shared_zeros(10, node=0)
     a[:] = 1
-    with mp.get_context("fork").Pool(2) as pool:  # terminate(): SIGTERM to the workers
+    pool = mp.get_context("fork").Pool(2)
+    try:
         assert pool.map(_receive, [a] * 4) == [10.0] * 4
+    finally:
+        pool.close()  # the workers run their exit hooks
+        pool.join()
     assert (SHM / a.shared_name).exists()
+
+
+def _create_report_and_wait(queue):
+    _KEPT.append(nn.shared_zeros(10, node=0))
+    queue.put(_KEPT[-1].shared_name)
+    time.sleep(120)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_worker_killed_by_sigterm_leaves_its_segment_to_cleanup(method, sweeping):
+    ctx = mp.get_context(method)
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_create_report_and_wait, args=(queue,))
+    proc.start()
+    name = queue.get(timeout=60)
+    proc.terminate()  # what Pool.terminate() does to its workers
+    proc.join(60)
+    assert proc.exitcode == -signal.SIGTERM  # it dies at once, as without numa_numpy
+    assert (SHM / name).exists()
+    assert name in nn.cleanup_shared() and not (SHM / name).exists()
