@@ -53,6 +53,16 @@ def test_pool_workers_unlink_what_they_created_when_closed(method):
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
+def test_process_pool_executor_workers_unlink_what_they_created(method):
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2, mp_context=mp.get_context(method)) as pool:
+        names = _names(pool.map(_create_and_keep, range(6)))
+        assert names and all((SHM / n).exists() for n in names)
+    assert [n for n in names if (SHM / n).exists()] == []
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_what_terminated_pool_workers_leave_cleanup_removes(method, sweeping):
     # `with Pool()` ends with terminate(): SIGTERM kills a worker before any
     # Python code of it can run, unless it had finished first
