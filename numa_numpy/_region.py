@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import operator
-from typing import Any
+from typing import Any, SupportsIndex
 
 import numpy as np
 
@@ -115,7 +115,7 @@ class NumaRegion(mmap.mmap):
 
     def __new__(
         cls,
-        size: int,
+        size: SupportsIndex,
         policy: PolicyLike | None = None,
         *,
         node: NodesLike | None = None,

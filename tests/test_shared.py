@@ -270,3 +270,11 @@ def test_attach_validates_under_python_O():
         assert "not a numa_numpy shared array" in out.stdout
     finally:
         path.unlink()
+
+
+def test_the_segment_cannot_be_resized():
+    a = nn.shared_zeros(10, node=0)
+    segment = nn._shared._segment_of(a)
+    with pytest.raises(nn.NumaError, match="cannot be resized"):
+        segment.resize(1 << 20)
+    assert len(segment) == os.path.getsize(SHM / a.shared_name)
