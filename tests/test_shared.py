@@ -1,11 +1,19 @@
+import json
+import mmap
 import multiprocessing as mp
 import os
 import pickle
+import struct
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import numa_numpy as nn
 
@@ -118,15 +126,6 @@ def test_bad_names():
 
 # --- the segment format: a header sized to what it holds (issue 16 item 1) ---
 
-import mmap  # noqa: E402
-import struct  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
-
 SHM = Path("/dev/shm")
 WIDE = np.dtype([(f"column_{i:03d}", "f8") for i in range(250)])  # a 6 KiB description
 
@@ -168,7 +167,7 @@ def test_the_documented_layout():
     assert magic == b"NNSHARED" and version == 2 and reserved == 0
     assert pid == os.getpid() and started == int(
         Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-    meta = __import__("json").loads(raw[64:64 + meta_bytes])
+    meta = json.loads(raw[64:64 + meta_bytes])
     assert meta == {"shape": [3, 2], "order": "F", "dtype": "<i4", "policy": "bind:0"}
     assert data_offset == mmap.PAGESIZE and data_bytes == mmap.PAGESIZE
     assert raw[64 + meta_bytes:data_offset].strip(b"\0") == b""
