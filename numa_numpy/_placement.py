@@ -11,6 +11,7 @@ import numpy as np
 
 from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel, handler_of_arena
 from ._lib import ffi, lib
+from ._numa_maps import mapping_pages
 from ._policy import Policy, policy_from_kernel
 from ._topology import mask_bits
 from .errors import NumaError, describe_errno
@@ -41,6 +42,10 @@ class Placement:
     policy: Policy | None
     requested: Policy | None = None
     enforcement: Enforcement | None = None
+    # "move_pages": page by page over the span; "numa_maps": move_pages was refused
+    # (a container's seccomp profile), so the counts are those of the whole
+    # mapping(s) the span lies in, from /proc/self/numa_maps
+    source: str = "move_pages"
 
     @property
     def pages(self) -> dict[int, int]:
@@ -87,6 +92,8 @@ class Placement:
             f"{self.total_pages} pages of {self.page_size} B: {spread}; "
             f"not present {self.not_present}; policy {self.policy}"
         )
+        if self.source != "move_pages":
+            text += f"; from {self.source} (whole mappings: move_pages is refused here)"
         if self.requested is not None:
             text += f"; requested {self.requested}, enforcement {self.enforcement}"
         return text
@@ -209,6 +216,27 @@ def _buffer_array(a: Any) -> np.ndarray:
     raise TypeError(f"placement() cannot read a non-contiguous buffer of format {view.format!r}")
 
 
+def _from_numa_maps(
+    address: int, nbytes: int, requested: Policy | None, enforcement: Enforcement | None
+) -> Placement:
+    """move_pages refused: the node counts of the mappings the span lies in, from
+    /proc/self/numa_maps (no system call); get_mempolicy may be refused too."""
+    page = int(lib.nn_base_page_size())
+    counts: dict[int, int] = {}
+    for mapping in mapping_pages(address, nbytes):
+        for node, n in mapping.pages.items():
+            counts[node] = counts.get(node, 0) + n * (mapping.page_size // page)
+    status = np.concatenate(
+        [np.full(c, n, dtype=np.intc) for n, c in sorted(counts.items())]
+        or [np.empty(0, dtype=np.intc)]
+    )
+    try:
+        policy = range_policy(address) if nbytes else None
+    except NumaError:
+        policy = None
+    return Placement(address, nbytes, page, status, policy, requested, enforcement, "numa_maps")
+
+
 def placement(a: Any) -> Placement:
     """Ask the kernel where every page of `a`'s span is.
 
@@ -238,8 +266,13 @@ def placement(a: Any) -> Placement:
     """
     arr = a if isinstance(a, np.ndarray) else _buffer_array(a)
     address, nbytes = span_of(arr)
-    first, status = pages_of(address, nbytes)
     requested, enforcement = _ours(arr)
+    try:
+        first, status = pages_of(address, nbytes)
+    except NumaError as exc:
+        if getattr(exc, "errno", None) not in (_errno.EPERM, _errno.ENOSYS):
+            raise
+        return _from_numa_maps(address, nbytes, requested, enforcement)
     policy = range_policy(first) if nbytes else None
     page = int(lib.nn_base_page_size())
     return Placement(address, nbytes, page, status, policy, requested, enforcement)

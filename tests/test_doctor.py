@@ -621,11 +621,6 @@ def test_container_seccomp_profile_without_cap_sys_nice(tmp_path):
 
 
 @needs_seccomp
-@pytest.mark.xfail(
-    strict=True,
-    reason="placement() falls back to /proc/self/numa_maps once _placement.py uses "
-    "numa_numpy._numa_maps (issue 14 item 4)",
-)
 def test_placement_answers_from_numa_maps_under_seccomp():
     code = (
         "import json, numa_numpy as nn\n"
