@@ -106,8 +106,9 @@ CACHE_LIMIT_MAX = 1 << 30
 
 
 def default_cache_limit(policy: Policy, topo: Topology) -> int:
-    """Freed blocks a handler keeps for reuse: 1 GiB, or an eighth of its nodes'
-    memory if less, so that a cache never fills a small node that others need."""
+    """A handler's own cap on the freed blocks it keeps, within the process-wide
+    budget (numa_numpy._memory): an eighth of its nodes' memory, at most 1 GiB,
+    so that a cache never fills a small node that others need."""
     named = [n for n in policy.resolved_nodes(topo) if n in topo.node_ids]
     nodes = named or list(topo.usable_nodes) or list(topo.node_ids)
     memory = sum(topo.node(n).memory_total for n in nodes)
@@ -206,15 +207,19 @@ class Handler:
     @property
     def capsule_object(self) -> Any:
         """The capsule as a Python object, to set NumPy's ContextVar directly."""
-        if self._capsule_object is None:
-            if self.retired:  # forgotten while a scope was resolving it: its successor's
+        published = self._capsule_object
+        if published is None:
+            with _LOCK:  # retire() runs under it too: the capsule cannot die mid-way
+                if self.capsule is not None and self._capsule_object is None:
+                    capsule = _capsule_object(self.capsule)
+                    # registered before it is published: a thread that sees the
+                    # object must also find its handler (current_policy() would say None)
+                    _BY_CAPSULE[id(capsule)] = self
+                    self._capsule_object = capsule
+                published = self._capsule_object
+            if published is None:  # retired while a scope was resolving it
                 return handler_for(self.options).capsule_object
-            capsule = _capsule_object(self.capsule)
-            # registered before it is published: a thread that sees the object
-            # must also find its handler (current_policy() would say None)
-            _BY_CAPSULE[id(capsule)] = self
-            self._capsule_object = capsule
-        return self._capsule_object
+        return published
 
     def _stats_struct(self) -> Any:
         out = ffi.new("nn_arena_stats *")

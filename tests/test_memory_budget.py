@@ -384,6 +384,7 @@ if use == "numa":
     scopes = [nn.on_node(0), nn.interleaved(), nn.policy("preferred:0"), nn.policy("local")]
 else:
     scopes = [contextlib.nullcontext()] * 4
+start = rss()
 after = []
 for _ in range(2):
     for scope in scopes:
@@ -391,7 +392,7 @@ for _ in range(2):
             a = np.ones(400 * MiB // 8)
         del a
         after.append(rss())
-print(json.dumps({"rss": after,
+print(json.dumps({"rss": after, "start": start,
                   "stats": nn.memory_stats()["process"] if use == "numa" else None}))
 """
 
@@ -428,8 +429,10 @@ def test_the_issue_loop_finishes_in_a_1200_mib_cgroup(cgroup_1200):
     budget = ours["stats"]["budget"]
     assert budget == 150 * MiB  # an eighth of the cgroup's limit, read in the child
     for mine, theirs in zip(ours["rss"], default["rss"], strict=True):
-        # numa_numpy's own import and the hot share are all it may add
-        assert mine <= theirs + 48 * MiB, (ours["rss"], default["rss"])
+        # growth over each process's own start (imports differ, more so under
+        # sanitizers): the hot share of the cache (32 MiB here) and a chunk per
+        # policy are all numa_numpy may add
+        assert mine - ours["start"] <= theirs - default["start"] + 40 * MiB, (ours, default)
 
 
 def test_a_budget_above_the_limit_survives_through_reclaim(cgroup_1200):
