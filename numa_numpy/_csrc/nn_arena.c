@@ -496,14 +496,19 @@ void nn_cache_stats_get(nn_cache_stats *out)
 size_t nn_cache_lazy_resident(void)
 {
     size_t pages = 0;
+    nn_mapping lazy[CACHE_SLOTS];
     pthread_mutex_lock(&arenas_lock);
     for (nn_arena *a = arenas; a; a = a->next) {
+        int n = 0;
         lock(a);
         for (int i = 0; i < a->ncached; i++)
             if (a->cache[i].lazy && !a->cache[i].busy && !is_hugetlb(a->cache[i].map.huge))
-                pages += resident_pages(data_start(&a->cache[i].map),
-                                        data_length(&a->cache[i].map));
+                lazy[n++] = a->cache[i].map;
         unlock(a);
+        /* mincore outside the spinlock; a block taken meanwhile counts what it
+         * has then (or 0 once unmapped): a snapshot, as all of these are */
+        for (int i = 0; i < n; i++)
+            pages += resident_pages(data_start(&lazy[i]), data_length(&lazy[i]));
     }
     pthread_mutex_unlock(&arenas_lock);
     return pages * nn_base_page_size();
