@@ -392,8 +392,13 @@ for _ in range(2):
             a = np.ones(400 * MiB // 8)
         del a
         after.append(rss())
-print(json.dumps({"rss": after, "start": start,
-                  "stats": nn.memory_stats()["process"] if use == "numa" else None}))
+stats = trimmed = None
+if use == "numa":
+    stats = nn.memory_stats()["process"]
+    if settings.get("trim"):
+        nn.trim()
+        trimmed = nn.memory_stats()["process"]
+print(json.dumps({"rss": after, "start": start, "stats": stats, "trimmed": trimmed}))
 """
 
 
@@ -440,7 +445,9 @@ def test_a_budget_above_the_limit_survives_through_reclaim(cgroup_1200):
     still finishes: the cached blocks are MADV_FREE'd and the kernel takes their
     pages back under the cgroup's pressure instead of killing the process."""
     run_in(cgroup_1200, LOOP, "default", "{}")
-    ours = run_in(cgroup_1200, LOOP, "numa", json.dumps({"limit": 8 << 30, "decay": None}))
+    ours = run_in(
+        cgroup_1200, LOOP, "numa", json.dumps({"limit": 8 << 30, "decay": None, "trim": True})
+    )
     stats = ours["stats"]
     assert stats["budget"] == 8 << 30
     assert stats["cached_bytes"] >= 4 * 400 * MiB  # the cache kept them all ...
@@ -448,6 +455,11 @@ def test_a_budget_above_the_limit_survives_through_reclaim(cgroup_1200):
     # ... and the kernel took back at least a block's worth of their (written)
     # pages: 1600 MiB cached could never fit in 1200
     assert stats["lazy_bytes"] - stats["lazy_resident_bytes"] >= 400 * MiB
+    # unmapping them counts what the kernel had taken (every page was written)
+    trimmed = ours["trimmed"]
+    assert trimmed["cached_bytes"] == 0
+    taken = stats["lazy_bytes"] - stats["lazy_resident_bytes"]
+    assert trimmed["reclaimed_bytes"] - stats["reclaimed_bytes"] >= taken - 64 * MiB
 
 
 MIX = r"""
