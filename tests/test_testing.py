@@ -58,7 +58,10 @@ def test_assert_placed_tolerance(node):
 
 
 def test_assert_placed_needs_present_pages(node):
-    a = nn.numa_empty(MIB // 8, node=node, prefault="none", huge_pages="none")
+    # a fresh mapping, never touched (an array from the handler may reuse a
+    # cached block whose pages are present)
+    region = nn.NumaRegion(MIB, node=node, huge_pages="none")
+    a = np.frombuffer(region, dtype=np.float64)
     with pytest.raises(AssertionError, match="no page of the array is present"):
         assert_placed(a, node)
 
