@@ -36,15 +36,23 @@ from ._memory import (
     trim,
 )
 from ._migrate import migrate
+from ._options import HugePages, Prefault
+from ._partition import (
+    Partitioned,
+    PartitionedArray,
+    blocks,
+    partitioned_empty,
+    partitioned_full,
+    partitioned_ones,
+    partitioned_zeros,
+)
 from ._placement import Placement, placement
 from ._policy import (
     Bind,
     Default,
-    HugePages,
     Interleave,
     Local,
     Policy,
-    Prefault,
     Preferred,
     PreferredMany,
     WeightedInterleave,

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._enforcement import refuse_or_warn
-from ._handler import (
-    AllocationOptions,
-    Enforcement,
-    EnforcementLevel,
-    node_shortfall,
-    prefault_cpus,
-)
+from ._enforcement import Enforcement, EnforcementLevel, node_shortfall, refuse, refuse_or_warn
+from ._handler import prefault_cpus
 from ._lib import error, failed_step, ffi, lib
+from ._options import AllocationOptions, Prefault
 from ._placement import pages_of
-from ._policy import Policy, Prefault, validate
+from ._policy import Policy, validate
 from ._topology import Topology, format_list
-from .errors import NumaAllocationError, PolicyNotEnforcedError, describe_errno
+from .errors import NumaAllocationError, describe_errno
 
 
 def binding_struct(policy: Policy, topo: Topology) -> tuple[Any, Any]:
@@ -91,14 +86,12 @@ def bind_range(
                 size=length,
                 policy=policy,
             )
-        if options.strict:
-            off = off_policy_pages(address, length, policy, topo)
-            if off:
-                allowed = policy.allowed_nodes(topo) or frozenset()
-                raise PolicyNotEnforcedError(
-                    f"strict {policy}: {off} pages are off node {format_list(allowed)}",
-                    policy=policy,
-                    errno=0,
-                    reason=f"{off} pages off-policy",
-                )
+        off = off_policy_pages(address, length, policy, topo) if options.strict else 0
+        if off:  # verified only when strict: a soft binding is not read back
+            allowed = policy.allowed_nodes(topo) or frozenset()
+            refuse(
+                options,
+                f"strict {policy}: {off} pages are off node {format_list(allowed)}",
+                reason=f"{off} pages off-policy",
+            )
     return Enforcement(level, "; ".join(reasons))

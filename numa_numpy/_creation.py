@@ -16,19 +16,8 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from ._handler import active_handler
 from ._lib import clear_step, failed_step
-from ._policy import (
-    Bind,
-    HugePages,
-    HugePagesLike,
-    Interleave,
-    Local,
-    NodesLike,
-    Policy,
-    PolicyLike,
-    Prefault,
-    PrefaultLike,
-    as_policy,
-)
+from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike, resolve
+from ._policy import Interleave, Local, NodesLike, PolicyLike
 from ._scope import _BY_VALUE as _SCOPES  # noqa: F401 - the scope cache, read by tests
 from ._scope import PolicyScope, default_scope, scope_for
 from ._scope import forget_scopes as forget_scopes  # free_all_blocks() calls it here
@@ -37,7 +26,7 @@ from .errors import NumaAllocationError, describe_errno
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._policy import AllocationKeywords, PlacementKeywords
+    from ._options import AllocationKeywords, PlacementKeywords
 
 __all__ = [
     "numa_empty",
@@ -70,16 +59,8 @@ def _scope(
 ) -> PolicyScope:
     """The (cached) scope for a constructor's NUMA keywords; an unknown keyword
     is a TypeError, as for any Python function."""
-    if node is not None and policy is not None:
-        raise TypeError("pass node= or policy=, not both")
-    chosen: Policy
-    # The policy is built (and so validated) before any cache is asked: a float
-    # node equals an int as a dict key, but is never a node id.
-    if node is not None:
-        chosen = Bind(node)
-    elif policy is not None:
-        chosen = policy if isinstance(policy, Policy) else as_policy(policy)
-    else:
+    chosen = resolve(node, policy)
+    if chosen is None:  # the active scope's policy, with these options
         active = active_handler()
         chosen = active.policy if active else Local()
         return PolicyScope(chosen, strict=strict, huge_pages=huge_pages, prefault=prefault)

@@ -9,19 +9,23 @@ strict raises, soft warns once and allocates unbound (and says so).
 from __future__ import annotations
 
 import contextvars
-import enum
 import errno
 import os
 import threading
 import weakref
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ._enforcement import refuse_or_warn as refuse_or_warn  # strict or soft: one place
-from ._lib import ffi, lib
-from ._policy import HugePages, Policy, Prefault, validate
-from ._topology import Topology, format_list
+from ._enforcement import (
+    Enforcement,
+    EnforcementLevel,
+    huge_page_shortfall,
+    node_shortfall,
+    refuse_or_warn,
+)
+from ._lib import clear_step, failed_step, ffi, lib
+from ._options import AllocationOptions, Prefault
+from ._policy import Policy, validate
+from ._topology import Topology
 from .errors import (
     NumaAllocationError,
     NumaUnavailableError,
@@ -30,76 +34,6 @@ from .errors import (
 )
 
 HANDLER_NAME = "numa_numpy"
-
-
-class EnforcementLevel(enum.Enum):
-    STRICT = "strict"  # applied, and refusal would have raised
-    BEST_EFFORT = "best-effort"  # applied in soft mode (or partly: see reason)
-    NONE = "none"  # not applied: memory is unbound (see reason)
-
-
-@dataclass(frozen=True)
-class Enforcement:
-    """How far a policy is enforced, and why not further."""
-
-    level: EnforcementLevel
-    reason: str = ""
-
-    def __str__(self) -> str:
-        return self.level.value + (f" ({self.reason})" if self.reason else "")
-
-
-@dataclass(frozen=True)
-class AllocationOptions:
-    """Everything that selects a handler."""
-
-    policy: Policy
-    strict: bool = False
-    huge_pages: HugePages = HugePages.AUTO
-    prefault: Prefault = Prefault.NONE
-
-
-def node_shortfall(policy: Policy, topo: Topology) -> str:
-    """Why some named nodes cannot take pages here ('' when all can)."""
-    if policy.relative_nodes or policy.static_nodes:
-        return ""
-    named = policy.resolved_nodes(topo)
-    no_memory = [n for n in named if n not in topo.memory_nodes]
-    not_allowed = [n for n in named if n in topo.memory_nodes and n not in topo.allowed_nodes]
-    reasons = []
-    if no_memory:
-        reasons.append(f"node {format_list(no_memory)} has no memory")
-    if not_allowed:
-        reasons.append(
-            f"node {format_list(not_allowed)} is outside this process's cpuset "
-            f"(Mems_allowed: {format_list(topo.allowed_nodes)})"
-        )
-    return "; ".join(reasons)
-
-
-def huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
-    """Why explicit huge pages cannot be had ('' when some are free)."""
-    kib = {HugePages.EXPLICIT_2MB: 2048, HugePages.EXPLICIT_1GB: 1 << 20}.get(options.huge_pages)
-    if kib is None:
-        return ""
-    nodes = [n for n in options.policy.resolved_nodes(topo) if n in topo.node_ids]
-    nodes = nodes or list(topo.usable_nodes)
-    free = 0
-    for node in nodes:
-        path = Path(
-            f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/free_hugepages"
-        )
-        try:
-            free += int(path.read_text())
-        except (OSError, ValueError):
-            pass
-    if free:
-        return ""
-    return (
-        f"no {options.huge_pages.value} huge pages free on node {format_list(nodes)} "
-        f"(reserve some in /sys/devices/system/node/nodeN/hugepages/hugepages-{kib}kB/"
-        "nr_hugepages)"
-    )
 
 
 CACHE_LIMIT_MAX = 1 << 30
@@ -165,6 +99,7 @@ class Handler:
             raise NumaAllocationError(
                 f"cannot create an arena for {policy}", size=0, policy=policy, errno=12
             )
+        clear_step()
         rc = lib.nn_arena_probe(arena)
         if rc == -errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
             lib.nn_arena_destroy(arena)
@@ -175,8 +110,7 @@ class Handler:
                 errno=-rc,
             )
         if rc < 0:
-            call = "mbind" if policy.home_node is None else "mbind/set_mempolicy_home_node"
-            reason = f"the kernel refused it: {describe_errno(-rc, call)}"
+            reason = f"the kernel refused it: {describe_errno(-rc, failed_step('mbind'))}"
             try:
                 refuse_or_warn(options, reason, -rc)
             except PolicyNotEnforcedError:

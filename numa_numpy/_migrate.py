@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import errno
 import operator
-import warnings
 from typing import Any
 
 import numpy as np
 
 from ._binding import bind_range, off_policy_pages
-from ._handler import HANDLER_NAME, AllocationOptions
+from ._enforcement import refuse
+from ._handler import HANDLER_NAME
 from ._lib import ffi, lib
+from ._options import AllocationOptions
 from ._placement import Placement, get_handler_name, owner_of, placement, span_of
 from ._policy import Bind, Default, Interleave, Local, Policy, PolicyLike, as_policy, validate
 from ._topology import current_node, format_list
-from .errors import MigrationError, NumaWarning, PolicyNotEnforcedError, describe_errno
+from .errors import MigrationError, describe_errno
 
 __all__ = ["migrate"]
 
@@ -110,9 +111,7 @@ def _report(address: int, length: int, options: AllocationOptions, topo: Any) ->
             f"{off} pages could not be moved to node {format_list(allowed)} "
             "(pages shared with another process move only with CAP_SYS_NICE)"
         )
-        if options.strict:
-            raise PolicyNotEnforcedError(message, policy=options.policy, errno=0, reason=message)
-        warnings.warn(message, NumaWarning, stacklevel=3)
+        refuse(options, message)
 
 
 def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> None:
@@ -147,11 +146,7 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
     )
     if rc < 0:
         reason = describe_errno(-rc, "move_pages")
-        if options.strict:
-            raise PolicyNotEnforcedError(
-                f"cannot move pages to {target}: {reason}", policy=target, errno=-rc, reason=reason
-            )
-        warnings.warn(f"cannot move pages to {target}: {reason}", NumaWarning, stacklevel=3)
+        refuse(options, f"cannot move pages to {target}: {reason}", reason=reason, err=-rc)
         return
     wanted = np.resize(per_page, npages)
     # status: the node each page is on now, or -errno (-ENOENT: never touched: fine)
@@ -167,6 +162,4 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
             f"{failed} of {npages} pages could not be moved to {target}"
             f" ({misplaced} elsewhere{', ' + why if why else ''})"
         )
-        if options.strict:
-            raise PolicyNotEnforcedError(message, policy=target, errno=0, reason=message)
-        warnings.warn(message, NumaWarning, stacklevel=3)
+        refuse(options, message)

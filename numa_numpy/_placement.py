@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel, handler_of_arena
+from ._enforcement import Enforcement, EnforcementLevel
+from ._handler import HANDLER_NAME, handler_of_arena
 from ._lib import ffi, lib
 from ._numa_maps import mapping_pages
 from ._policy import Policy, policy_from_kernel

@@ -1,4 +1,5 @@
-"""Memory policies as small immutable values, and the options of an allocation.
+"""Memory policies as small immutable values (the options of an allocation are
+in _options).
 
 A policy says where pages go; it is turned into the kernel's (mode, nodemask,
 maxnode) only when memory is allocated, against the topology of that moment.
@@ -6,11 +7,12 @@ maxnode) only when memory is allocated, against the topology of that moment.
 
 from __future__ import annotations
 
-import enum
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+
+import numpy as np
 
 from ._lib import lib
 from ._topology import Topology, format_list, mask_bits, parse_list, topology
@@ -28,14 +30,8 @@ __all__ = [
     "PreferredMany",
     "Interleave",
     "WeightedInterleave",
-    "HugePages",
-    "Prefault",
     "NodesLike",
     "PolicyLike",
-    "HugePagesLike",
-    "PrefaultLike",
-    "AllocationKeywords",
-    "PlacementKeywords",
     "as_policy",
     "parse_nodes",
 ]
@@ -69,7 +65,8 @@ def parse_nodes(nodes: Any) -> tuple[int, ...]:
 
 
 def _node_id(value: Any) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
+    # NumPy 1.x's bool_ still has a (deprecated) __index__: refuse it by type
+    if isinstance(value, (bool, np.bool_)) or not hasattr(value, "__index__"):
         raise InvalidNodeError(f"a node id must be an int, not {value!r}", nodes=(value,))
     node = operator.index(value)
     if node < 0:
@@ -406,6 +403,8 @@ class WeightedInterleave(Interleave):
         return propose_weights(bandwidth, nodes=nodes, initiator=initiator, topo=topo)
 
 
+PolicyLike = Union[Policy, str]
+
 _BY_NAME: dict[str, type[Policy]] = {
     cls.name: cls
     for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
@@ -460,75 +459,6 @@ def policy_from_kernel(mode: int, nodes: tuple[int, ...]) -> Policy:
     if not cls.takes_nodes:
         return cls()
     return cls(nodes, **kwargs)
-
-
-class _Option(enum.Enum):
-    """A keyword's choices: a member, its value as a string, or True/False."""
-
-    @classmethod
-    def coerce(cls, value: Any) -> Any:
-        keyword, when_true, _ = _OPTIONS[cls]
-        if isinstance(value, cls):
-            return value
-        if value is None or value is False:
-            return cls["NONE"]
-        if value is True:
-            return cls[when_true]
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise InvalidPolicyError(
-                f"{keyword}={value!r}: expected one of {[m.value for m in cls]}"
-            ) from None
-
-    @property
-    def c_value(self) -> int:
-        """The C layer's constant for this choice."""
-        return int(getattr(lib, _OPTIONS[type(self)][2] + self.name))
-
-
-class HugePages(_Option):
-    """Page size for large blocks and regions."""
-
-    AUTO = "auto"  # like NumPy: transparent huge pages for blocks >= 4 MiB
-    NONE = "none"  # base pages only (MADV_NOHUGEPAGE), even where THP is "always"
-    TRANSPARENT = "transparent"  # 2 MiB-aligned + MADV_HUGEPAGE
-    EXPLICIT_2MB = "2mb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_2MB)
-    EXPLICIT_1GB = "1gb"  # hugetlbfs pool (MAP_HUGETLB | MAP_HUGE_1GB)
-
-
-class Prefault(_Option):
-    """Whether pages are faulted in at allocation (after the policy is set)."""
-
-    NONE = "none"
-    TOUCH = "touch"  # MADV_POPULATE_WRITE, or a write per page on old kernels
-    PARALLEL = "parallel"  # threads pinned to CPUs of the policy's nodes
-
-
-# keyword, the member True means, the prefix of the C constants
-_OPTIONS: dict[type[_Option], tuple[str, str, str]] = {
-    HugePages: ("huge_pages", "TRANSPARENT", "NN_HUGE_"),
-    Prefault: ("prefault", "TOUCH", "NN_PREFAULT_"),
-}
-
-PolicyLike = Union[Policy, str]
-HugePagesLike = Union[HugePages, str, bool, None]
-PrefaultLike = Union[Prefault, str, bool, None]
-
-
-class AllocationKeywords(TypedDict, total=False):
-    """The keywords every constructor, scope and region takes after NumPy's."""
-
-    strict: bool
-    huge_pages: HugePagesLike
-    prefault: PrefaultLike
-
-
-class PlacementKeywords(AllocationKeywords, total=False):
-    """What the constructors add: where, as a node or a policy."""
-
-    node: NodesLike | None
-    policy: PolicyLike | None
 
 
 def validate(policy: Policy, topo: Topology | None = None) -> Topology:

@@ -10,23 +10,19 @@ from typing import Any, SupportsIndex
 import numpy as np
 
 from ._binding import bind_range
-from ._handler import AllocationOptions, Enforcement, huge_page_shortfall
+from ._enforcement import Enforcement, huge_page_shortfall, refuse_if_strict
 from ._lib import lib
-from ._placement import Placement, placement
-from ._policy import (
-    Bind,
+from ._options import (
+    AllocationOptions,
     HugePages,
     HugePagesLike,
-    Local,
-    NodesLike,
-    Policy,
-    PolicyLike,
     Prefault,
     PrefaultLike,
-    as_policy,
-    validate,
+    resolve,
 )
-from .errors import NumaAllocationError, NumaError, PolicyNotEnforcedError
+from ._placement import Placement, placement
+from ._policy import Local, NodesLike, Policy, PolicyLike, validate
+from .errors import NumaAllocationError, NumaError
 
 __all__ = ["NumaRegion"]
 
@@ -123,13 +119,9 @@ class NumaRegion(mmap.mmap):
         prefault: PrefaultLike = Prefault.NONE,
         strict: bool = False,
     ) -> NumaRegion:
-        if node is not None and policy is not None:
-            raise TypeError("pass node= or policy=, not both")
+        chosen = resolve(node, policy or None) or Local()
         size = _size(size)
-        chosen = Bind(node) if node is not None else as_policy(policy or Local())
-        options = AllocationOptions(
-            chosen, bool(strict), HugePages.coerce(huge_pages), Prefault.coerce(prefault)
-        )
+        options = AllocationOptions.of(chosen, strict, huge_pages, prefault)
         topo = validate(chosen)
         huge = options.huge_pages
         if huge is HugePages.AUTO:
@@ -148,10 +140,7 @@ class NumaRegion(mmap.mmap):
             except OSError as exc:
                 reason = f"no {huge.value} huge pages could be mapped ({exc.strerror})"
         if region is None and huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB):
-            if options.strict:
-                raise PolicyNotEnforcedError(
-                    f"strict {chosen}: {reason}", policy=chosen, errno=0, reason=reason
-                )
+            refuse_if_strict(options, reason)  # soft: bind_range warns with the rest
             huge = HugePages.TRANSPARENT  # soft: normal pages, THP where possible
         if region is None:
             page = int(lib.nn_base_page_size())

@@ -15,20 +15,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _handler
 from ._enforcement import warn
-from ._handler import AllocationOptions, Handler, active_handler, handler_for
-from ._policy import (
+from ._handler import Handler, active_handler, handler_for
+from ._options import (
     AllocationKeywords,
-    Bind,
+    AllocationOptions,
     HugePages,
     HugePagesLike,
-    Interleave,
-    NodesLike,
-    Policy,
-    PolicyLike,
     Prefault,
     PrefaultLike,
-    as_policy,
 )
+from ._policy import Bind, Interleave, NodesLike, Policy, PolicyLike, as_policy
 from ._thread import thread_policy
 
 if TYPE_CHECKING:
@@ -87,12 +83,7 @@ class PolicyScope:
         prefault: PrefaultLike = Prefault.NONE,
         thread: bool = False,
     ) -> None:
-        self.options = AllocationOptions(
-            as_policy(policy),
-            bool(strict),
-            HugePages.coerce(huge_pages),
-            Prefault.coerce(prefault),
-        )
+        self.options = AllocationOptions.of(policy, strict, huge_pages, prefault)
         # thread=True: also the OS thread's task policy (set_mempolicy), so that
         # allocations outside NumPy (Python objects, other libraries) follow it.
         self.thread = thread_policy(self.options.policy) if thread else None
@@ -318,9 +309,7 @@ def scope_for(
     thread: bool = False,
 ) -> PolicyScope:
     """The scope of `policy` with these options (validated, then cached)."""
-    options = AllocationOptions(
-        policy, bool(strict), HugePages.coerce(huge_pages), Prefault.coerce(prefault)
-    )
+    options = AllocationOptions.of(policy, strict, huge_pages, prefault)
     key = (options, bool(thread))
     scope = _BY_OPTIONS.get(key)
     if scope is None:

@@ -49,18 +49,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 
 from ._binding import bind_range
-from ._handler import AllocationOptions, Enforcement
-from ._policy import (
-    Bind,
-    HugePages,
-    Local,
-    NodesLike,
-    PolicyLike,
-    Prefault,
-    PrefaultLike,
-    as_policy,
-    validate,
-)
+from ._enforcement import Enforcement
+from ._options import AllocationOptions, HugePages, Prefault, PrefaultLike, resolve
+from ._policy import Local, NodesLike, PolicyLike, validate
 from ._region import buffer_address
 from .errors import InvalidPolicyError, NumaError
 
@@ -104,6 +95,9 @@ class _Segment(mmap.mmap):
         )
 
 
+_NUMPY_1 = np.lib.NumpyVersion(np.__version__) < "2.0.0"
+
+
 class SharedArray(np.ndarray):
     """An ndarray over a named shared-memory segment.
 
@@ -136,7 +130,10 @@ class SharedArray(np.ndarray):
     ) -> Any:
         if _segment_of(array) is None:
             array = array.view(np.ndarray)
-        return array[()] if return_scalar else array
+        # NumPy 2 says when a scalar is due; NumPy 1 hands a 0-d result for it
+        if return_scalar or (_NUMPY_1 and array.ndim == 0):
+            return array[()]
+        return array
 
     def __reduce__(self) -> Any:
         segment = _segment_of(self)
@@ -354,9 +351,7 @@ def shared_empty(
     >>> nn.attach_shared(a.shared_name).tolist()
     [7, 7, 7, 7]
     """
-    if node is not None and policy is not None:
-        raise TypeError("pass node= or policy=, not both")
-    chosen = Bind(node) if node is not None else as_policy(policy or Local())
+    chosen = resolve(node, policy or None) or Local()
     validate(chosen)
     dtype, dtype_spec = _shareable(dtype)
     dims = _shape(shape)

@@ -101,17 +101,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f" ({error})"
     ) from error
 
-from ._policy import (
-    Bind,
-    HugePages,
-    HugePagesLike,
-    Policy,
-    PolicyLike,
-    Prefault,
-    PrefaultLike,
-    as_policy,
-    parse_nodes,
-)
+from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike
+from ._policy import Bind, Policy, PolicyLike, as_policy, parse_nodes
 from ._scope import PolicyScope
 from ._scope import policy as _policy_scope
 from ._thread import pinned
