@@ -23,7 +23,8 @@ from ._creation import (
     numa_zeros_like,
 )
 from ._doctor import Diagnosis, Finding, Severity, doctor
-from ._handler import HANDLER_NAME, Enforcement, EnforcementLevel
+from ._enforcement import Enforcement, EnforcementLevel
+from ._handler import HANDLER_NAME
 from ._ipython import load_ipython_extension as load_ipython_extension
 from ._ipython import unload_ipython_extension as unload_ipython_extension
 from ._memory import (
@@ -37,15 +38,6 @@ from ._memory import (
 )
 from ._migrate import migrate
 from ._options import HugePages, Prefault
-from ._partition import (
-    Partitioned,
-    PartitionedArray,
-    blocks,
-    partitioned_empty,
-    partitioned_full,
-    partitioned_ones,
-    partitioned_zeros,
-)
 from ._placement import Placement, placement
 from ._policy import (
     Bind,
