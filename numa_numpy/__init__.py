@@ -24,7 +24,7 @@ from ._creation import (
 )
 from ._doctor import Diagnosis, Finding, Severity, doctor
 from ._enforcement import Enforcement, EnforcementLevel
-from ._handler import HANDLER_NAME
+from ._bridge import HANDLER_NAME
 from ._ipython import load_ipython_extension as load_ipython_extension
 from ._ipython import unload_ipython_extension as unload_ipython_extension
 from ._memory import (

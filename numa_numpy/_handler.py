@@ -8,13 +8,14 @@ strict raises, soft warns once and allocates unbound (and says so).
 
 from __future__ import annotations
 
-import contextvars
 import errno
 import os
 import threading
 import weakref
 from typing import Any
 
+from . import _bridge
+from ._bridge import HANDLER_NAME
 from ._enforcement import (
     Enforcement,
     EnforcementLevel,
@@ -28,13 +29,9 @@ from ._policy import Policy, validate
 from ._topology import Topology
 from .errors import (
     NumaAllocationError,
-    NumaUnavailableError,
     PolicyNotEnforcedError,
     describe_errno,
 )
-
-HANDLER_NAME = "numa_numpy"
-
 
 CACHE_LIMIT_MAX = 1 << 30
 
@@ -145,7 +142,7 @@ class Handler:
         if published is None:
             with _LOCK:  # retire() runs under it too: the capsule cannot die mid-way
                 if self.capsule is not None and self._capsule_object is None:
-                    capsule = _capsule_object(self.capsule)
+                    capsule = _bridge.capsule_object(self.capsule)
                     # registered before it is published: a thread that sees the
                     # object must also find its handler (current_policy() would say None)
                     _BY_CAPSULE[id(capsule)] = self
@@ -216,37 +213,6 @@ class Handler:
             lib.nn_handler_release(capsule)
 
 
-# NumPy keeps the current handler in a ContextVar named "current_allocator"
-# (NumPy >= 1.22) that it does not export. Once found, scopes set and reset it
-# from Python with tokens: exact nesting per thread and task, at a third of the
-# cost of two calls into C.
-numpy_handler_var: contextvars.ContextVar[Any] | None = None
-
-
-def _capsule_object(capsule: Any) -> Any:
-    """Install the capsule through NumPy's C API in a throwaway context and read
-    it back from NumPy's ContextVar (cffi cannot hand out PyObject *)."""
-    global numpy_handler_var
-
-    def install_and_read() -> Any:
-        global numpy_handler_var
-        previous = lib.nn_handler_install(capsule)
-        if previous == ffi.NULL:
-            raise NumaUnavailableError("NumPy did not accept the numa_numpy handler")
-        try:
-            for var, value in contextvars.copy_context().items():
-                if var.name == "current_allocator":
-                    numpy_handler_var = var
-                    return value
-        finally:
-            lib.nn_handler_restore(previous)
-        raise NumaUnavailableError(
-            "this NumPy keeps its allocator somewhere numa_numpy does not know"
-        )
-
-    return contextvars.copy_context().run(install_and_read)
-
-
 # The pool: one handler per options, reused by every scope.
 _CACHE: dict[AllocationOptions, Handler] = {}
 # Every handler whose arena may still be alive, pooled or retired, by arena id:
@@ -276,9 +242,10 @@ def handler_for(options: AllocationOptions) -> Handler:
 
 def active_handler() -> Handler | None:
     """The numa_numpy handler NumPy uses here and now, if it is one of ours."""
-    if numpy_handler_var is None:
+    var = _bridge.numpy_handler_var
+    if var is None:
         return None
-    capsule = numpy_handler_var.get()
+    capsule = var.get()
     handler = _BY_CAPSULE.get(id(capsule))
     if handler is not None and handler.retired:
         # its capsule may be gone and the id reused: ask the capsule itself

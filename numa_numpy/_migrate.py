@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from ._binding import bind_range, off_policy_pages
+from ._bridge import HANDLER_NAME, get_handler_name
 from ._enforcement import refuse
-from ._handler import HANDLER_NAME
 from ._lib import ffi, lib
 from ._options import AllocationOptions
-from ._placement import Placement, get_handler_name, owner_of, placement, span_of
+from ._placement import Placement, owner_of, placement, span_of
 from ._policy import Bind, Default, Interleave, Local, Policy, PolicyLike, as_policy, validate
 from ._topology import current_node, format_list
 from .errors import MigrationError, describe_errno

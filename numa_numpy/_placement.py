@@ -9,19 +9,16 @@ from typing import Any
 
 import numpy as np
 
+from ._bridge import HANDLER_NAME, get_handler_name
 from ._enforcement import Enforcement, EnforcementLevel
-from ._handler import HANDLER_NAME, handler_of_arena
+from ._handler import handler_of_arena
 from ._lib import ffi, lib
 from ._numa_maps import mapping_pages
 from ._policy import Policy, policy_from_kernel
 from ._topology import mask_bits
 from .errors import NumaError, describe_errno
 
-__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy", "get_handler_name"]
-
-# NumPy 2 keeps it in numpy._core; NumPy 1 in numpy.core
-_multiarray: Any = getattr(np, "_core", None) or np.core
-get_handler_name: Any = _multiarray.multiarray.get_handler_name
+__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy"]
 
 
 @dataclass(frozen=True, repr=False)

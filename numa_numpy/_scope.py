@@ -13,7 +13,7 @@ import inspect
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _handler
+from . import _bridge, _handler
 from ._enforcement import warn
 from ._handler import Handler, active_handler, handler_for
 from ._options import (
@@ -111,7 +111,7 @@ class PolicyScope:
     def _resolve(self) -> None:
         generation = _handler.generation
         self._capsule = self.handler.capsule_object
-        self._var = _handler.numpy_handler_var  # type: ignore[assignment]
+        self._var = _bridge.numpy_handler_var  # type: ignore[assignment]
         # published last: another thread's __enter__ trusts it to mean "resolved"
         self._generation = generation
 
