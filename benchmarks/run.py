@@ -385,7 +385,7 @@ def allocation_cases(bench: Bench, only: set[str]) -> None:
         bench.log(f"{label} (float64)")
         for size in sizes:
             n = max(1, size // 8)
-            nn.trim()  # every case starts with an empty large-block cache
+            nn.free_all_blocks()  # every case starts with an empty large-block cache
             gc.collect()
             reps = bench.reps if size < 64 * MiB else max(5, bench.reps // 2)
             loop = maker(n)
@@ -410,7 +410,7 @@ def allocation_cases(bench: Bench, only: set[str]) -> None:
                     iterations,
                 )
             )
-        nn.trim()
+        nn.free_all_blocks()
 
 
 def cache_hazard_case(bench: Bench) -> None:
@@ -429,7 +429,7 @@ def cache_hazard_case(bench: Bench) -> None:
         for _ in rep_(None, iterations):
             empty(n_big).fill(1.0)
 
-    nn.trim()
+    nn.free_all_blocks()
     burst()
     with bench.scope:
         burst()
@@ -457,7 +457,7 @@ def cache_hazard_case(bench: Bench) -> None:
             "in 64 slots of 1 MiB mappings",
         )
     )
-    nn.trim()
+    nn.free_all_blocks()
 
 
 def _stats() -> dict[str, Any]:
@@ -807,7 +807,7 @@ def ufunc_cases(bench: Bench) -> None:
     rng = np.random.default_rng(0)
     for label, func, shape in workloads:
         bench.log(f"{label} {shape}")
-        nn.trim()
+        nn.free_all_blocks()
         init = rng.random(shape)
 
         def loop(
@@ -830,7 +830,7 @@ def ufunc_cases(bench: Bench) -> None:
             placed,
             cap=1,
         )
-        nn.trim()
+        nn.free_all_blocks()
 
 
 # ---- prefault
@@ -907,7 +907,7 @@ def numa_populate(size: int, prefault: str, huge: str, fill: bool = False) -> fl
         a.fill(1.0)
     t1 = time.perf_counter_ns()
     del a
-    nn.trim()  # the next one is a fresh mapping again, not a cache hit
+    nn.free_all_blocks()  # the next one is a fresh mapping again, not a cache hit
     return (t1 - t0) * 1e-9
 
 
@@ -930,7 +930,7 @@ def prefault_cases(bench: Bench) -> None:
     reps = bench.reps if not bench.quick else 5
     gb = size / 1e9
     bench.log("prefault 64 MiB")
-    nn.trim()
+    nn.free_all_blocks()
     for huge, label, kernel_label in (
         ("none", "4 KiB pages", "kernel populate (4 KiB)"),
         ("auto", "THP (huge_pages=auto)", "kernel populate (THP)"),
@@ -943,7 +943,7 @@ def prefault_cases(bench: Bench) -> None:
             a = nn.numa_empty(size // 8, node=NODE, prefault=prefault, huge_pages=huge)
             checks[prefault] = describe_placement(a, all_present=True)
             del a
-            nn.trim()
+            nn.free_all_blocks()
         samples: dict[str, list[float]] = {"kernel": [], "touch": [], "parallel": []}
         runners = {
             "kernel": functools.partial(kernel_populate, size, kernel_huge),

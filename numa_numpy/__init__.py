@@ -6,6 +6,7 @@ ndarrays whose memory the kernel places by a policy; scopes (`on_node`,
 `placement` asks the kernel where the pages are.
 """
 
+from ._bridge import HANDLER_NAME
 from ._capabilities import Capabilities, capabilities, process_memory
 from ._creation import (
     interleaved_empty,
@@ -24,17 +25,18 @@ from ._creation import (
 )
 from ._doctor import Diagnosis, Finding, Severity, doctor
 from ._enforcement import Enforcement, EnforcementLevel
-from ._bridge import HANDLER_NAME
 from ._ipython import load_ipython_extension as load_ipython_extension
 from ._ipython import unload_ipython_extension as unload_ipython_extension
 from ._memory import (
+    MemoryPool,
+    forget_handlers,
     free_all_blocks,
+    get_memory_pool,
     memory_limit,
     memory_stats,
     node_memory_stats,
     set_cache_decay,
     set_cache_limit,
-    trim,
 )
 from ._migrate import migrate
 from ._options import HugePages, Prefault
@@ -141,11 +143,13 @@ __all__ = [
     "process_memory",
     "memory_stats",
     "node_memory_stats",
-    "trim",
+    "MemoryPool",
+    "get_memory_pool",
     "set_cache_limit",
     "set_cache_decay",
     "memory_limit",
     "free_all_blocks",
+    "forget_handlers",
     "NumaError",
     "InvalidNodeError",
     "InvalidPolicyError",

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ._creation import interleaved_empty, numa_empty
-from ._memory import trim
+from ._memory import free_all_blocks
 from ._placement import placement
 from ._scope import PolicyScope, interleaved, on_node
 from ._topology import topology
@@ -150,7 +150,7 @@ def bandwidth_matrix(
                         "error": f"{type(exc).__name__}: {exc}",
                     }
                 finally:
-                    trim()  # give the cached arrays back before the next cell
+                    free_all_blocks()  # give the cached arrays back before the next cell
                     if bar is not None:
                         bar.update(1)
                 cells.append({"cpu_node": cpu_node, "cpus": cpus, "memory": mem, **cell})

@@ -3,13 +3,13 @@ weighted-interleave weights, THP mode, and whether mbind is permitted here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._binding import binding_struct
 from ._lib import failed_step, ffi, lib
+from ._numa_maps import numa_maps
 from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave
 from ._topology import NODE_ROOT, kernel_version, topology
 
@@ -118,25 +118,6 @@ def capabilities() -> Capabilities:
             weights[node] = weight
     refused = _probe_mbind()
     return Capabilities(kernel, policies, not refused, refused, thp, huge, weights)
-
-
-def numa_maps(pid: int | str = "self") -> Iterator[tuple[str, set[str], dict[int, int]]]:
-    """Each mapping of /proc/PID/numa_maps as (policy, flags such as "heap" or
-    "huge", bytes per node)."""
-    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
-        fields = line.split()
-        page_kib = 4
-        flags: set[str] = set()
-        pages: dict[int, int] = {}
-        for token in fields[2:]:
-            key, _, value = token.partition("=")
-            if key == "kernelpagesize_kB":
-                page_kib = int(value)
-            elif key.startswith("N") and key[1:].isdigit():
-                pages[int(key[1:])] = int(value)
-            elif not value:
-                flags.add(key)
-        yield fields[1], flags, {node: n * page_kib * 1024 for node, n in pages.items()}
 
 
 def process_memory(pid: int | str = "self") -> dict[str, dict[int, int]]:

@@ -20,7 +20,6 @@ from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike, resolve
 from ._policy import Interleave, Local, NodesLike, PolicyLike
 from ._scope import _BY_VALUE as _SCOPES  # noqa: F401 - the scope cache, read by tests
 from ._scope import PolicyScope, default_scope, scope_for
-from ._scope import forget_scopes as forget_scopes  # free_all_blocks() calls it here
 from .errors import NumaAllocationError, describe_errno
 
 if TYPE_CHECKING:

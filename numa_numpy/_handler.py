@@ -190,7 +190,7 @@ class Handler:
         return [(int(ffi.cast("uintptr_t", m.base)), int(m.length)) for m in mappings[0:count]]
 
     def retire(self) -> None:
-        """Forgotten by the pool (free_all_blocks): give up this object's own
+        """Forgotten by the pool (forget_handlers): give up this object's own
         reference to the capsule, so the arena lives exactly as long as its
         users (scopes, threads' contexts, arrays) hold the capsule. Until then it
         stays listed (all_handlers) and is reached through its id only: its
@@ -216,7 +216,7 @@ class Handler:
 # The pool: one handler per options, reused by every scope.
 _CACHE: dict[AllocationOptions, Handler] = {}
 # Every handler whose arena may still be alive, pooled or retired, by arena id:
-# a retired handler stays reachable (memory_stats, trim, placement,
+# a retired handler stays reachable (memory_stats, free_all_blocks, placement,
 # current_policy) while anything still uses its capsule, and is dropped once
 # the C side no longer lists its arena.
 _LIVE: dict[int, Handler] = {}

@@ -19,15 +19,20 @@ from typing import Any
 
 from ._handler import all_handlers, release_handlers
 from ._lib import ffi, lib
+from ._numa_maps import numa_maps
+from ._placement import pages_of
+from ._scope import forget_scopes
 from .errors import CacheSettingError
 
 __all__ = [
+    "MemoryPool",
+    "get_memory_pool",
     "memory_stats",
     "node_memory_stats",
-    "trim",
+    "free_all_blocks",
+    "forget_handlers",
     "set_cache_limit",
     "set_cache_decay",
-    "free_all_blocks",
     "memory_limit",
 ]
 
@@ -163,7 +168,7 @@ def set_cache_decay(seconds: float | None = DEFAULT_DECAY_S) -> None:
     """How long a freed block may sit unused in the cache before its memory goes
     back to the system (default 10 s, like jemalloc's ``dirty_decay_ms``). 0
     keeps nothing (every large block is unmapped when freed); None keeps blocks
-    until the budget, `trim()` or `free_all_blocks()` removes them."""
+    until the budget, `free_all_blocks()` or `forget_handlers()` removes them."""
     if seconds is not None:
         try:
             value = float(seconds)
@@ -201,7 +206,7 @@ def memory_stats() -> dict[str, dict[str, Any]]:
     decay time / to stay within the budget), ``decay_thread``, and the
     sums over handlers of ``used_bytes``, ``live_blocks``, ``chunk_bytes``,
     ``large_bytes``, ``fallbacks`` and ``huge_fallbacks`` (so a loop over all
-    entries reads it as a totals row). Handlers forgotten by `free_all_blocks()` but still in use
+    entries reads it as a totals row). Handlers forgotten by `forget_handlers()` but still in use
     (by a thread's scope, a live array) are listed with ``retired: True``.
     """
     out: dict[str, dict[str, Any]] = {}
@@ -243,23 +248,75 @@ def memory_stats() -> dict[str, dict[str, Any]]:
     return out
 
 
-def trim() -> int:
-    """Unmap every cached (freed) large block of every handler, those still in
-    use after `free_all_blocks()` included; returns the bytes given back."""
+def free_all_blocks() -> int:
+    """Release every cached free block (CuPy's name and meaning): unmap the
+    freed large blocks of every handler, those still in use after
+    `forget_handlers()` included. Returns the bytes given back."""
     return int(lib.nn_cache_trim())
 
 
-def free_all_blocks() -> int:
-    """Trim every handler and forget them all: the next scope makes fresh ones.
-    A forgotten handler still in use (a thread's scope, live arrays) stays
-    listed by `memory_stats()` and trimmed by `trim()` until its last user is
-    gone; then its chunks are unmapped. Returns the bytes trimmed now."""
-    from . import _creation
-
-    released = trim()
+def forget_handlers() -> int:
+    """`free_all_blocks()`, then forget every handler: the next scope makes (and
+    probes) fresh ones. A forgotten handler still in use (a thread's scope, live
+    arrays) stays listed by `memory_stats()` and its freed blocks are released by
+    `free_all_blocks()` until its last user is gone; then its chunks are
+    unmapped. Returns the bytes given back now."""
+    released = free_all_blocks()
     release_handlers()
-    _creation.forget_scopes()
+    forget_scopes()
     return released
+
+
+class MemoryPool:
+    """The process's pool of numa_numpy memory, with CuPy's pool methods.
+
+    One pool serves every policy: each policy has its handler (see
+    `memory_stats()` for the figures per handler), and the freed large blocks
+    of all of them share one cache and one budget.
+    """
+
+    def used_bytes(self) -> int:
+        """Bytes of live blocks: memory that arrays use now."""
+        return int(memory_stats()["process"]["used_bytes"])
+
+    def free_bytes(self) -> int:
+        """Bytes of freed blocks the pool keeps for reuse (its cache)."""
+        out = ffi.new("nn_cache_stats *")
+        lib.nn_cache_stats_get(out)
+        return int(out.cached_bytes)
+
+    def total_bytes(self) -> int:
+        """used_bytes() + free_bytes()."""
+        return self.used_bytes() + self.free_bytes()
+
+    def free_all_blocks(self) -> int:
+        """See `numa_numpy.free_all_blocks`."""
+        return free_all_blocks()
+
+    def set_limit(self, size: int | None = None) -> None:
+        """Limit the bytes of free blocks the pool keeps (None: the default, an
+        eighth of the process's memory limit, at most 1 GiB). Unlike CuPy's, it
+        does not cap used memory: the kernel (the memory cgroup) does that for
+        host memory. See `set_cache_limit`."""
+        set_cache_limit(size)
+
+    def get_limit(self) -> int:
+        """The limit `set_limit` set, in bytes."""
+        return _Settings.budget
+
+    def __repr__(self) -> str:
+        return (
+            f"<numa_numpy MemoryPool used={self.used_bytes()} free={self.free_bytes()} "
+            f"limit={self.get_limit()}>"
+        )
+
+
+_POOL = MemoryPool()
+
+
+def get_memory_pool() -> MemoryPool:
+    """The process's memory pool (CuPy: ``cupy.get_default_memory_pool()``)."""
+    return _POOL
 
 
 def node_memory_stats() -> dict[int, dict[str, int]]:
@@ -268,9 +325,6 @@ def node_memory_stats() -> dict[int, dict[str, int]]:
     policy, from /proc/self/numa_maps), ``cached_bytes`` of it held in the
     handlers' caches of freed blocks (move_pages), and ``used_bytes``, the rest.
     Pages never faulted in (or taken back by the kernel) count nowhere."""
-    from ._capabilities import numa_maps
-    from ._placement import pages_of
-
     resident: dict[int, int] = {}
     for policy, _flags, per_node in numa_maps():
         if policy != "default":

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["MappingPages", "mapping_pages", "allocation_unit"]
+__all__ = ["MappingPages", "mapping_pages", "allocation_unit", "numa_maps"]
 
 _RANGE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s", re.MULTILINE)
 
@@ -39,6 +40,36 @@ class MappingPages:
         return {node: count * self.page_size for node, count in self.pages.items()}
 
 
+def _parse(line: str) -> tuple[int, str, int, dict[int, int], set[str]] | None:
+    """One numa_maps line: (start, policy, page size in bytes, pages per node,
+    flags such as "heap" or "huge"); None for a line too short to be one."""
+    fields = line.split()
+    if len(fields) < 2:
+        return None
+    page_kib = 4
+    pages: dict[int, int] = {}
+    flags: set[str] = set()
+    for token in fields[2:]:
+        key, _, value = token.partition("=")
+        if key == "kernelpagesize_kB":
+            page_kib = int(value)
+        elif key.startswith("N") and key[1:].isdigit():
+            pages[int(key[1:])] = int(value)
+        elif not value:
+            flags.add(key)
+    return int(fields[0], 16), fields[1], page_kib << 10, pages, flags
+
+
+def numa_maps(pid: int | str = "self") -> Iterator[tuple[str, set[str], dict[int, int]]]:
+    """Each mapping of /proc/PID/numa_maps as (policy, flags such as "heap" or
+    "huge", bytes per node)."""
+    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+        parsed = _parse(line)
+        if parsed is not None:
+            _, policy, page, pages, flags = parsed
+            yield policy, flags, {node: n * page for node, n in pages.items()}
+
+
 def _ranges(pid: int | str) -> dict[int, int]:
     """start -> end of every mapping, from /proc/PID/maps."""
     text = Path(f"/proc/{pid}/maps").read_text()
@@ -56,22 +87,14 @@ def mapping_pages(address: int, nbytes: int, pid: int | str = "self") -> list[Ma
     stop = address + max(nbytes, 1)
     found = []
     for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
-        fields = line.split()
-        if len(fields) < 2:
+        parsed = _parse(line)
+        if parsed is None:
             continue
-        start = int(fields[0], 16)
+        start, policy, page, pages, _ = parsed
         end = ranges.get(start)
         if end is None or end <= address or start >= stop:
             continue
-        page_kib = 4
-        pages: dict[int, int] = {}
-        for token in fields[2:]:
-            key, _, value = token.partition("=")
-            if key == "kernelpagesize_kB":
-                page_kib = int(value)
-            elif key.startswith("N") and key[1:].isdigit():
-                pages[int(key[1:])] = int(value)
-        found.append(MappingPages(start, end, fields[1], page_kib << 10, pages))
+        found.append(MappingPages(start, end, policy, page, pages))
     return sorted(found, key=lambda m: m.start)
 
 

@@ -217,7 +217,7 @@ def test_first_use_of_a_handler_in_two_threads_at_once():
     (and numa_empty() must use it), not None / Local()."""
     from numa_numpy import _handler
 
-    nn.free_all_blocks()  # fresh handlers: none has made its capsule object yet
+    nn.forget_handlers()  # fresh handlers: none has made its capsule object yet
     scope = nn.policy(nn.Interleave(0))
     handler = scope.handler
     prop = getattr(type(handler), "capsule_object", None)

@@ -14,11 +14,11 @@ from kernel_view import bound_bytes
 
 @pytest.fixture
 def fresh_handlers():
-    nn.free_all_blocks()
+    nn.forget_handlers()
     yield
     for op in (lib.NN_FAULT_MMAP, lib.NN_FAULT_MBIND, lib.NN_FAULT_POPULATE):
         lib.nn_inject_fault(op, 0, 0)
-    nn.free_all_blocks()
+    nn.forget_handlers()
 
 
 def inject(op, err, count=1):

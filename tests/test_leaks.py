@@ -29,7 +29,7 @@ def test_scope_enter_exit_does_not_leak():
 
 
 def test_many_small_and_large_arrays_return_to_baseline():
-    nn.free_all_blocks()
+    nn.forget_handlers()
     with nn.on_node(0):
         for _ in range(3):  # reach the steady state of chunks and cache
             keep = [np.ones(8) for _ in range(10_000)]
@@ -48,14 +48,14 @@ def test_many_small_and_large_arrays_return_to_baseline():
     assert mapping_count() <= maps + 4
 
 
-def test_free_all_blocks_unmaps_after_the_last_array_dies():
-    nn.free_all_blocks()
+def test_forget_handlers_unmaps_after_the_last_array_dies():
+    nn.forget_handlers()
     gc.collect()
     bound = bound_bytes()
     with nn.policy("bind:0", prefault="touch"):
         arrays = [np.ones(1 << 18) for _ in range(6)] + [np.ones(8) for _ in range(100)]
     assert bound_bytes() >= bound + 6 * (2 << 20) + (1 << 20)  # 6 blocks and a chunk
-    nn.free_all_blocks()  # handler forgotten, but the arrays keep its arena alive
+    nn.forget_handlers()  # handler forgotten, but the arrays keep its arena alive
     assert all((a == 1).all() for a in arrays)
     del arrays
     gc.collect()
@@ -63,7 +63,7 @@ def test_free_all_blocks_unmaps_after_the_last_array_dies():
 
 
 def test_node_memory_stats_follow_the_kernel():
-    nn.free_all_blocks()
+    nn.forget_handlers()
     gc.collect()
     zero = {"resident_bytes": 0, "cached_bytes": 0, "used_bytes": 0}
     before = nn.node_memory_stats().get(0, zero)
@@ -76,5 +76,5 @@ def test_node_memory_stats_follow_the_kernel():
     freed = nn.node_memory_stats()[0]
     assert freed["cached_bytes"] - held["cached_bytes"] >= 16 * MiB
     assert freed["used_bytes"] <= held["used_bytes"] - 16 * MiB
-    nn.trim()
+    nn.free_all_blocks()
     assert nn.node_memory_stats().get(0, zero)["cached_bytes"] == 0

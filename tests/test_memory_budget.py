@@ -42,7 +42,7 @@ def cache_settings():
     yield
     nn.set_cache_limit()
     nn.set_cache_decay()
-    nn.trim()
+    nn.free_all_blocks()
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
@@ -136,7 +136,7 @@ def test_bad_decay_times_are_refused(bad, cache_settings):
 def test_one_budget_for_all_handlers(cache_settings):
     """Four policies each free 24 MiB blocks: together they keep at most the
     budget (each handler kept up to 1 GiB of its own before)."""
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_limit(64 * MiB)
     nn.set_cache_decay(None)
     scopes = [nn.on_node(0), nn.interleaved(), nn.policy("preferred:0"), nn.policy("local")]
@@ -158,7 +158,7 @@ def test_one_budget_for_all_handlers(cache_settings):
 
 
 def test_cached_blocks_beyond_the_hot_share_are_lazily_freed(cache_settings):
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_decay(None)
     with nn.on_node(0):
         a = np.ones(8 * MiB)  # 64 MiB, every page written
@@ -185,7 +185,7 @@ def lazyfree_bytes(address: int) -> int:
 
 
 def test_reused_lazy_block_is_zero_for_zeros_and_keeps_its_policy(cache_settings):
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_decay(None)
     with nn.on_node(0):
         a = np.full(8 * MiB, 7.0)
@@ -207,7 +207,7 @@ def test_idle_cached_memory_decays_without_any_allocation(cache_settings):
     """After the decay time the block is unmapped by the decay thread: nothing
     else in the process allocates meanwhile. With nothing cached the thread
     exits."""
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_decay(0.3)
     gc.collect()
     before = bound_bytes()
@@ -230,7 +230,7 @@ def test_idle_cached_memory_decays_without_any_allocation(cache_settings):
 
 
 def test_no_decay_keeps_blocks_until_trimmed(cache_settings):
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_decay(None)
     with nn.on_node(0):
         a = np.ones(4 * MiB)
@@ -238,7 +238,7 @@ def test_no_decay_keeps_blocks_until_trimmed(cache_settings):
     time.sleep(0.5)
     stats = process_stats()
     assert stats["cached_bytes"] >= 32 * MiB and stats["decay_thread"] == 0
-    assert nn.trim() >= 32 * MiB
+    assert nn.free_all_blocks() >= 32 * MiB
     assert process_stats()["cached_bytes"] == 0
 
 
@@ -254,7 +254,7 @@ def test_zero_decay_caches_nothing(cache_settings):
 
 
 def test_shortening_the_decay_applies_to_blocks_already_cached(cache_settings):
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_decay(None)
     with nn.on_node(0):
         a = np.ones(4 * MiB)
@@ -268,7 +268,7 @@ def test_shortening_the_decay_applies_to_blocks_already_cached(cache_settings):
 def test_fork_with_a_running_decay_thread(cache_settings):
     """fork() stops the decay thread, the child allocates and frees normally,
     and the parent's cache still decays afterwards."""
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_decay(0.5)
     with nn.on_node(0):
         a = np.ones(4 * MiB)
@@ -308,8 +308,8 @@ def handler_ids() -> set[int]:
     return {s["id"] for k, s in nn.memory_stats().items() if k != "process"}
 
 
-def test_free_all_blocks_keeps_handlers_in_use_reachable(cache_settings):
-    nn.free_all_blocks()
+def test_forget_handlers_keeps_handlers_in_use_reachable(cache_settings):
+    nn.forget_handlers()
     known = handler_ids()
     scope = nn.on_node(0)
     kept: list[np.ndarray] = []
@@ -322,7 +322,7 @@ def test_free_all_blocks_keeps_handlers_in_use_reachable(cache_settings):
     with ThreadPoolExecutor(1, initializer=scope.initializer) as pool:
         assert pool.submit(work, 1 << 20).result() == (nn.Bind(0), True)
         before = kept[0]
-        nn.free_all_blocks()  # the worker's context still holds the old handler
+        nn.forget_handlers()  # the worker's context still holds the old handler
         # arrays made before: still ours, still with their policy
         assert nn.placement(before).requested == nn.Bind(0)
         # the worker keeps allocating into that handler: it is still found
@@ -336,7 +336,7 @@ def test_free_all_blocks_keeps_handlers_in_use_reachable(cache_settings):
         pool.submit(lambda: gc.collect()).result()
         retired_cached = sum(s["cached_bytes"] for s in retired_since(known))
         assert retired_cached >= 32 * MiB
-        assert nn.trim() >= retired_cached
+        assert nn.free_all_blocks() >= retired_cached
     # the pool keeps its initializer, a bound method of the scope, and a scope
     # holds its handler's capsule: all of them must go for the handler to go
     del before, scope, pool
@@ -347,14 +347,14 @@ def test_free_all_blocks_keeps_handlers_in_use_reachable(cache_settings):
 
 
 def test_retired_handler_dies_with_its_last_array():
-    nn.free_all_blocks()
+    nn.forget_handlers()
     gc.collect()
     known = handler_ids()
     bound = bound_bytes()
     with nn.on_node(0):
         a = np.ones(1 << 20)
         small = [np.ones(8) for _ in range(100)]
-    nn.free_all_blocks()
+    nn.forget_handlers()
     assert [s["live_blocks"] for s in retired_since(known)] == [101]
     del a, small
     gc.collect()
@@ -396,7 +396,7 @@ stats = trimmed = None
 if use == "numa":
     stats = nn.memory_stats()["process"]
     if settings.get("trim"):
-        nn.trim()
+        nn.free_all_blocks()
         trimmed = nn.memory_stats()["process"]
 print(json.dumps({"rss": after, "start": start, "stats": stats, "trimmed": trimmed}))
 """
@@ -545,7 +545,7 @@ def test_decay_thread_never_blocks_interpreter_exit():
 def test_threads_freeing_into_many_handlers_keep_the_accounting(cache_settings):
     """Eight threads free blocks into four handlers while the budget evicts
     across them: the process-wide count always equals the handlers' sum."""
-    nn.trim()
+    nn.free_all_blocks()
     nn.set_cache_limit(48 * MiB)
     nn.set_cache_decay(None)
     scopes = [nn.on_node(0), nn.interleaved(), nn.policy("preferred:0"), nn.policy("local")]
@@ -571,4 +571,24 @@ def test_threads_freeing_into_many_handlers_keep_the_accounting(cache_settings):
     assert total["cached_bytes"] == sum(s["cached_bytes"] for s in stats.values())
     assert total["cached_bytes"] <= 48 * MiB
     assert total["hot_bytes"] <= total["hot_limit"]
-    assert nn.trim() == total["cached_bytes"]
+    assert nn.free_all_blocks() == total["cached_bytes"]
+
+
+def test_memory_pool_has_cupys_names_and_meanings(cache_settings):
+    pool = nn.get_memory_pool()
+    assert pool is nn.get_memory_pool() and isinstance(pool, nn.MemoryPool)
+    nn.set_cache_decay(None)
+    pool.set_limit(256 * MiB)
+    assert pool.get_limit() == nn.memory_stats()["process"]["budget"] == 256 * MiB
+    pool.free_all_blocks()
+    a = nn.numa_zeros(8 * MiB, np.uint8)
+    assert pool.used_bytes() >= a.nbytes
+    del a
+    process = nn.memory_stats()["process"]
+    assert pool.free_bytes() == process["cached_bytes"] >= 8 * MiB
+    assert pool.total_bytes() == pool.used_bytes() + pool.free_bytes()
+    # free_all_blocks releases the cached free blocks, and only those
+    assert nn.free_all_blocks() >= 8 * MiB
+    assert pool.free_bytes() == 0
+    pool.set_limit(None)
+    assert pool.get_limit() == nn.memory_stats()["process"]["budget"]

@@ -34,7 +34,7 @@ def give_memory_back():
     import gc
 
     gc.collect()
-    nn.free_all_blocks()
+    nn.forget_handlers()
 
 
 def nodes():

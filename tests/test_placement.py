@@ -21,7 +21,7 @@ def test_placement_matches_numa_maps_page_by_page():
 
 
 def test_untouched_pages_are_reported_not_present():
-    nn.trim()  # a fresh mapping, not a cached one
+    nn.free_all_blocks()  # a fresh mapping, not a cached one
     a = nn.numa_empty(1 << 20, np.uint8, node=0, huge_pages="none")
     where = nn.placement(a)
     # the block's header has a page of its own, before the page-aligned data
@@ -79,7 +79,7 @@ def test_str_and_html():
 
 
 def test_pages_only_read_are_not_present():
-    nn.trim()
+    nn.free_all_blocks()
     a = nn.numa_zeros(1 << 20, np.uint8, node=0, huge_pages="none")
     assert a.sum() == 0  # reading maps the kernel's shared zero page: no memory used
     where = nn.placement(a)

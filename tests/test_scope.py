@@ -94,7 +94,7 @@ def test_prefault_option_faults_pages_at_allocation():
         a = np.empty(1 << 20)  # 8 MiB, never written
     where = nn.placement(a)
     assert where.not_present == 0 and where.pages == {0: where.total_pages}
-    nn.trim()  # else the cache may hand back a block faulted by an earlier test
+    nn.free_all_blocks()  # else the cache may hand back a block faulted by an earlier test
     # no prefault: none of the data's pages is present (the header has its own page)
     b = nn.numa_empty(1 << 20, node=0, huge_pages="none")
     assert nn.placement(b).present_pages == 0
@@ -102,7 +102,7 @@ def test_prefault_option_faults_pages_at_allocation():
 
 
 def test_transparent_huge_pages_align_large_blocks():
-    nn.trim()
+    nn.free_all_blocks()
     a = nn.numa_empty(4 << 20, np.uint8, node=0, huge_pages="transparent")
     assert a.ctypes.data % (2 << 20) == 0  # data on a huge-page boundary
     b = nn.numa_empty(4 << 20, np.uint8, node=0, huge_pages="none")
@@ -157,7 +157,7 @@ def test_cached_scopes_are_forgotten_with_their_handlers():
     scope = nn.on_node(0)
     with scope:
         pass
-    nn.free_all_blocks()
+    nn.forget_handlers()
     assert nn.on_node(0) is not scope  # a new scope, a new handler
     with nn.on_node(0):
         assert nn.current_policy() == nn.Bind(0)
@@ -373,7 +373,7 @@ def test_soft_warnings_name_the_callers_file_for_every_path():
     from numa_numpy._lib import lib
 
     def refused(make):
-        nn.free_all_blocks()  # a new handler: probed (and refused) again
+        nn.forget_handlers()  # a new handler: probed (and refused) again
         lib.nn_inject_fault(lib.NN_FAULT_MBIND, errno.EPERM, 1)
         try:
             with warnings.catch_warnings(record=True) as record:
@@ -406,7 +406,7 @@ def test_soft_warnings_name_the_callers_file_for_every_path():
     ):
         for w in refused(make):
             assert w.filename == __file__, (make, w.filename, str(w.message))
-    nn.free_all_blocks()
+    nn.forget_handlers()
 
 
 def test_a_scope_open_in_a_copied_context_exits_there(handler_name):

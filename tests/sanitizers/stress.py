@@ -253,10 +253,10 @@ def handler_lifecycle() -> None:
     with scope:
         keep = [tagged(n) for n in (10, 1000, 70 * KiB, 2 * MiB)]
     nn.set_cache_limit(0)  # every large free unmaps at once
-    nn.trim()
-    nn.free_all_blocks()  # forget the handlers; arrays still hold capsules
+    nn.free_all_blocks()
+    nn.forget_handlers()  # forget the handlers; arrays still hold capsules
     for a, tag in keep:
-        verify(a, tag, "after free_all_blocks")
+        verify(a, tag, "after forget_handlers")
     with scope:  # a new handler (new generation) for the same scope object
         extra = tagged(3000)
     del keep, extra
@@ -342,11 +342,11 @@ def regions() -> None:
 def injected_faults() -> None:
     """Error paths: mmap/mbind/populate failures must leave no leak behind."""
     # Fresh handlers so the mbind probe and new chunks are exercised.
-    nn.free_all_blocks()
+    nn.forget_handlers()
     scope = nn.on_node(0, prefault="touch")
     for op, err in ((lib.NN_FAULT_MMAP, 12), (lib.NN_FAULT_POPULATE, 12)):
         with scope:  # the handler exists (and was probed) before the fault is armed
-            nn.trim()  # no cached block to reuse: the next large block is a new mapping
+            nn.free_all_blocks()  # no cached block to reuse: the next large block is a new mapping
             lib.nn_inject_fault(op, err, 1)
             try:
                 np.empty(3 * MiB // 8)  # large: a mapping of its own
@@ -381,7 +381,7 @@ def injected_faults() -> None:
     finally:
         lib.nn_inject_fault(lib.NN_FAULT_MBIND, 0, 0)
     del a, b
-    nn.free_all_blocks()
+    nn.forget_handlers()
 
 
 def main() -> int:
@@ -435,10 +435,10 @@ def main() -> int:
         check(stats["live_blocks"] == 0 and stats["used_bytes"] == 0,
               f"at end {key}: {stats['live_blocks']} blocks, {stats['used_bytes']} bytes live")
     del bind, inter, steps
-    nn.free_all_blocks()
+    nn.forget_handlers()
     gc.collect()
     # numa_numpy's constructors cache their scopes (numa_numpy._creation._SCOPES)
-    # and a scope keeps the handler it last used, so after free_all_blocks() those
+    # and a scope keeps the handler it last used, so after forget_handlers() those
     # handlers still hold their chunks (at most one mapping per chunk).
     from numa_numpy import _creation
     stale = [sc._handler for sc in _creation._SCOPES.values() if sc._handler is not None]
@@ -446,7 +446,7 @@ def main() -> int:
     maps_after = bound_mappings()
     # Every chunk and cached block was unmapped, except those of the stale handlers.
     check(maps_after <= maps_before + stale_chunks,
-          f"policy-bound mappings {maps_before} -> {maps_after} after free_all_blocks "
+          f"policy-bound mappings {maps_before} -> {maps_after} after forget_handlers "
           f"({stale_chunks} chunk(s) of stale cached handlers allowed)")
     check(get_handler_name() == "default_allocator", "a scope leaked out of main()")
     print(f"policy-bound mappings: {maps_before} -> {maps_after} ({len(stale)} handler(s) "
