@@ -4,27 +4,14 @@ handler does the same in C for its own blocks."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from ._cstructs import binding_struct, prefault_plan
 from ._enforcement import Enforcement, EnforcementLevel, node_shortfall, refuse, refuse_or_warn
-from ._handler import prefault_cpus
 from ._lib import error, failed_step, ffi, lib
 from ._options import AllocationOptions, Prefault
 from ._placement import pages_of
 from ._policy import Policy, validate
 from ._topology import Topology, format_list
 from .errors import NumaAllocationError, describe_errno
-
-
-def binding_struct(policy: Policy, topo: Topology) -> tuple[Any, Any]:
-    """An nn_binding for `policy` (and the mask array it points to, to keep alive)."""
-    mode, words, maxnode, home = policy.kernel_args(topo)
-    mask = ffi.new("unsigned long[]", words) if words else ffi.NULL
-    binding = ffi.new(
-        "nn_binding *",
-        {"mode": mode, "home_node": home, "maxnode": maxnode, "nwords": len(words), "mask": mask},
-    )
-    return binding, mask
 
 
 def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) -> int:
@@ -62,19 +49,7 @@ def bind_range(
         refuse_or_warn(options, f"the kernel refused it: {reason}", -rc)
         return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
     if options.prefault is not Prefault.NONE:
-        cpus = prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
-        # A named variable: cffi frees an array made inline in the initializer
-        # at once, and the plan only points at it.
-        cpu_array = ffi.new("int[]", cpus) if cpus else ffi.NULL
-        plan = ffi.new(
-            "nn_prefault_plan *",
-            {
-                "mode": options.prefault.c_value,
-                "nthreads": len(cpus),
-                "cpus": cpu_array,
-                "ncpus": len(cpus),
-            },
-        )
+        plan, _cpus = prefault_plan(options, topo)
         rc = lib.nn_check_room(binding, length)
         if rc == 0:
             rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._binding import binding_struct
+from ._cstructs import binding_struct
 from ._lib import failed_step, ffi, lib
 from ._numa_maps import numa_maps
 from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave

@@ -196,7 +196,7 @@ def _in_fresh_thread(call: Callable[[], int]) -> int:
 
 def _probe_mbind(topo: Topology) -> int:
     """0, or the errno of mbind on a fresh mapping (-1: it never got to mbind)."""
-    from ._binding import binding_struct
+    from ._cstructs import binding_struct
     from ._policy import Bind
 
     node = topo.usable_nodes[0] if topo.usable_nodes else 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import _bridge
 from ._bridge import HANDLER_NAME
+from ._cstructs import binding_struct, prefault_plan
 from ._enforcement import (
     Enforcement,
     EnforcementLevel,
@@ -24,7 +25,7 @@ from ._enforcement import (
     refuse_or_warn,
 )
 from ._lib import clear_step, failed_step, ffi, lib
-from ._options import AllocationOptions, Prefault
+from ._options import AllocationOptions
 from ._policy import Policy, validate
 from ._topology import Topology
 from .errors import (
@@ -46,20 +47,6 @@ def default_cache_limit(policy: Policy, topo: Topology) -> int:
     return min(CACHE_LIMIT_MAX, memory // 8) if memory else CACHE_LIMIT_MAX
 
 
-def prefault_cpus(policy: Policy, topo: Topology) -> list[int]:
-    """CPUs that first-touch pages for Prefault.PARALLEL: those of the policy's
-    nodes when they have any, else every CPU this process may use."""
-    allowed = set(topo.allowed_cpus)
-    cpus = [
-        c
-        for n in policy.resolved_nodes(topo)
-        if n in topo.node_ids
-        for c in topo.node(n).cpus
-        if c in allowed
-    ]
-    return cpus or sorted(allowed)
-
-
 class Handler:
     """A NumPy memory handler bound to one policy (one arena, one capsule)."""
 
@@ -77,21 +64,9 @@ class Handler:
             refuse_or_warn(options, shortfall)
             enforcement = Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
 
-        mode, words, maxnode, home = policy.kernel_args(topo)
-        cpus = prefault_cpus(policy, topo) if options.prefault is Prefault.PARALLEL else []
-        arena = lib.nn_arena_new(
-            mode,
-            ffi.new("unsigned long[]", words) if words else ffi.NULL,
-            len(words),
-            maxnode,
-            home,
-            options.huge_pages.c_value,
-            options.prefault.c_value,
-            len(cpus),
-            ffi.new("int[]", cpus) if cpus else ffi.NULL,
-            len(cpus),
-            int(options.strict),
-        )
+        binding, _mask = binding_struct(policy, topo)
+        plan, _cpus = prefault_plan(options, topo)
+        arena = lib.nn_arena_new(binding, options.huge_pages.c_value, plan, int(options.strict))
         if arena == ffi.NULL:
             raise NumaAllocationError(
                 f"cannot create an arena for {policy}", size=0, policy=policy, errno=12

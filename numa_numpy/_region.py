@@ -27,7 +27,6 @@ from .errors import NumaAllocationError, NumaError
 __all__ = ["NumaRegion"]
 
 THP_SIZE = 2 << 20
-AUTO_THP_MIN = 4 << 20
 
 
 def buffer_address(buffer: Any) -> int:
@@ -125,7 +124,7 @@ class NumaRegion(mmap.mmap):
         topo = validate(chosen)
         huge = options.huge_pages
         if huge is HugePages.AUTO:
-            huge = HugePages.TRANSPARENT if size >= AUTO_THP_MIN else HugePages.NONE
+            huge = HugePages.TRANSPARENT if size >= lib.NN_AUTO_THP_MIN else HugePages.NONE
         reason = huge_page_shortfall(AllocationOptions(chosen, huge_pages=huge), topo)
         region = None
         if huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB) and not reason:

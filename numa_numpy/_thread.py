@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ._binding import binding_struct
+from ._cstructs import binding_struct
 from ._lib import check, failed_step, lib
 from ._placement import range_policy
 from ._policy import Policy, PolicyLike, as_policy, parse_nodes, validate

@@ -69,30 +69,36 @@ def address(ptr) -> int:
     return int(ffi.cast("uintptr_t", ptr))
 
 
-def new_arena(mode: str, *, strict: int = 0, huge: int | None = None):
-    """An arena bound to node 0 ("bind") or under the default policy ("default")."""
-    huge = lib.NN_HUGE_AUTO if huge is None else huge
+def binding(mode: str):
+    """node 0 ("bind") or the default policy ("default") as an nn_binding
+    (the mask is kept alive by the struct's owner: cffi ties it to the struct)."""
     if mode == "bind":
         mask = ffi.new("unsigned long[]", [1])
-        arena = lib.nn_arena_new(
-            lib.NN_MPOL_BIND, mask, 1, 65, -1, huge, lib.NN_PREFAULT_NONE, 0, ffi.NULL, 0, strict
+        b = ffi.new(
+            "nn_binding *",
+            {"mode": lib.NN_MPOL_BIND, "home_node": -1, "maxnode": 65, "nwords": 1, "mask": mask},
         )
-    else:
-        arena = lib.nn_arena_new(
-            lib.NN_MPOL_DEFAULT,
-            ffi.NULL,
-            0,
-            0,
-            -1,
-            huge,
-            lib.NN_PREFAULT_NONE,
-            0,
-            ffi.NULL,
-            0,
-            strict,
-        )
+        _KEEP.append(mask)
+        return b
+    return ffi.new("nn_binding *", {"mode": lib.NN_MPOL_DEFAULT, "home_node": -1})
+
+
+_KEEP: list = []
+
+
+def new_arena(mode: str, *, strict: int = 0, huge: int | None = None, prefault=None):
+    """An arena bound to node 0 ("bind") or under the default policy ("default")."""
+    huge = lib.NN_HUGE_AUTO if huge is None else huge
+    plan = ffi.new("nn_prefault_plan *", {"mode": prefault or lib.NN_PREFAULT_NONE})
+    arena = lib.nn_arena_new(binding(mode), huge, plan, strict)
     assert arena != ffi.NULL
     return arena
+
+
+def test_size_class_tables_are_inverses():
+    """size_class(request) and class_bytes(class) agree for every small request
+    (the C side's _Static_asserts pin the table's shape)."""
+    assert lib.nn_arena_check_size_classes() == 0
 
 
 def stats(arena) -> dict[str, int]:
@@ -860,8 +866,9 @@ def run_isolated(code: str) -> subprocess.CompletedProcess[str]:
         "from numa_numpy._lib import ffi, lib\n"
         "PAGE = int(lib.nn_base_page_size())\n"
         "mask = ffi.new('unsigned long[]', [1])\n"
-        "a = lib.nn_arena_new(lib.NN_MPOL_BIND, mask, 1, 65, -1, lib.NN_HUGE_AUTO,\n"
-        "                     lib.NN_PREFAULT_NONE, 0, ffi.NULL, 0, 0)\n"
+        "b = ffi.new('nn_binding *', {'mode': lib.NN_MPOL_BIND, 'home_node': -1,\n"
+        "                             'maxnode': 65, 'nwords': 1, 'mask': mask})\n"
+        "a = lib.nn_arena_new(b, lib.NN_HUGE_AUTO, ffi.NULL, 0)\n"
     )
     return subprocess.run(
         [sys.executable, "-c", prologue + textwrap.dedent(code)],
@@ -938,20 +945,7 @@ def test_block_owner_of_foreign_pointers_is_null_without_reading_them():
 
 
 def test_realloc_growth_prefaults_the_new_tail_in_a_prefault_arena():
-    mask = ffi.new("unsigned long[]", [1])
-    a = lib.nn_arena_new(
-        lib.NN_MPOL_BIND,
-        mask,
-        1,
-        65,
-        -1,
-        lib.NN_HUGE_NONE,
-        lib.NN_PREFAULT_TOUCH,
-        0,
-        ffi.NULL,
-        0,
-        0,
-    )
+    a = new_arena("bind", huge=lib.NN_HUGE_NONE, prefault=lib.NN_PREFAULT_TOUCH)
     try:
         p = lib.nn_arena_malloc(a, 2 * MiB)
         assert resident_pages(address(p), 2 * MiB) == pages_spanned(address(p), 2 * MiB)

@@ -188,7 +188,7 @@ def test_the_c_layer_reports_the_failing_step():
     clear_step()
     assert failed_step("none") == "none"
     inject(lib.NN_FAULT_MMAP, errno.EAGAIN)
-    from numa_numpy._binding import binding_struct
+    from numa_numpy._cstructs import binding_struct
     from numa_numpy._lib import ffi
 
     binding, _mask = binding_struct(nn.Bind(0), nn.topology())

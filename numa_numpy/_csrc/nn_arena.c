@@ -26,6 +26,11 @@
 #define CHUNK_SIZE ((size_t)1 << 20)
 #define SMALL_MAX ((size_t)64 << 10) /* largest small request */
 #define NCLASSES 44 /* size_class(SMALL_MAX) + 1 */
+/* The class tables below assume these: 8 classes of 16 bytes up to 128, then
+ * four per power of two up to SMALL_MAX (2^16), whose class is the last. */
+_Static_assert(SMALL_MAX == (size_t)1 << 16, "size classes are laid out up to 2^16");
+_Static_assert(NCLASSES == 8 + (16 - 7) * 4, "NCLASSES is size_class(SMALL_MAX) + 1");
+_Static_assert(HEADER % 16 == 0, "blocks keep malloc's 16-byte alignment");
 #define CACHE_SLOTS 64
 #define DEFAULT_CACHE_LIMIT ((size_t)1 << 30)
 /* Larger requests fail, as glibc's above PTRDIFF_MAX do: the header page, the
@@ -35,7 +40,6 @@
  * ones (glibc draws the same line); above it, MADV_DONTNEED gives zero pages
  * back without unbinding the range. */
 #define CALLOC_MEMSET_MAX ((size_t)32 << 20)
-#define AUTO_THP_MIN ((size_t)4 << 20)
 
 /* Right before every user pointer. */
 typedef struct block {
@@ -587,6 +591,21 @@ static size_t class_bytes(int idx)
     return request + HEADER;
 }
 
+size_t nn_arena_check_size_classes(void)
+{
+    for (size_t size = 1; size <= SMALL_MAX; size++) {
+        int idx = size_class(size);
+        /* the class holds the request, and the class below would not */
+        if (idx < 0 || idx >= NCLASSES || class_bytes(idx) - HEADER < size ||
+            (idx > 0 && class_bytes(idx - 1) - HEADER >= size))
+            return size;
+    }
+    for (int idx = 0; idx < NCLASSES; idx++) /* each class's largest request maps back */
+        if (size_class(class_bytes(idx) - HEADER) != idx)
+            return class_bytes(idx) - HEADER;
+    return 0;
+}
+
 static block *header_of(void *ptr) { return (block *)((char *)ptr - HEADER); }
 
 static int is_large(const block *b) { return b->kind == KIND_LARGE || b->kind == KIND_HUGETLB; }
@@ -615,38 +634,42 @@ static void note_mapping(nn_arena *a, const nn_mapping *m)
 
 /* ---- arenas ---- */
 
-nn_arena *nn_arena_new(int mode, const unsigned long *mask, size_t nwords,
-                       unsigned long maxnode, int home_node, int huge, int prefault,
-                       int prefault_threads, const int *cpus, int ncpus, int strict)
+nn_arena *nn_arena_new(const nn_binding *binding, int huge, const nn_prefault_plan *prefault,
+                       int strict)
 {
+    static const nn_prefault_plan none = {NN_PREFAULT_NONE, 0, NULL, 0};
+    if (!prefault)
+        prefault = &none;
+    size_t nwords = binding->mask ? binding->nwords : 0;
+    int ncpus = prefault->cpus ? prefault->ncpus : 0;
     nn_arena *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
+    a->binding = *binding;
+    a->binding.nwords = nwords;
+    a->binding.mask = NULL;
     if (nwords) {
-        a->binding.mask = malloc(nwords * sizeof *mask);
+        a->binding.mask = malloc(nwords * sizeof *binding->mask);
         if (!a->binding.mask) {
             free(a);
             return NULL;
         }
-        memcpy(a->binding.mask, mask, nwords * sizeof *mask);
+        memcpy(a->binding.mask, binding->mask, nwords * sizeof *binding->mask);
     }
     if (ncpus > 0) {
-        a->cpus = malloc((size_t)ncpus * sizeof *cpus);
+        a->cpus = malloc((size_t)ncpus * sizeof *prefault->cpus);
         if (!a->cpus) {
             free(a->binding.mask);
             free(a);
             return NULL;
         }
-        memcpy(a->cpus, cpus, (size_t)ncpus * sizeof *cpus);
+        memcpy(a->cpus, prefault->cpus, (size_t)ncpus * sizeof *prefault->cpus);
     }
-    a->binding.mode = mode;
-    a->binding.home_node = home_node;
-    a->binding.maxnode = maxnode;
-    a->binding.nwords = nwords;
     a->huge = huge;
     a->strict = strict;
     a->enforced = 1;
-    a->prefault = (nn_prefault_plan){prefault, prefault_threads, a->cpus, ncpus};
+    a->prefault = (nn_prefault_plan){prefault->mode, prefault->nthreads, a->cpus,
+                                     ncpus > 0 ? ncpus : 0};
     a->stats.cache_limit = DEFAULT_CACHE_LIMIT;
     a->stats.small_limit = SMALL_MAX;
     a->stats.enforced = 1;
@@ -867,7 +890,7 @@ static void small_free(nn_arena *a, block *b)
 static int large_huge_mode(const nn_arena *a, size_t size)
 {
     if (a->huge == NN_HUGE_AUTO)
-        return size >= AUTO_THP_MIN ? NN_HUGE_TRANSPARENT : NN_HUGE_SYSTEM;
+        return size >= NN_AUTO_THP_MIN ? NN_HUGE_TRANSPARENT : NN_HUGE_SYSTEM;
     return a->huge;
 }
 

@@ -15,9 +15,6 @@
 
 typedef struct nn_arena nn_arena;
 
-/* Huge pages the way NumPy's own allocator does it: THP for blocks >= 4 MiB. */
-#define NN_HUGE_AUTO 4
-
 typedef struct nn_arena_stats {
     unsigned long long id; /* unique for the process's lifetime */
     size_t used_bytes;     /* bytes handed out in live blocks (their requested sizes) */
@@ -65,9 +62,11 @@ size_t nn_arena_ids(unsigned long long *out, size_t max);
 int nn_arena_stats_by_id(unsigned long long id, nn_arena_stats *out);
 long long nn_arena_trim_by_id(unsigned long long id);
 
-nn_arena *nn_arena_new(int mode, const unsigned long *mask, size_t nwords,
-                       unsigned long maxnode, int home_node, int huge, int prefault,
-                       int prefault_threads, const int *cpus, int ncpus, int strict);
+/* An arena under `binding` (mask copied), allocating with `huge` (NN_HUGE_*)
+ * and prefaulting by `prefault` (CPUs copied; NULL: none); strict != 0 refuses
+ * rather than falls back. NULL when out of memory. */
+nn_arena *nn_arena_new(const nn_binding *binding, int huge, const nn_prefault_plan *prefault,
+                       int strict);
 void nn_arena_destroy(nn_arena *a);
 /* Map, bind and release one page under the arena's policy: 0 or -errno. */
 int nn_arena_probe(nn_arena *a);
@@ -81,6 +80,9 @@ void nn_arena_stats_get(nn_arena *a, nn_arena_stats *out);
 size_t nn_arena_cached_mappings(nn_arena *a, nn_mapping *out, size_t max);
 /* Unmap every cached large block; returns the bytes released. */
 size_t nn_arena_trim(nn_arena *a);
+/* Self-check of the size-class tables (size_class and class_bytes are
+ * inverses): 0, or the first request size they disagree on. For tests. */
+size_t nn_arena_check_size_classes(void);
 
 void *nn_arena_malloc(nn_arena *a, size_t size);
 void *nn_arena_calloc(nn_arena *a, size_t nelem, size_t elsize);

@@ -19,7 +19,11 @@ typedef struct nn_binding {
 #define NN_HUGE_TRANSPARENT 1 /* 2 MiB-aligned base + MADV_HUGEPAGE */
 #define NN_HUGE_EXPLICIT_2MB 2 /* MAP_HUGETLB | MAP_HUGE_2MB */
 #define NN_HUGE_EXPLICIT_1GB 3 /* MAP_HUGETLB | MAP_HUGE_1GB */
+#define NN_HUGE_AUTO 4          /* like NumPy's allocator: TRANSPARENT from NN_AUTO_THP_MIN
+                                  bytes, SYSTEM below */
 #define NN_HUGE_SYSTEM 5       /* no advice: the system's THP setting decides */
+/* NN_HUGE_AUTO's threshold, for blocks and regions alike. */
+#define NN_AUTO_THP_MIN ((size_t)4 << 20)
 
 #define NN_PREFAULT_NONE 0
 #define NN_PREFAULT_TOUCH 1
@@ -42,7 +46,6 @@ typedef struct nn_mapping {
     int huge;          /* NN_HUGE_* actually used */
     int status;        /* NN_MAP_* bits */
     int error;         /* errno behind a fallback, 0 if none */
-    int reserved;
 } nn_mapping;
 
 /* Placement work for a prefault: threads and the CPUs to pin them to. */
