@@ -40,6 +40,15 @@ from ._memory import (
 )
 from ._migrate import migrate
 from ._options import HugePages, Prefault
+from ._partition import (
+    Partitioned,
+    PartitionedArray,
+    blocks,
+    partitioned_empty,
+    partitioned_full,
+    partitioned_ones,
+    partitioned_zeros,
+)
 from ._placement import Placement, placement
 from ._policy import (
     Bind,
@@ -54,6 +63,7 @@ from ._policy import (
     parse_nodes,
 )
 from ._region import NumaRegion
+from ._replicas import Replicas, replicate
 from ._scope import (
     PolicyScope,
     current_policy,
@@ -63,6 +73,7 @@ from ._scope import (
     propagate,
 )
 from ._shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
+from ._team import NodeTeam, active_team, node_team
 from ._thread import get_thread_policy, pinned, thread_policy
 from ._topology import AccessClass, Node, Topology, current_cpu, current_node, topology
 from ._weights import InterleaveWeights
@@ -159,4 +170,16 @@ __all__ = [
     "CacheSettingError",
     "MigrationError",
     "NumaWarning",
+    "NodeTeam",
+    "node_team",
+    "active_team",
+    "Partitioned",
+    "PartitionedArray",
+    "partitioned_empty",
+    "partitioned_zeros",
+    "partitioned_ones",
+    "partitioned_full",
+    "blocks",
+    "Replicas",
+    "replicate",
 ]

@@ -1,0 +1,948 @@
+"""Partitioned arrays: one mapping split into contiguous page-aligned ranges,
+one per node, in order; and node-parallel ufuncs and reductions over them
+inside a node team.
+
+Layout rule (what :func:`blocks` returns): the array is split along its
+partition axis (axis 0 for C order and 1-D arrays, the last axis for F order,
+so every block is one contiguous byte range) into one block of rows per node,
+in node order. Boundaries are placed at rows whose byte offset is a multiple
+of the 2 MiB THP unit (arrays of 4 MiB and more where THP is not "never"),
+else of the base page, choosing the largest unit that still gives every node
+at least one unit; the units are then shared as evenly as possible (block
+sizes differ by at most one unit). The array starts on such a unit boundary
+(the mapping is over-allocated by one unit to get there). When no unit gives
+every node one (tiny arrays, rows of odd sizes), rows are split evenly and the
+page holding a boundary lives on the earlier block's node.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import mmap
+import os
+import threading
+import warnings
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_tuple
+
+from ._policy import Bind, NodesLike, Policy, parse_nodes
+from ._team import NodeTeam, active_team
+from ._topology import format_list, topology
+from .errors import InvalidPolicyError, NumaWarning
+
+__all__ = [
+    "Partitioned",
+    "PartitionedArray",
+    "partitioned_empty",
+    "partitioned_zeros",
+    "partitioned_ones",
+    "partitioned_full",
+    "blocks",
+]
+
+THP_UNIT = 2 << 20
+THP_MIN_BYTES = 4 << 20  # NumaRegion's "auto" asks for THP from here
+
+
+@lru_cache(maxsize=1)
+def _base_page() -> int:
+    return mmap.PAGESIZE
+
+
+@lru_cache(maxsize=1)
+def _thp_enabled() -> bool:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return False
+    return "[never]" not in text
+
+
+@lru_cache(maxsize=64)
+def _binding(node: int) -> tuple[Any, Any]:
+    """The kernel's arguments for Bind(node), built once (topology() reads
+    sysfs: too slow for every output of a ufunc)."""
+    try:  # the restructuring (issue 12) moves it from _binding to _cstructs
+        from ._cstructs import binding_struct  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - before that move
+        from ._binding import binding_struct  # type: ignore[attr-defined,unused-ignore]
+
+    return binding_struct(Bind(node), topology())  # type: ignore[no-any-return,unused-ignore]
+
+
+def _bind_range(address: int, length: int, node: int) -> None:
+    """mbind [address, address+length) to `node`. A refusal (a container's
+    seccomp profile, no CAP_SYS_NICE) warns once per node, as soft policies do
+    everywhere in numa_numpy. The one place this module uses private seams
+    (binding_struct and the C nn_apply_binding)."""
+    from ._lib import ffi, lib
+
+    binding, _mask = _binding(node)
+    rc = lib.nn_apply_binding(binding, ffi.cast("void *", address), length, 0)
+    if rc < 0 and node not in _REFUSED:
+        _REFUSED.add(node)
+        warnings.warn(
+            f"the kernel refused to bind a partitioned array's block to node {node} "
+            f"({os.strerror(-rc)}): its pages go where the kernel puts them; "
+            "numa_numpy.doctor() says why",
+            NumaWarning,
+            stacklevel=4,
+        )
+
+
+_REFUSED: set[int] = set()
+
+#: Bytes of freed partitioned mappings kept for reuse (a ufunc's temporaries
+#: and outputs of the same layout come back at once, placed and faulted in).
+CACHE_BYTES = 512 << 20
+
+
+class _MappingCache:
+    """Freed mappings by (length, offset, cuts, nodes), most recent last."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[int, tuple[Any, mmap.mmap]] = OrderedDict()
+        self.bytes = 0
+        self.serial = 0
+        self.pending: deque[tuple[Any, mmap.mmap]] = deque()
+
+    def take(self, key: Any) -> mmap.mmap | None:
+        self.drain()
+        with self.lock:
+            for serial, (k, mm) in reversed(self.entries.items()):
+                if k == key:
+                    del self.entries[serial]
+                    self.bytes -= len(mm)
+                    return mm
+        return None
+
+    def drain(self) -> None:
+        """File the mappings freed since the last call (finalizers only append
+        to `pending`: they run wherever the garbage collector runs, possibly
+        inside this lock on the same thread, so they never take it)."""
+        if not self.pending:
+            return
+        evicted = []
+        with self.lock:
+            while self.pending:
+                key, mm = self.pending.popleft()
+                if len(mm) > CACHE_BYTES:
+                    evicted.append(mm)
+                    continue
+                self.serial += 1
+                self.entries[self.serial] = (key, mm)
+                self.bytes += len(mm)
+            while self.bytes > CACHE_BYTES:
+                _, (_, old) = self.entries.popitem(last=False)
+                self.bytes -= len(old)
+                evicted.append(old)
+        for old in evicted:
+            old.close()
+
+    def clear(self) -> int:
+        self.drain()
+        with self.lock:
+            freed = self.bytes
+            items = list(self.entries.values())
+            self.entries.clear()
+            self.bytes = 0
+        for _, mm in items:
+            mm.close()
+        return freed
+
+
+_CACHE = _MappingCache()
+
+
+def _release(key: Any, mm: mmap.mmap) -> None:
+    _CACHE.pending.append((key, mm))  # atomic; filed by the next take/clear
+
+
+def trim_partitioned() -> int:
+    """Unmap the cached freed partitioned mappings; returns the bytes freed."""
+    return _CACHE.clear()
+
+
+class Partitioned(Policy):
+    """Split one allocation into contiguous ranges, one per node, in order.
+
+    Today it is honoured by the ``partitioned_*`` constructors (and
+    ``nodes=`` there); scopes and NumPy's allocator inside them cannot split
+    one block between nodes yet and refuse it (InvalidPolicyError).
+
+    Parameters
+    ----------
+    nodes : int, str or iterable of int, optional
+        The nodes, in the order of their blocks (default: every node with
+        memory this process may use).
+
+    Raises
+    ------
+    InvalidNodeError
+        `nodes` does not parse.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.Partitioned(0).nodes
+    (0,)
+    >>> a = nn.partitioned_zeros(1000, policy=nn.Partitioned())
+    >>> [node for node, _rows in nn.blocks(a)] == list(nn.topology().usable_nodes)
+    True
+    """
+
+    mode = -1  # no single kernel mode: a Bind per range
+    name = "partitioned"
+
+    def kernel_args(self, topo: Any) -> tuple[int, list[int], int, int]:
+        raise InvalidPolicyError(
+            "Partitioned splits one allocation between nodes: only the partitioned_* "
+            "constructors honour it today (scopes and NumPy's allocator cannot yet)",
+            policy=self,
+        )
+
+    def resolved_nodes(self, topo: Any) -> tuple[int, ...]:
+        return self.nodes if self.nodes is not None else tuple(topo.usable_nodes)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a partitioned array's rows map to nodes."""
+
+    shape: tuple[int, ...]
+    axis: int
+    nodes: tuple[int, ...]
+    bounds: tuple[int, ...]  # len(nodes) + 1 row indices along `axis`
+    order: str
+
+    def key(self) -> tuple[Any, ...]:
+        return (self.axis, self.bounds, self.nodes)
+
+
+def _split(nrows: int, rowbytes: int, k: int, units: Sequence[int]) -> tuple[tuple[int, ...], bool]:
+    """Row boundaries for k blocks (see the module's layout rule) and whether
+    they fall on page multiples."""
+    if nrows and rowbytes:
+        for unit in units:
+            step = math.lcm(unit, rowbytes) // rowbytes
+            nunits = -(-nrows // step)
+            if nunits >= k:
+                return tuple(min(nrows, (i * nunits // k) * step) for i in range(k + 1)), True
+    return tuple(i * nrows // k for i in range(k + 1)), False
+
+
+class PartitionedArray(np.ndarray):
+    """An ndarray whose blocks of rows live on different nodes (see
+    :func:`partitioned_empty`). Views and results NumPy computes on its own
+    are plain ndarrays; only arrays made by the partitioned constructors, a
+    team's ufuncs and ``map_blocks`` carry a layout."""
+
+    _layout: Layout | None = None
+    _fresh: bool = False  # a new mapping (zeros until written), not a reused one
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self._layout = None  # views do not keep the layout: their rows differ
+
+    def __reduce__(self) -> Any:  # pickles as a plain ndarray
+        return np.asarray(self).view(np.ndarray).__reduce__()
+
+    @property
+    def layout(self) -> Layout | None:
+        """The row split (None for views)."""
+        return self._layout
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        team = _ACTIVE_GET()
+        if team is not None and team._workers:
+            result = _parallel(team, ufunc, method, inputs, kwargs)
+            if result is not NotImplemented:
+                return result
+        return _numpy(ufunc, method, inputs, kwargs)
+
+
+def _ACTIVE_GET() -> NodeTeam | None:  # noqa: N802 - a hot alias
+    return active_team()
+
+
+def _plain(x: Any) -> Any:
+    return x.view(np.ndarray) if isinstance(x, PartitionedArray) else x
+
+
+def _numpy(ufunc: np.ufunc, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """NumPy's own single-threaded path: the same call on plain ndarray views."""
+    args = tuple(_plain(x) for x in inputs)
+    out = kwargs.get("out")
+    if out is not None or isinstance(kwargs.get("where"), PartitionedArray):
+        kwargs = dict(kwargs)
+        if out is not None:
+            kwargs["out"] = tuple(_plain(o) for o in out)
+        if "where" in kwargs:
+            kwargs["where"] = _plain(kwargs["where"])
+    result = getattr(ufunc, method)(*args, **kwargs)
+    if out is not None:  # hand back the caller's own objects (a += 1 keeps a)
+        return out[0] if len(out) == 1 else tuple(out)
+    return result
+
+
+# -- constructors ------------------------------------------------------------------
+
+
+def _nodes(nodes: NodesLike | Policy | None, policy: Policy | None) -> tuple[int, ...]:
+    if policy is not None:
+        if not isinstance(policy, Partitioned):
+            raise InvalidPolicyError(
+                f"partitioned constructors take a Partitioned policy, not {policy}", policy=policy
+            )
+        if nodes is not None:
+            raise TypeError("pass nodes= or policy=, not both")
+        nodes = policy.nodes
+    topo = topology()
+    chosen = topo.usable_nodes if nodes is None else parse_nodes(nodes)
+    for n in chosen:
+        if not topo.node(n).has_memory:  # InvalidNodeError when it does not exist
+            raise InvalidPolicyError(
+                f"node {n} has no memory; nodes with memory: {format_list(topo.memory_nodes)}",
+                policy=Partitioned(chosen),
+            )
+    return tuple(chosen)
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
+def _allocate(
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    order: str,
+    nodes: tuple[int, ...],
+    bounds: tuple[int, ...] | None = None,
+    axis: int | None = None,
+) -> PartitionedArray:
+    """One mapping, bound range by range before anything touches it."""
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+    if any(s < 0 for s in shape):
+        raise ValueError(f"negative dimensions are not allowed: {shape}")
+    ndim = len(shape)
+    if axis is None:
+        axis = ndim - 1 if order == "F" and ndim > 1 else 0
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    nrows = shape[axis] if ndim else 1
+    rowbytes = nbytes // nrows if nrows else 0
+    page = _base_page()
+    thp = nbytes >= THP_MIN_BYTES and _thp_enabled()
+    unit = THP_UNIT if thp else page
+    if bounds is None:
+        bounds, _aligned = _split(nrows, rowbytes, len(nodes), (unit, page) if thp else (page,))
+    page_len = -(-max(nbytes, 1) // page) * page
+    length = page_len + (unit if thp else 0)
+    rel = tuple(min(page_len, -(-b * rowbytes // page) * page) for b in bounds[1:-1])
+    key = (length, rel, nodes, thp)
+    mm = _CACHE.take(key)
+    fresh = mm is None
+    if mm is None:
+        mm = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
+        if thp:
+            mm.madvise(mmap.MADV_HUGEPAGE)
+        else:
+            mm.madvise(mmap.MADV_NOHUGEPAGE)
+    view = ctypes.c_char.from_buffer(mm)
+    base = ctypes.addressof(view)
+    del view
+    offset = -base % unit if thp else 0
+    if fresh:  # bound before anything touches it; a reused one keeps its binding
+        cuts = [base] + [base + offset + r for r in rel] + [base + length]
+        for i, node in enumerate(nodes):
+            lo, hi = cuts[i], cuts[i + 1]
+            if hi > lo:
+                _bind_range(lo, hi - lo, node)
+    root = np.frombuffer(mm, dtype, count, offset)
+    weakref.finalize(root, _release, key, mm)
+    arr = root.reshape(shape, order=order).view(PartitionedArray)  # type: ignore[call-overload]
+    arr._layout = Layout(shape, axis, nodes, tuple(bounds), order)
+    arr._fresh = fresh
+    return arr  # type: ignore[no-any-return]
+
+
+def _fill(arr: PartitionedArray, value: Any) -> None:
+    """Write `value` everywhere: by each block's local workers when a team
+    runs (their writes are the first touch), else here."""
+    team = active_team()
+    if team is not None and team._workers and not team.in_worker() and arr.size:
+        layout = arr._layout
+        assert layout is not None
+        flat = arr.view(np.ndarray)
+
+        def fill(lo: int, hi: int) -> None:
+            flat[_index(layout, lo, hi)].fill(value)
+
+        chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
+        team.run([(n, i, fill, (lo, hi)) for n, i, lo, hi in chunks])
+    else:
+        arr.view(np.ndarray).fill(value)
+
+
+def partitioned_empty(
+    shape: Any,
+    dtype: Any = float,
+    order: str = "C",
+    *,
+    nodes: NodesLike | None = None,
+    policy: Partitioned | None = None,
+) -> PartitionedArray:
+    """An uninitialised array split into one block of rows per node.
+
+    The memory is one anonymous mapping; each node's range of pages is bound
+    to that node (mbind) before anything touches it, so every page lands on
+    its block's node wherever it is first written. The split follows the
+    layout rule of :func:`blocks`.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+    dtype : data-type, optional
+    order : {"C", "F"}
+        C order splits along axis 0, F order along the last axis.
+    nodes : int, str or iterable of int, optional
+        The nodes, in block order (default: every node with memory this
+        process may use). Memory-only nodes are allowed.
+    policy : Partitioned, optional
+        The same as ``nodes=policy.nodes``.
+
+    Returns
+    -------
+    PartitionedArray
+        An ndarray subclass; inside a :func:`node_team` its ufuncs and
+        reductions run node-parallel.
+
+    Raises
+    ------
+    InvalidNodeError
+        A node does not exist or `nodes` does not parse.
+    InvalidPolicyError
+        A node has no memory, or `policy` is not Partitioned.
+    ValueError
+        A negative dimension or an unknown order.
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> a = nn.partitioned_empty((1024, 512), np.float32, nodes=0)
+    >>> nn.blocks(a)
+    [(0, slice(0, 1024, None))]
+    """
+    return _allocate(_shape(shape), np.dtype(dtype), order, _nodes(nodes, policy))
+
+
+def partitioned_zeros(
+    shape: Any,
+    dtype: Any = float,
+    order: str = "C",
+    *,
+    nodes: NodesLike | None = None,
+    policy: Partitioned | None = None,
+) -> PartitionedArray:
+    """Zeros split into one block of rows per node (see
+    :func:`partitioned_empty`). The mapping reads as zeros already; inside a
+    running team each block is written by its node's workers (placing and
+    faulting the pages in parallel), outside one it is left untouched.
+
+    Parameters
+    ----------
+    shape, dtype, order, nodes, policy
+        As for :func:`partitioned_empty`.
+
+    Returns
+    -------
+    PartitionedArray
+
+    Raises
+    ------
+    InvalidNodeError, InvalidPolicyError, ValueError
+        As for :func:`partitioned_empty`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> float(nn.partitioned_zeros((100, 3)).sum())
+    0.0
+    """
+    arr = partitioned_empty(shape, dtype, order, nodes=nodes, policy=policy)
+    team = active_team()
+    if (team is not None and team._workers) or not arr._fresh:
+        _fill(arr, 0)  # a reused mapping holds old values
+    return arr
+
+
+def partitioned_ones(
+    shape: Any,
+    dtype: Any = float,
+    order: str = "C",
+    *,
+    nodes: NodesLike | None = None,
+    policy: Partitioned | None = None,
+) -> PartitionedArray:
+    """Ones split into one block of rows per node (see
+    :func:`partitioned_full`).
+
+    Parameters
+    ----------
+    shape, dtype, order, nodes, policy
+        As for :func:`partitioned_empty`.
+
+    Returns
+    -------
+    PartitionedArray
+
+    Raises
+    ------
+    InvalidNodeError, InvalidPolicyError, ValueError
+        As for :func:`partitioned_empty`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> int(nn.partitioned_ones(10, int).sum())
+    10
+    """
+    return partitioned_full(shape, 1, dtype, order, nodes=nodes, policy=policy)
+
+
+def partitioned_full(
+    shape: Any,
+    fill_value: Any,
+    dtype: Any = None,
+    order: str = "C",
+    *,
+    nodes: NodesLike | None = None,
+    policy: Partitioned | None = None,
+) -> PartitionedArray:
+    """`fill_value` everywhere, split into one block of rows per node. Inside
+    a running team each block is written by its node's workers (the first
+    touch); outside one, by the caller (the range policies place the pages
+    all the same).
+
+    Parameters
+    ----------
+    shape, order, nodes, policy
+        As for :func:`partitioned_empty`.
+    fill_value : scalar
+    dtype : data-type, optional
+        Default: ``np.array(fill_value).dtype``, as for ``np.full``.
+
+    Returns
+    -------
+    PartitionedArray
+
+    Raises
+    ------
+    InvalidNodeError, InvalidPolicyError, ValueError
+        As for :func:`partitioned_empty`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.partitioned_full((2, 3), 7).tolist()
+    [[7, 7, 7], [7, 7, 7]]
+    """
+    if dtype is None:
+        dtype = np.array(fill_value).dtype
+    arr = partitioned_empty(shape, dtype, order, nodes=nodes, policy=policy)
+    _fill(arr, fill_value)
+    return arr
+
+
+def blocks(a: np.ndarray) -> list[tuple[int, slice]]:
+    """The (node, rows) pairs of a partitioned array, in order.
+
+    Rows are a slice along the partition axis (axis 0 for C order, the last
+    axis for F order: ``a.layout.axis``). Block boundaries fall on multiples
+    of the 2 MiB THP unit (arrays of 4 MiB or more where THP is on) or of the
+    base page, where the row size allows; otherwise the page holding a
+    boundary lives on the earlier block's node. Blocks of tiny arrays may be
+    empty.
+
+    Parameters
+    ----------
+    a : PartitionedArray
+        An array from a partitioned constructor, a team's ufunc or
+        ``map_blocks`` (not a view of one).
+
+    Returns
+    -------
+    list of (int, slice)
+
+    Raises
+    ------
+    TypeError
+        `a` carries no layout (a plain ndarray, or a view).
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.partitioned_zeros((8, 4), nodes=0)
+    >>> nn.blocks(a)
+    [(0, slice(0, 8, None))]
+    """
+    layout = getattr(a, "_layout", None)
+    if layout is None:
+        raise TypeError(
+            "blocks() takes an array made by partitioned_empty/zeros/ones/full, a team "
+            "ufunc or map_blocks; views and other arrays carry no layout"
+        )
+    b = layout.bounds
+    return [(n, slice(b[i], b[i + 1])) for i, n in enumerate(layout.nodes)]
+
+
+def _index(layout: Layout, lo: int, hi: int) -> tuple[Any, ...]:
+    return (slice(None),) * layout.axis + (slice(lo, hi),)
+
+
+# -- node-parallel ufuncs ------------------------------------------------------------
+
+_CALL_KWARGS = frozenset({"out", "dtype", "casting", "signature"})
+_REDUCE_UFUNCS = frozenset(
+    {
+        np.add,
+        np.multiply,
+        np.minimum,
+        np.maximum,
+        np.fmin,
+        np.fmax,
+        np.logical_and,
+        np.logical_or,
+        np.bitwise_and,
+        np.bitwise_or,
+        np.bitwise_xor,
+    }
+)
+_ERRORS = ("divide by zero", "overflow", "underflow", "invalid value")
+_FLAGS = {"divide by zero": 1, "overflow": 2, "underflow": 4, "invalid value": 8}
+_ERR_KEYS = {
+    "divide by zero": "divide",
+    "overflow": "over",
+    "underflow": "under",
+    "invalid value": "invalid",
+}
+
+
+def _run_block(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any], errs: set[str]) -> Any:
+    """In a worker: the ufunc on one chunk, floating-point errors recorded (the
+    caller reports them under its own np.errstate)."""
+    with np.errstate(all="call", call=lambda kind, _flag: errs.add(kind)):
+        return call(*args, **kwargs)
+
+
+def _report(errs: set[str], name: str) -> None:
+    """What NumPy would have done with these floating-point errors, under the
+    caller's np.errstate."""
+    if not errs:
+        return
+    settings = np.geterr()
+    for kind in _ERRORS:
+        if kind not in errs:
+            continue
+        mode = settings[_ERR_KEYS[kind]]  # type: ignore[literal-required]
+        message = f"{kind} encountered in {name}"
+        if mode == "ignore":
+            continue
+        if mode == "raise":
+            raise FloatingPointError(message)
+        if mode == "warn":
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+        elif mode == "print":
+            print(f"Warning: {message}")
+        elif mode == "call":
+            np.geterrcall()(kind, _FLAGS[kind])  # type: ignore[misc,operator,unused-ignore]
+        elif mode == "log":
+            np.geterrcall().write(f"Warning: {message}\n")  # type: ignore[union-attr,operator,unused-ignore]
+
+
+def _parallel(
+    team: NodeTeam, ufunc: np.ufunc, method: str, inputs: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if team.in_worker():
+        return NotImplemented
+    if method == "__call__":
+        return _parallel_call(team, ufunc, inputs, kwargs)
+    if method == "reduce":
+        return _parallel_reduce(team, ufunc, inputs, kwargs)
+    return NotImplemented
+
+
+_WEAK = (int, float, complex)
+
+
+def _convert_scalars(
+    ufunc: np.ufunc, inputs: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """Python scalars converted once, here, to the dtype of the loop NumPy
+    picks (NEP 50), so a conversion's warning or error ("overflow encountered
+    in cast", OverflowError) is raised once under the caller's np.errstate, as
+    NumPy does, and not once per block under the loop's name. None when NumPy
+    cannot say which loop (then NumPy's own path runs)."""
+    if not any(type(x) in _WEAK for x in inputs):
+        return inputs
+    if "dtype" in kwargs:
+        return None
+    try:
+        options = {"casting": kwargs.get("casting", "same_kind")}
+        if kwargs.get("signature") is not None:
+            options["signature"] = kwargs["signature"]
+        loop = ufunc.resolve_dtypes(
+            tuple(type(x) if type(x) in _WEAK else x.dtype for x in inputs) + (None,) * ufunc.nout,
+            **options,
+        )
+    except Exception:
+        return None
+    return tuple(
+        np.asarray(x, dtype=loop[i]) if type(x) in _WEAK else x for i, x in enumerate(inputs)
+    )
+
+
+def _lead(arrays: Sequence[Any], shape: tuple[int, ...] | None) -> PartitionedArray | None:
+    for x in arrays:
+        if isinstance(x, PartitionedArray) and x._layout is not None:
+            if shape is None or x.shape == shape:
+                return x
+    return None
+
+
+def _parallel_call(
+    team: NodeTeam, ufunc: np.ufunc, inputs: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if ufunc.signature is not None or not _CALL_KWARGS.issuperset(kwargs):
+        return NotImplemented
+    out = kwargs.get("out")
+    for x in inputs:  # lists, objects with their own protocols: NumPy decides
+        if not isinstance(x, (np.ndarray, np.generic, int, float, complex, bool)):
+            return NotImplemented
+        if isinstance(x, (np.ndarray, np.generic)) and x.dtype.hasobject:
+            return NotImplemented  # Python objects: the GIL serialises them anyway
+    lead = _lead(inputs, None)
+    if lead is None and out is not None:
+        lead = _lead(out, None)
+    if lead is None or lead.nbytes < team.min_bytes or lead.shape[lead._layout.axis] < 2:  # type: ignore[union-attr]
+        return NotImplemented
+    shape = lead.shape
+    try:
+        full = np.broadcast_shapes(*(np.shape(x) for x in inputs))
+    except ValueError:
+        return NotImplemented  # NumPy raises its own error
+    if full != shape:
+        return NotImplemented  # the result would broadcast past the blocks
+    layout = lead._layout
+    assert layout is not None
+    axis, ndim = layout.axis, len(shape)
+    if out is not None:
+        for o in out:
+            if not isinstance(o, np.ndarray) or o.shape != shape or o.dtype.hasobject:
+                return NotImplemented
+            for x in inputs:
+                if isinstance(x, np.ndarray) and x is not o and np.may_share_memory(o, x):
+                    return NotImplemented  # overlapping in-place: NumPy's buffering
+    converted = _convert_scalars(ufunc, inputs, kwargs)
+    if converted is None:
+        return NotImplemented
+    inputs = converted
+    split: list[bool] = []
+    for x in inputs:
+        if isinstance(x, np.ndarray) and x.ndim:
+            ax = axis - (ndim - x.ndim)
+            split.append(ax >= 0 and x.shape[ax] != 1)
+        else:
+            split.append(False)
+
+    def pieces(lo: int, hi: int) -> tuple[Any, ...]:
+        index = (slice(None),) * axis + (slice(lo, hi),)
+        return tuple(
+            _plain(x)[index[ndim - x.ndim :]] if s else _plain(x)
+            for x, s in zip(inputs, split, strict=True)
+        )
+
+    kw = {k: v for k, v in kwargs.items() if k != "out"}
+    if out is None:
+        # NumPy's own type resolution (and its errors), on zero rows
+        probe = ufunc(*pieces(0, 0), **kw)
+        probes = probe if isinstance(probe, tuple) else (probe,)
+        outs = tuple(
+            _allocate(shape, p.dtype, layout.order, layout.nodes, layout.bounds, axis)
+            for p in probes
+        )
+    else:
+        empty = (slice(None),) * axis + (slice(0, 0),)
+        ufunc(*pieces(0, 0), out=tuple(_plain(o)[empty] for o in out), **kw)
+        outs = tuple(out)
+    plain_outs = tuple(_plain(o) for o in outs)
+    errs: set[str] = set()
+    call = ufunc.__call__
+    tasks = []
+    for n, i, lo, hi in team.plan(layout.key(), layout.bounds, layout.nodes):
+        index = (slice(None),) * axis + (slice(lo, hi),)
+        block_kw = dict(kw)
+        block_kw["out"] = tuple(o[index] for o in plain_outs)
+        tasks.append((n, i, _run_block, (call, pieces(lo, hi), block_kw, errs)))
+    team.run(tasks)
+    _report(errs, ufunc.__name__)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def _parallel_reduce(
+    team: NodeTeam, ufunc: np.ufunc, inputs: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    if ufunc not in _REDUCE_UFUNCS or len(inputs) != 1:
+        return NotImplemented
+    (a,) = inputs
+    if not isinstance(a, PartitionedArray) or a._layout is None or a.nbytes < team.min_bytes:
+        return NotImplemented
+    if a.dtype.hasobject:
+        return NotImplemented
+    if kwargs.get("out") is not None or "initial" in kwargs:
+        return NotImplemented
+    if kwargs.get("where", True) is not True:
+        return NotImplemented
+    if not {"axis", "dtype", "keepdims", "where", "out"}.issuperset(kwargs):
+        return NotImplemented
+    layout = a._layout
+    ndim = a.ndim
+    axis = kwargs.get("axis", 0)
+    try:
+        axes = (
+            tuple(range(ndim)) if axis is None else tuple(sorted(normalize_axis_tuple(axis, ndim)))
+        )
+    except Exception:
+        return NotImplemented  # NumPy raises its own error
+    if layout.axis not in axes:
+        return NotImplemented
+    dtype = kwargs.get("dtype")
+    keepdims = bool(kwargs.get("keepdims", False))
+    plain = a.view(np.ndarray)
+    chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
+    if not chunks:
+        return NotImplemented
+    errs: set[str] = set()
+    reduce = ufunc.reduce
+    tasks = []
+    for n, i, lo, hi in chunks:
+        piece = plain[_index(layout, lo, hi)]
+        tasks.append(
+            (
+                n,
+                i,
+                _run_block,
+                (reduce, (piece,), {"axis": axes, "dtype": dtype, "keepdims": True}, errs),
+            )
+        )
+    partials = team.run(tasks)
+    _report(errs, "reduce")
+    # combined in block order: deterministic for a given layout and team
+    stacked = np.concatenate(partials, axis=layout.axis)
+    result = ufunc.reduce(stacked, axis=layout.axis, dtype=stacked.dtype, keepdims=True)
+    if not keepdims:
+        result = result.reshape([s for d, s in enumerate(result.shape) if d not in axes])
+        if result.ndim == 0:
+            return result[()]
+    return result
+
+
+# -- map_blocks ------------------------------------------------------------------------
+
+
+def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> Any:
+    """NodeTeam.map_blocks (documented there)."""
+    from ._replicas import Replicas
+
+    team._require_running()
+    lead = _lead(arrays, None)
+    if lead is not None:
+        layout = lead._layout
+        assert layout is not None
+    else:
+        first = next((x for x in arrays if isinstance(x, np.ndarray) and x.ndim), None)
+        if first is None:
+            raise TypeError("map_blocks() needs at least one array with rows to split")
+        order = "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
+        axis = first.ndim - 1 if order == "F" and first.ndim > 1 else 0
+        nodes = team.nodes
+        rowbytes = first.nbytes // first.shape[axis] if first.shape[axis] else 0
+        bounds, _ = _split(first.shape[axis], rowbytes, len(nodes), (_base_page(),))
+        layout = Layout(first.shape, axis, nodes, bounds, order)
+    axis = layout.axis
+    nrows = layout.shape[axis] if layout.shape else 1
+    ndim = len(layout.shape)
+    roles: list[str] = []
+    for x in arrays:
+        if isinstance(x, Replicas):
+            roles.append("replica")
+        elif isinstance(x, np.ndarray) and x.ndim == ndim and x.shape[axis] == nrows:
+            roles.append("split")
+        else:
+            roles.append("whole")
+
+    def args_for(node: int, lo: int, hi: int) -> tuple[Any, ...]:
+        index = _index(layout, lo, hi)
+        return tuple(
+            _plain(x)[index] if r == "split" else x.for_node(node) if r == "replica" else x
+            for x, r in zip(arrays, roles, strict=True)
+        )
+
+    chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
+    results = team.run([(n, i, func, args_for(n, lo, hi)) for n, i, lo, hi in chunks])
+    if all(r is None for r in results):
+        return None
+    first_result = results[0] if results else None
+    multi = isinstance(first_result, tuple)
+
+    def rows_match(r: Any) -> bool:
+        rs = r if isinstance(r, tuple) else (r,)
+        return all(isinstance(x, np.ndarray) and x.ndim == ndim for x in rs)
+
+    if not results or not all(rows_match(r) for r in results):
+        if out is not None:
+            raise TypeError("map_blocks(out=...) needs func to return the chunk's rows")
+        return results
+    per = [r if isinstance(r, tuple) else (r,) for r in results]
+    for (_n, _i, lo, hi), r in zip(chunks, per, strict=True):
+        if any(x.shape[axis] != hi - lo for x in r):
+            if out is not None:
+                raise ValueError("func returned a different number of rows than it was given")
+            return results
+    if out is None:
+        shapes = [list(x.shape) for x in per[0]]
+        for s in shapes:
+            s[axis] = nrows
+        outs: tuple[np.ndarray, ...] = tuple(
+            _allocate(tuple(s), x.dtype, layout.order, layout.nodes, layout.bounds, axis)
+            for s, x in zip(shapes, per[0], strict=True)
+        )
+    else:
+        outs = out if isinstance(out, tuple) else (out,)
+    targets = [_plain(o) for o in outs]
+
+    def copy(index: tuple[Any, ...], r: tuple[np.ndarray, ...]) -> None:
+        for t, x in zip(targets, r, strict=True):
+            t[index] = x
+
+    team.run(
+        [
+            (n, i, copy, (_index(layout, lo, hi), r))
+            for (n, i, lo, hi), r in zip(chunks, per, strict=True)
+        ]
+    )
+    if out is not None:
+        return out
+    return outs if multi else outs[0]

@@ -1,0 +1,516 @@
+"""Node teams: worker threads per NUMA node, pinned to the node's allowed CPUs,
+allocating under the node's policy, with BLAS/OpenMP pools capped.
+
+A team is the execution half of node-local compute; `_partition` holds the
+data half (partitioned arrays and the ufunc dispatch), `_replicas` read-only
+copies per node. This module imports neither at load time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ._policy import Bind, NodesLike, parse_nodes
+from ._scope import on_node
+from ._thread import pinned, thread_policy
+from ._topology import format_list, topology
+from .errors import InvalidNodeError, NumaError
+
+__all__ = ["NodeTeam", "node_team", "active_team"]
+
+#: Arrays smaller than this many bytes are computed by NumPy on the calling
+#: thread even inside a team: below it, handing blocks to workers costs more
+#: than it saves (measured on a 2-core host, see benchmarks/teams.py).
+DEFAULT_MIN_BYTES = 1 << 20
+
+_ACTIVE: contextvars.ContextVar[NodeTeam | None] = contextvars.ContextVar(
+    "numa_numpy_active_team", default=None
+)
+_STOP = object()
+
+
+def active_team() -> NodeTeam | None:
+    """The team the calling thread (or asyncio task) is inside, if any.
+
+    Returns
+    -------
+    NodeTeam or None
+        The innermost team entered with ``with team:`` in this context.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.active_team() is None
+    True
+    >>> with nn.node_team() as team:
+    ...     nn.active_team() is team
+    True
+    """
+    return _ACTIVE.get()
+
+
+class _Worker:
+    """One pinned thread with its own task queue."""
+
+    def __init__(self, team: NodeTeam, node: int, index: int, cpus: frozenset[int]) -> None:
+        self.node = node
+        self.index = index
+        self.cpus = cpus
+        self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.thread = threading.Thread(
+            target=self._main,
+            name=f"numa-team-node{node}-{index}",
+            daemon=True,  # a team never closed must not hang interpreter exit
+        )
+        self._team_ref = weakref.ref(team)
+
+    def _main(self) -> None:
+        started: queue.SimpleQueue[BaseException | None] = self._started
+        try:
+            with contextlib.ExitStack() as stack:
+                try:
+                    stack.enter_context(pinned(cpus=self.cpus))
+                    stack.enter_context(thread_policy(Bind(self.node)))
+                    stack.enter_context(on_node(self.node))
+                except BaseException as exc:  # reported to start(), which raises it
+                    started.put(exc)
+                    return
+                started.put(None)
+                get = self.tasks.get
+                while True:
+                    task = get()
+                    if task is _STOP:
+                        break
+                    func, args, results, slot = task
+                    try:
+                        results.put((slot, None, func(*args)))
+                    except BaseException as exc:
+                        results.put((slot, exc, None))
+                    del task, func, args, results
+        except BaseException as exc:  # leaving a scope failed: keep the report
+            started.put(exc)
+
+    def start(self, started: queue.SimpleQueue[BaseException | None]) -> None:
+        self._started = started
+        self.thread.start()
+
+
+class NodeTeam:
+    """Worker threads per NUMA node; see :func:`node_team`.
+
+    A context manager (re-entrant, reusable, usable from several threads at
+    once): entering starts the workers if they are not running and makes the
+    team the caller's active team; leaving the last entry stops and joins them.
+    """
+
+    def __init__(
+        self,
+        nodes: NodesLike | None = None,
+        *,
+        threads_per_node: int | None = None,
+        blas_threads: int = 1,
+        min_bytes: int | None = None,
+    ) -> None:
+        topo = topology()
+        chosen = topo.usable_nodes if nodes is None else parse_nodes(nodes)
+        for n in chosen:
+            topo.node(n)  # InvalidNodeError for nodes that do not exist
+        if isinstance(blas_threads, bool) or int(blas_threads) < 1:
+            raise ValueError(f"blas_threads must be a positive int, not {blas_threads!r}")
+        self.blas_threads = int(blas_threads)
+        allowed = set(topo.allowed_cpus)
+        cpus_of = {n.id: frozenset(set(n.cpus) & allowed) for n in topo.nodes}
+        cpu_nodes = [n for n in topo.node_ids if cpus_of[n]]
+        if not cpu_nodes:
+            raise InvalidNodeError(
+                "no node has CPUs this process may run on", nodes=chosen, available=topo.node_ids
+            )
+        serve: dict[int, int] = {}
+        for n in chosen:
+            if cpus_of[n]:
+                serve[n] = n
+            else:  # memory-only (or no allowed CPU): the nearest node with CPUs
+                serve[n] = _nearest(topo, n, cpu_nodes)
+        self.nodes: tuple[int, ...] = tuple(chosen)
+        self.serving: dict[int, int] = serve
+        self.worker_nodes: tuple[int, ...] = tuple(sorted(set(serve.values())))
+        self.threads: dict[int, int] = {}
+        for n in self.worker_nodes:
+            ncpu = len(cpus_of[n])
+            if threads_per_node is None:
+                count = max(1, ncpu // self.blas_threads)
+            else:
+                if isinstance(threads_per_node, bool) or int(threads_per_node) < 1:
+                    raise ValueError(
+                        f"threads_per_node must be a positive int, not {threads_per_node!r}"
+                    )
+                count = int(threads_per_node)
+                if count * self.blas_threads > ncpu:
+                    raise ValueError(
+                        f"{count} workers x {self.blas_threads} BLAS threads exceed node {n}'s "
+                        f"{ncpu} allowed CPUs ({format_list(cpus_of[n])}); lower "
+                        "threads_per_node or blas_threads"
+                    )
+            self.threads[n] = count
+        self._cpus = cpus_of
+        self.min_bytes = DEFAULT_MIN_BYTES if min_bytes is None else int(min_bytes)
+        self._lock = threading.Lock()
+        self._entries = 0
+        self._workers: dict[int, list[_Worker]] = {}
+        self._idents: frozenset[int] = frozenset()
+        self._limiter: Any = None
+        self._tokens = threading.local()
+        self._plans: dict[Any, list[tuple[_Worker, int, int, int]]] = {}
+
+    # -- life cycle -------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """Whether the workers are started."""
+        return bool(self._workers)
+
+    def start(self) -> NodeTeam:
+        """Start the workers (counted: each start needs a close).
+
+        Returns
+        -------
+        NodeTeam
+            This team.
+
+        Raises
+        ------
+        PolicyNotEnforcedError
+            The kernel refused a worker's task policy (the team is not started).
+        """
+        with self._lock:
+            if self._entries == 0:
+                self._launch()
+            self._entries += 1
+        return self
+
+    def close(self) -> None:
+        """Undo one start(); the last one stops and joins every worker and
+        restores the BLAS/OpenMP pool sizes."""
+        with self._lock:
+            if self._entries == 0:
+                return
+            self._entries -= 1
+            if self._entries == 0:
+                self._shutdown()
+
+    def _launch(self) -> None:
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,unused-ignore]
+
+        started: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        workers = {
+            n: [_Worker(self, n, i, self._cpus[n]) for i in range(self.threads[n])]
+            for n in self.worker_nodes
+        }
+        every = [w for ws in workers.values() for w in ws]
+        for w in every:
+            w.start(started)
+        failures = [exc for exc in (started.get() for _ in every) if exc is not None]
+        if failures:
+            for w in every:
+                w.tasks.put(_STOP)
+            for w in every:
+                w.thread.join()
+            raise failures[0]
+        self._workers = workers
+        self._idents = frozenset(w.thread.ident for w in every if w.thread.ident is not None)
+        # Process-wide (threadpoolctl cannot limit one thread): while the team
+        # runs, every BLAS/OpenMP pool has at most blas_threads threads.
+        self._limiter = threadpool_limits(limits=self.blas_threads)
+
+    def _shutdown(self) -> None:
+        every = [w for ws in self._workers.values() for w in ws]
+        for w in every:
+            w.tasks.put(_STOP)
+        for w in every:
+            w.thread.join()
+        self._workers = {}
+        self._idents = frozenset()
+        self._plans.clear()
+        if self._limiter is not None:
+            self._limiter.restore_original_limits()
+            self._limiter = None
+
+    def __enter__(self) -> NodeTeam:
+        self.start()
+        try:
+            tokens = self._tokens.stack
+        except AttributeError:
+            tokens = self._tokens.stack = []
+        tokens.append(_ACTIVE.set(self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _ACTIVE.reset(self._tokens.stack.pop())
+        finally:
+            self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_workers", None):
+            for ws in self._workers.values():
+                for w in ws:
+                    w.tasks.put(_STOP)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        per = ", ".join(f"node {n}: {self.threads[n]}" for n in self.worker_nodes)
+        served = {m: s for m, s in self.serving.items() if m != s}
+        extra = f" memory-only {served}" if served else ""
+        return f"<NodeTeam {state} workers {{{per}}}{extra} blas_threads={self.blas_threads}>"
+
+    # -- running work -----------------------------------------------------------
+
+    def workers(self, node: int | None = None) -> list[threading.Thread]:
+        """The worker threads (of one node, or all), while the team runs."""
+        return [
+            w.thread for n, ws in self._workers.items() if node is None or n == node for w in ws
+        ]
+
+    def in_worker(self) -> bool:
+        """Whether the calling thread is one of this team's workers."""
+        return threading.get_ident() in self._idents
+
+    def _require_running(self) -> None:
+        if not self._workers:
+            raise NumaError(f"{self!r} is not running: enter it (with team: ...) or call start()")
+
+    def run(
+        self, tasks: Sequence[tuple[int, int, Callable[..., Any], tuple[Any, ...]]]
+    ) -> list[Any]:
+        """Run ``func(*args)`` for each (node, worker index, func, args) and
+        return the results in order; the first exception (in task order) is
+        raised here with the worker's traceback (and a note naming the worker)."""
+        self._require_running()
+        if self.in_worker():  # nested call from a worker: run inline, no deadlock
+            return [func(*args) for _n, _i, func, args in tasks]
+        results: queue.SimpleQueue[tuple[int, BaseException | None, Any]] = queue.SimpleQueue()
+        workers = self._workers
+        for slot, (node, index, func, args) in enumerate(tasks):
+            ws = workers[node]
+            ws[index % len(ws)].tasks.put((func, args, results, slot))
+        return _collect(results, tasks, self)
+
+    def on_each_worker(self, func: Callable[..., Any], *args: Any) -> list[Any]:
+        """Call ``func(*args)`` once in every worker; results in worker order.
+
+        Parameters
+        ----------
+        func : callable
+            Called in each worker thread, under that worker's node scope.
+        *args
+            Passed to every call.
+
+        Returns
+        -------
+        list
+            One result per worker, node by node.
+
+        Raises
+        ------
+        NumaError
+            The team is not running.
+        Exception
+            The first exception a call raised, with its traceback.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> with nn.node_team(threads_per_node=1) as team:
+        ...     nodes = team.on_each_worker(nn.current_node)
+        >>> nodes == list(team.worker_nodes)
+        True
+        """
+        self._require_running()
+        tasks = [(n, i, func, args) for n in self.worker_nodes for i in range(self.threads[n])]
+        return self.run(tasks)
+
+    def plan(
+        self, key: Any, bounds: Sequence[int], nodes: Sequence[int]
+    ) -> list[tuple[int, int, int, int]]:
+        """(node, worker index, start, stop) chunks: each node's block of rows
+        [bounds[i], bounds[i+1]) split evenly among the workers serving it."""
+        cached = self._plans.get(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
+        chunks: list[tuple[int, int, int, int]] = []
+        for i, node in enumerate(nodes):
+            lo, hi = bounds[i], bounds[i + 1]
+            if hi <= lo:
+                continue
+            server = self.serving.get(node)
+            if server is None:  # a node outside the team: the nearest worker node
+                server = _nearest(topology(), node, self.worker_nodes)
+            count = min(self.threads[server], hi - lo)
+            for j in range(count):
+                a = lo + (hi - lo) * j // count
+                b = lo + (hi - lo) * (j + 1) // count
+                chunks.append((server, j, a, b))
+        if len(self._plans) > 256:
+            self._plans.clear()
+        self._plans[key] = chunks  # type: ignore[assignment]
+        return chunks
+
+    def map_blocks(self, func: Callable[..., Any], *arrays: Any, out: Any = None) -> Any:
+        """Run ``func`` on each node's block of rows in that node's workers.
+
+        Each node's block (see :func:`blocks`) is split among the node's workers
+        (memory-only nodes' blocks among the workers of the nearest node with
+        CPUs); ``func`` is called once per chunk with, for each argument: the
+        chunk's rows of an array that spans the partition axis, the worker's
+        local copy of a :class:`Replicas`, anything else unchanged. So ``func``
+        must treat rows independently (elementwise work, per-row work).
+
+        Parameters
+        ----------
+        func : callable
+            ``func(*chunks)``; runs in worker threads, under the node's scope.
+        *arrays
+            Partitioned arrays (their blocks decide the split; the first one
+            leads), other arrays of the same length along the partition axis,
+            Replicas, or other values.
+        out : ndarray or tuple of ndarrays, optional
+            Where to write the results (each chunk's result is copied into the
+            chunk's rows of `out`).
+
+        Returns
+        -------
+        ndarray, tuple, list or None
+            When ``func`` returns arrays with the chunk's rows, a partitioned
+            array (one per result) laid out as the leading argument, each block
+            written by its node's worker (or `out`); when it returns None, None;
+            otherwise the list of per-chunk results, in block order.
+
+        Raises
+        ------
+        NumaError
+            The team is not running.
+        TypeError
+            No argument is an array to split.
+        Exception
+            The first exception ``func`` raised in a worker, with its traceback.
+
+        Examples
+        --------
+        >>> import numpy as np, numa_numpy as nn
+        >>> a = nn.partitioned_full(1 << 16, 2.0)
+        >>> with nn.node_team() as team:
+        ...     b = team.map_blocks(np.sqrt, a)
+        ...     partial = team.map_blocks(np.sum, b)
+        >>> bool(np.isclose(sum(partial), np.sqrt(2.0) * (1 << 16)))
+        True
+        """
+        from ._partition import map_blocks
+
+        return map_blocks(self, func, arrays, out)
+
+
+def _nearest(topo: Any, node: int, candidates: Sequence[int]) -> int:
+    """The candidate nearest to `node` by the firmware's distance (ties: lower id)."""
+    return min(candidates, key=lambda c: (topo.distance(node, c), c))
+
+
+def _collect(
+    results: queue.SimpleQueue[tuple[int, BaseException | None, Any]],
+    tasks: Sequence[tuple[int, int, Callable[..., Any], tuple[Any, ...]]],
+    team: NodeTeam,
+) -> list[Any]:
+    values: list[Any] = [None] * len(tasks)
+    errors: dict[int, BaseException] = {}
+    for _ in tasks:
+        slot, exc, value = results.get()
+        if exc is not None:
+            errors[slot] = exc
+        else:
+            values[slot] = value
+    if errors:
+        slot = min(errors)
+        exc = errors[slot]
+        node, index = tasks[slot][0], tasks[slot][1]
+        exc.add_note(
+            f"(raised in numa_numpy team worker {index} of node {node}"
+            + (f"; {len(errors) - 1} other task(s) failed too)" if len(errors) > 1 else ")")
+        )
+        raise exc
+    return values
+
+
+def node_team(
+    nodes: NodesLike | None = None,
+    *,
+    threads_per_node: int | None = None,
+    blas_threads: int = 1,
+    min_bytes: int | None = None,
+) -> NodeTeam:
+    """A team of worker threads per NUMA node.
+
+    Every node of `nodes` with CPUs this process may use gets
+    `threads_per_node` workers. Each worker is pinned to the node's allowed
+    CPUs (the cpuset's CPUs of that node: ``os.sched_setaffinity``), runs under
+    ``thread_policy(Bind(node))`` (its own non-NumPy allocations) and
+    ``on_node(node)`` (its NumPy allocations) for its whole life. Memory-only
+    nodes (CXL, HBM in flat mode) get no workers: their blocks are computed by
+    the workers of the nearest node with CPUs, by the firmware's distance
+    (ties: the lower id), reading and writing the memory-only node remotely.
+
+    While the team runs, BLAS/OpenMP pools are capped to `blas_threads`
+    threads through threadpoolctl. That cap is process-wide (threadpoolctl
+    sets the libraries' global pool sizes): workers x blas_threads never
+    exceeds a node's CPUs; the previous sizes are restored when the team stops.
+
+    ``with team:`` starts the workers (if not running) and makes the team the
+    active one for the calling thread or task: inside it, ufuncs and
+    reductions on partitioned arrays of at least `min_bytes` run node-parallel.
+    Leaving the last ``with`` stops and joins every worker. A team can be
+    entered again later, from several threads at once, and nested.
+
+    Parameters
+    ----------
+    nodes : int, str or iterable of int, optional
+        The nodes the team serves (default: every node with memory this
+        process may use).
+    threads_per_node : int, optional
+        Workers per node with CPUs (default: the node's allowed CPUs divided by
+        `blas_threads`, at least 1).
+    blas_threads : int
+        Threads each BLAS/OpenMP pool may use while the team runs (default 1).
+    min_bytes : int, optional
+        Smallest array (bytes) the team computes in parallel; smaller ones are
+        NumPy's on the calling thread (default 1 MiB, measured).
+
+    Returns
+    -------
+    NodeTeam
+        Not started: enter it (``with``) or call ``start()``.
+
+    Raises
+    ------
+    InvalidNodeError
+        A node does not exist, or no node has CPUs this process may use.
+    ValueError
+        ``threads_per_node * blas_threads`` exceeds a node's allowed CPUs, or a
+        count is not positive.
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> a = nn.partitioned_full((1 << 18,), 4.0)
+    >>> with nn.node_team() as team:
+    ...     c = np.sqrt(a * 2.0 + 1.0)
+    ...     s = c.sum()
+    >>> float(s)
+    786432.0
+    """
+    return NodeTeam(
+        nodes, threads_per_node=threads_per_node, blas_threads=blas_threads, min_bytes=min_bytes
+    )

@@ -1,0 +1,366 @@
+import mmap
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import numa_numpy as nn
+from numa_numpy._partition import THP_UNIT, _split
+
+PAGE = mmap.PAGESIZE
+
+
+@pytest.fixture
+def team():
+    """min_bytes=0: every array goes through the parallel path."""
+    with nn.node_team(min_bytes=0) as t:
+        yield t
+
+
+# -- layout ---------------------------------------------------------------------------
+
+
+def test_constructors_values_dtypes_orders():
+    a = nn.partitioned_empty((4, 5), np.int32)
+    assert type(a) is nn.PartitionedArray and a.dtype == np.int32 and a.shape == (4, 5)
+    assert nn.partitioned_zeros(7).tolist() == [0.0] * 7
+    assert nn.partitioned_ones((2, 2), int).dtype == np.dtype(int)
+    f = nn.partitioned_full((3, 4), 2.5, order="F")
+    assert f.flags.f_contiguous and f.layout.axis == 1 and float(f.sum()) == 30.0
+    assert nn.partitioned_full(3, 7).dtype == np.array(7).dtype
+    assert nn.partitioned_zeros(0).shape == (0,)
+    assert nn.partitioned_zeros(()).shape == ()
+    with pytest.raises(ValueError):
+        nn.partitioned_empty(4, order="K")
+    with pytest.raises(ValueError):
+        nn.partitioned_empty(-1)
+    with pytest.raises(nn.InvalidNodeError):
+        nn.partitioned_empty(4, nodes=99)
+    with pytest.raises(nn.InvalidPolicyError):
+        nn.partitioned_empty(4, policy=nn.Bind(0))
+    with pytest.raises(TypeError):
+        nn.blocks(np.zeros(3))
+    with pytest.raises(TypeError):
+        nn.blocks(nn.partitioned_zeros(4)[1:])  # views carry no layout
+
+
+def test_blocks_cover_rows_in_node_order():
+    a = nn.partitioned_zeros((1000, 3))
+    got = nn.blocks(a)
+    assert [n for n, _ in got] == list(nn.topology().usable_nodes)
+    assert got[0][1].start == 0 and got[-1][1].stop == 1000
+    assert all(x[1].stop == y[1].start for x, y in zip(got, got[1:]))
+
+
+def test_partitioned_policy_in_scopes_is_refused_clearly():
+    p = nn.Partitioned()
+    assert p.nodes is None and nn.Partitioned([0]).nodes == (0,)
+    with pytest.raises(nn.InvalidPolicyError, match="partitioned_"):
+        with nn.policy(p):
+            np.zeros(1 << 20)
+    a = nn.partitioned_zeros(10, policy=nn.Partitioned(0))
+    assert nn.blocks(a) == [(0, slice(0, 10))]
+
+
+@given(
+    nrows=st.integers(0, 1 << 16),
+    rowbytes=st.sampled_from([1, 2, 8, 24, 4000, 4096, 8008, 1 << 20, 3 << 20]),
+    k=st.integers(1, 8),
+    thp=st.booleans(),
+)
+def test_split_rule(nrows, rowbytes, k, thp):
+    units = (THP_UNIT, PAGE) if thp else (PAGE,)
+    bounds, aligned = _split(nrows, rowbytes, k, units)
+    assert len(bounds) == k + 1 and bounds[0] == 0 and bounds[-1] == nrows
+    assert list(bounds) == sorted(bounds)
+    if aligned:
+        used = next(
+            u for u in units if -(-nrows // (np.lcm(u, rowbytes) // rowbytes)) >= k
+        )
+        assert all(b * rowbytes % used == 0 or b == nrows for b in bounds)
+        step = np.lcm(used, rowbytes) // rowbytes
+        sizes = [-(-(hi - lo) // step) for lo, hi in zip(bounds, bounds[1:])]
+        assert max(sizes) - min(sizes) <= 1
+    else:
+        sizes = [hi - lo for lo, hi in zip(bounds, bounds[1:])]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_large_arrays_start_on_thp_boundary_and_placement_shows_pages():
+    a = nn.partitioned_zeros((16 << 20) // 8)
+    a[:] = 1.0
+    assert a.ctypes.data % THP_UNIT == 0 or not nn._partition._thp_enabled()
+    where = nn.placement(a)
+    assert where.present_pages * where.page_size >= a.nbytes if hasattr(where, "page_size") else True
+    assert set(where.pages) <= set(nn.topology().usable_nodes)
+
+
+def test_freed_mappings_are_reused_and_trimmed():
+    from numa_numpy._partition import _CACHE, trim_partitioned
+
+    trim_partitioned()
+    a = nn.partitioned_zeros(1 << 20)
+    address = a.ctypes.data
+    del a
+    _CACHE.drain()
+    assert _CACHE.bytes > 0
+    b = nn.partitioned_zeros(1 << 20)
+    assert b.ctypes.data == address
+    b[:] = 5.0
+    del b
+    c = nn.partitioned_empty(1 << 20)
+    assert c.ctypes.data == address  # empty may hold old values: like np.empty
+    del c
+    z = nn.partitioned_zeros(1 << 20)
+    assert z.ctypes.data == address and not z.any()  # zeros are zeros, reused or not
+    del z
+    assert trim_partitioned() > 0 and _CACHE.bytes == 0
+
+
+# -- node-parallel ufuncs ----------------------------------------------------------
+
+
+def test_example_from_the_issue(team):
+    a = nn.partitioned_full((1 << 18,), 4.0)
+    c = np.sqrt(a * 2.0 + 1.0)
+    s = c.sum()
+    assert type(c) is nn.PartitionedArray and c.layout is not None
+    assert nn.blocks(c) == nn.blocks(a)
+    assert s == 3.0 * (1 << 18)
+
+
+DTYPES = [np.int8, np.uint8, np.int32, np.int64, np.float32, np.float64, np.complex128, np.bool_]
+
+
+@st.composite
+def operands(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    ndim = draw(st.integers(1, 3))
+    shape = tuple(draw(st.lists(st.integers(1, 9), min_size=ndim, max_size=ndim)))
+    shape = (draw(st.integers(2, 70)),) + shape[1:]
+    order = draw(st.sampled_from(["C", "F"]))
+    values = draw(
+        st.lists(
+            st.one_of(
+                st.integers(-300, 300),
+                st.floats(allow_nan=True, allow_infinity=True, width=32),
+            ),
+            min_size=1,
+            max_size=5,
+        )
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = np.resize(np.array(values, dtype=np.float64), shape)
+        data = data.astype(dtype) if dtype is not np.bool_ else data > 0
+    return data, order
+
+
+def _partitioned(data, order):
+    a = nn.partitioned_empty(data.shape, data.dtype, order)
+    a[...] = data
+    return a
+
+
+def _same(got, expected):
+    assert type(got) in (np.ndarray, nn.PartitionedArray, type(expected)) or np.isscalar(got)
+    got_arr, exp_arr = np.asarray(got), np.asarray(expected)
+    assert got_arr.dtype == exp_arr.dtype
+    assert got_arr.shape == exp_arr.shape
+    np.testing.assert_array_equal(got_arr, exp_arr)
+
+
+def _both(func, *args):
+    """func on the arguments, and on their plain copies; errors and warnings too."""
+    plain = [np.array(x) if isinstance(x, nn.PartitionedArray) else x for x in args]
+    with warnings.catch_warnings(record=True) as w_np:
+        warnings.simplefilter("always")
+        try:
+            expected = func(*plain)
+        except Exception as exc:
+            expected = exc
+    with warnings.catch_warnings(record=True) as w_us:
+        warnings.simplefilter("always")
+        try:
+            got = func(*args)
+        except Exception as exc:
+            got = exc
+    if isinstance(expected, Exception):
+        assert type(got) is type(expected), (got, expected)
+        return
+    assert not isinstance(got, Exception), got
+    _same(got, expected)
+    kinds = lambda ws: sorted({str(x.message) for x in ws if x.category is RuntimeWarning})  # noqa: E731
+    assert kinds(w_us) == kinds(w_np)
+
+
+BINARY = [np.add, np.subtract, np.multiply, np.true_divide, np.floor_divide, np.maximum,
+          np.minimum, np.power, np.equal, np.less, np.logical_and, np.bitwise_xor,
+          np.arctan2, np.hypot, np.fmod]
+UNARY = [np.sqrt, np.negative, np.absolute, np.exp, np.log, np.sin, np.isnan, np.square,
+         np.invert, np.reciprocal, np.floor, np.sign]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    x=operands(),
+    y=operands(),
+    scalar=st.one_of(st.integers(-300, 300), st.floats(), st.sampled_from([np.float32(2.5),
+                                                                          np.int8(-3), 2j])),
+    ufunc=st.sampled_from(BINARY),
+    unary=st.sampled_from(UNARY),
+    mode=st.sampled_from(["same", "scalar", "row", "col", "view", "zerod"]),
+)
+def test_ufuncs_equal_numpy(team, x, y, scalar, ufunc, unary, mode):
+    data, order = x
+    a = _partitioned(data, order)
+    other = y[0]
+    with np.errstate(all="warn"):
+        _both(unary, a)
+        if mode == "same":
+            b = _partitioned(np.resize(other, data.shape).astype(other.dtype), y[1])
+            _both(ufunc, a, b)
+        elif mode == "scalar":
+            _both(ufunc, a, scalar)
+            _both(ufunc, scalar, a)
+        elif mode == "row":  # broadcast along the other axes: split only when spanning
+            _both(ufunc, a, np.resize(other, data.shape[1:]).astype(other.dtype))
+        elif mode == "col":
+            _both(ufunc, a, np.resize(other, data.shape[:1] + (1,) * (data.ndim - 1)))
+        elif mode == "view":  # strided views: NumPy's path
+            _both(ufunc, a[::2], np.resize(other, a[::2].shape).astype(other.dtype))
+        else:
+            _both(ufunc, a, np.array(scalar))
+        # broadcasting past the blocks: NumPy's path, and its result
+        _both(ufunc, a[:1], a)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=operands(), which=st.sampled_from(["sum", "prod", "min", "max"]),
+       axis=st.sampled_from([None, 0, -1, (0, 1)]), keepdims=st.booleans(),
+       dtype=st.sampled_from([None, np.float64, np.int64]))
+def test_reductions_equal_numpy(team, x, which, axis, keepdims, dtype):
+    data, order = x
+    if which == "prod" and data.dtype.kind in "fc":
+        # partial products of large values overflow where NumPy's order meets a 0
+        # first: keep magnitudes <= 1 (rounding and underflow only)
+        data = np.clip(data.real, -1, 1).astype(data.dtype)
+    a = _partitioned(data, order)
+    if isinstance(axis, tuple) and data.ndim < 2:
+        axis = 0
+    kw = {"axis": axis, "keepdims": keepdims}
+    if which in ("sum", "prod") and dtype is not None and data.dtype != np.complex128:
+        kw["dtype"] = dtype
+
+    def red(arr):
+        return getattr(arr, which)(**kw)
+
+    plain = np.array(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = red(plain)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                red(a)
+            return
+        got = red(a)
+    g, e = np.asarray(got), np.asarray(expected)
+    assert g.dtype == e.dtype and g.shape == e.shape
+    if g.dtype.kind in "fc" and which in ("sum", "prod") and not np.all(np.isfinite(e)):
+        # past overflow a reassociated complex product may give inf+0j for inf+nanj
+        np.testing.assert_array_equal(np.isfinite(g), np.isfinite(e))
+    elif g.dtype.kind in "fc" and which in ("sum", "prod"):
+        # block partials combined in order: rounding may differ from pairwise sums
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-30, equal_nan=True)
+    else:
+        np.testing.assert_array_equal(g, e)  # integers, min/max: exact
+
+
+def test_integer_overflow_wraps_as_numpy(team):
+    a = _partitioned(np.full(1000, 120, np.int8), "C")
+    _both(np.add, a, a)
+    assert (a + a).dtype == np.int8 and int((a + a)[0]) == -16
+    assert a.sum() == np.full(1000, 120, np.int8).sum()  # int64 accumulator, exact
+    big = _partitioned(np.full(1000, 2**62, np.int64), "C")
+    assert big.sum() == np.full(1000, 2**62, np.int64).sum()  # wraps exactly as NumPy
+    with pytest.raises(OverflowError):
+        a + 1000  # NEP 50: a Python int out of range for int8
+
+
+def test_floating_errors_follow_the_callers_errstate(team):
+    a = _partitioned(np.array([0.0, 1.0, -1.0, 2.0] * 100), "C")
+    with np.errstate(all="raise"):
+        with pytest.raises(FloatingPointError, match="divide by zero encountered in divide"):
+            1.0 / a
+        with pytest.raises(FloatingPointError, match="invalid value encountered in sqrt"):
+            np.sqrt(a)
+    with np.errstate(all="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.log(a)
+    seen = []
+    with np.errstate(all="call", call=lambda kind, flag: seen.append((kind, flag))):
+        np.log(a)
+    assert ("divide by zero", 1) in seen and ("invalid value", 8) in seen
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in sqrt"):
+        np.sqrt(a)
+    nan = _partitioned(np.array([1.0, np.nan, 3.0] * 100), "C")
+    assert np.isnan(nan.max()) and np.isnan(nan.min()) and np.isnan(nan.sum())
+    assert np.fmax.reduce(nan) == 3.0
+
+
+def test_out_and_in_place(team):
+    a = _partitioned(np.arange(1000.0), "C")
+    b = _partitioned(np.ones(1000), "C")
+    ident = id(a)
+    a += b
+    assert id(a) == ident and a.layout is not None and a[0] == 1.0
+    out = np.empty(1000)
+    assert np.add(a, b, out=out) is out and out[999] == 1001.0
+    np.add(a[1:], a[:-1], out=a[1:])  # overlapping: NumPy's path
+    exp = np.arange(1000.0) + 1
+    exp[1:] = exp[1:] + exp[:-1]
+    np.testing.assert_array_equal(a, exp)
+    q, r = np.divmod(a, 7.0)
+    assert type(q) is nn.PartitionedArray and np.array_equal(q * 7.0 + r, a)
+    with pytest.raises(TypeError):
+        np.add(a, 1.5, out=np.empty(1000, np.int64))
+    w = np.add(a, 1, where=a > 10)  # where=: NumPy's path
+    assert type(w) is np.ndarray
+
+
+def test_fallbacks_without_team_and_non_elementwise():
+    a = _partitioned(np.arange(12.0).reshape(3, 4), "C")
+    r = a + 1
+    assert type(r) is np.ndarray  # no team: NumPy's own path, a plain result
+    with nn.node_team(min_bytes=0):
+        assert type(np.add.accumulate(a)) is np.ndarray
+        assert np.array_equal(np.add.outer(a[0], a[0]), np.add.outer(np.arange(4.0),
+                                                                    np.arange(4.0)))
+        assert np.matmul(a, a.T).shape == (3, 3)
+        assert a.sum(axis=1).tolist() == [6.0, 22.0, 38.0]
+        assert np.add(a, [1, 2, 3, 4]).tolist() == (np.arange(12.0).reshape(3, 4)
+                                                    + [1, 2, 3, 4]).tolist()
+        s = np.add.reduce(a, axis=None, initial=5.0)
+        assert s == 71.0
+
+
+def test_map_blocks(team):
+    a = _partitioned(np.arange(2000.0).reshape(1000, 2), "C")
+    b = team.map_blocks(lambda x: x * 2, a)
+    assert type(b) is nn.PartitionedArray and nn.blocks(b) == nn.blocks(a)
+    np.testing.assert_array_equal(b, np.arange(2000.0).reshape(1000, 2) * 2)
+    s, d = team.map_blocks(lambda x, y: (x + y, x - y), a, b)
+    np.testing.assert_array_equal(s, 3 * np.asarray(a))
+    out = np.empty((1000, 2))
+    assert team.map_blocks(np.negative, a, out=out) is out and out[1, 1] == -3.0
+    assert team.map_blocks(lambda x: None, a) is None
+    partial = team.map_blocks(lambda x, k: float(x.sum()) * k, a, 2)
+    assert sum(partial) == 2 * float(np.arange(2000.0).sum())
+    plain = np.arange(10.0)  # a plain array: split by the team's nodes
+    np.testing.assert_array_equal(team.map_blocks(np.sqrt, plain), np.sqrt(plain))
+    with pytest.raises(TypeError):
+        team.map_blocks(lambda: 1)
