@@ -36,7 +36,6 @@ from harness import (
     describe_placement,
     fmt_size,
     interleaved,
-    paired_iqr,
     placement_check,
     timed_loop,
 )
@@ -128,20 +127,15 @@ def allocation_cases(bench: Bench, only: set[str]) -> None:
             loop = maker(n)
             a, b, iterations = bench.compare_loops(loop, loop, reps)
             placed = placement_check(functools.partial(make_one, n), bench.scope)
-            ma, mb = statistics.median(a), statistics.median(b)
             bench.add(
-                Row(
+                Row.paired(
                     group=group,
                     case=label,
                     size=fmt_size(size),
                     unit="s",
                     baseline_name="default",
-                    baseline=ma,
-                    numa=mb,
-                    ratio=mb / ma,
                     target=target(size),
                     placed=placed,
-                    ratio_iqr=paired_iqr(a, b),
                     baseline_samples=a,
                     numa_samples=b,
                     iterations=iterations,
@@ -173,20 +167,15 @@ def cache_hazard_case(bench: Bench) -> None:
     a, b, iterations = bench.compare_loops(loop, loop, bench.reps)
     stats = _stats()
     placed = placement_check(lambda: np.empty(n_big), bench.scope)
-    ma, mb = statistics.median(a), statistics.median(b)
     bench.add(
-        Row(
+        Row.paired(
             group="hazard",
             case="np.empty(n).fill(1) after 80x np.zeros(1 MiB)",
             size="4 MiB",
             unit="s",
             baseline_name="default",
-            baseline=ma,
-            numa=mb,
-            ratio=mb / ma,
             target=Target("ratio<=", 1.15),
             placed=placed,
-            ratio_iqr=paired_iqr(a, b),
             baseline_samples=a,
             numa_samples=b,
             iterations=iterations,
@@ -262,21 +251,16 @@ def rss_case(bench: Bench) -> None:
         ma, mb = statistics.median(a), statistics.median(b)
         per = f"{ma * MiB / count:.0f} vs {mb * MiB / count:.0f} B per array"
         bench.add(
-            Row(
+            Row.paired(
                 group="rss",
                 case=f"RSS of {count // 1000}k live np.ones({elements})",
                 size=fmt_size(elements * 8),
                 unit="MiB",
                 baseline_name="default",
-                baseline=ma,
-                numa=mb,
-                ratio=mb / ma,
                 target=target,
                 placed=results["numa"][-1]["placed"],
-                ratio_iqr=paired_iqr(a, b),
                 baseline_samples=a,
                 numa_samples=b,
-                iterations=1,
                 note=per + " (data + ndarray object; fresh subprocess per run)",
             )
         )
@@ -337,7 +321,7 @@ def freed_rss_case(bench: Bench) -> None:
     d, n = out["default"], out["numa"]
     at_once_d, at_once_n = max(d["after"]), max(n["after"])
     bench.add(
-        Row(
+        Row.compared(
             group="freed",
             case="RSS right after each of 8 freed 400 MiB arrays (max)",
             size="400 MiB",
@@ -345,14 +329,12 @@ def freed_rss_case(bench: Bench) -> None:
             baseline_name="default",
             baseline=at_once_d,
             numa=at_once_n,
-            ratio=at_once_n / at_once_d,
-            target=None,
             note="the issue's loop, no memory limit: what the cache holds before it decays "
             "(budget: 1/8 of the memory limit, at most 1 GiB; beyond 32 MiB MADV_FREE'd)",
         )
     )
     bench.add(
-        Row(
+        Row.compared(
             group="freed",
             case=f"RSS {wait:.0f} s after the last array was freed",
             size="400 MiB",
@@ -360,7 +342,6 @@ def freed_rss_case(bench: Bench) -> None:
             baseline_name="default",
             baseline=d["later"],
             numa=n["later"],
-            ratio=n["later"] / d["later"],
             target=Target("ratio<=", 1.3),
             note=f"decay time {wait - 1:.0f} s; nothing allocated meanwhile; the rest of the "
             "gap is numa_numpy's own import (about 7 MiB)",
@@ -401,7 +382,7 @@ def cgroup_loop_case(bench: Bench) -> None:
         return
     (d, d_how), (n, n_how) = outcome["default"], outcome["numa"]
     bench.add(
-        Row(
+        Row.compared(
             group="cgroup",
             case="the loop in a 1200 MiB memory cgroup: RSS after each free (max)",
             size="400 MiB",
@@ -409,7 +390,6 @@ def cgroup_loop_case(bench: Bench) -> None:
             baseline_name="default",
             baseline=d,
             numa=n,
-            ratio=n / d,
             target=Target("ratio<=", 1.3),
             note=f"default: {d_how}; numa_numpy: {n_how}",
         )
@@ -498,18 +478,13 @@ def scope_case(bench: Bench) -> None:
         )
         ma, mb = statistics.median(a), statistics.median(b)
         bench.add(
-            Row(
+            Row.paired(
                 group="scope",
                 case=case,
                 size="-",
                 unit="us",
                 baseline_name="no-op context manager",
-                baseline=ma,
-                numa=mb,
-                ratio=mb / ma,
                 target=Target("abs<=", 1.0, "µs"),
-                placed="-",
-                ratio_iqr=paired_iqr(a, b),
                 baseline_samples=a,
                 numa_samples=b,
                 iterations=iterations,
@@ -685,40 +660,30 @@ def prefault_cases(bench: Bench) -> None:
         k, t, p = (samples[name] for name in ("kernel", "touch", "parallel"))
         mk, mt, mp = (statistics.median(s) for s in (k, t, p))
         bench.add(
-            Row(
+            Row.paired(
                 group="prefault",
                 case=f"prefault TOUCH vs {kernel_label}",
                 size="64 MiB",
                 unit="GB/s",
                 baseline_name=kernel_label,
-                baseline=mk,
-                numa=mt,
-                ratio=mt / mk,
                 target=Target("ratio>=", 0.9),
                 placed=checks["touch"],
-                ratio_iqr=paired_iqr(k, t),
                 baseline_samples=k,
                 numa_samples=t,
-                iterations=1,
                 note=f"numa_empty(prefault='touch', huge_pages='{huge}') incl. mmap+mbind",
             )
         )
         bench.add(
-            Row(
+            Row.paired(
                 group="prefault",
                 case=f"prefault PARALLEL vs TOUCH ({label})",
                 size="64 MiB",
                 unit="GB/s",
                 baseline_name="prefault TOUCH",
-                baseline=mt,
-                numa=mp,
-                ratio=mp / mt,
                 target=Target("ratio>=", 1.7),
                 placed=checks["parallel"],
-                ratio_iqr=paired_iqr(t, p),
                 baseline_samples=t,
                 numa_samples=p,
-                iterations=1,
                 note=f"{len(os.sched_getaffinity(0))} CPUs allowed",
             )
         )
@@ -732,24 +697,16 @@ def prefault_cases(bench: Bench) -> None:
             functools.partial(_rate, gb, kernel_populate_threads, size, thp, nthreads),
             reps,
         )
-        m1, mn = statistics.median(one), statistics.median(many)
         bench.add(
-            Row(
+            Row.paired(
                 group="prefault",
                 case=f"ceiling: kernel populate, {nthreads} threads vs 1 "
                 f"({label}; numa column = {nthreads} threads)",
                 size="64 MiB",
                 unit="GB/s",
                 baseline_name="kernel, 1 thread",
-                baseline=m1,
-                numa=mn,
-                ratio=mn / m1,
-                target=None,
-                placed="-",
-                ratio_iqr=paired_iqr(one, many),
                 baseline_samples=one,
                 numa_samples=many,
-                iterations=1,
                 note="what PARALLEL can reach here: no allocator involved",
             )
         )
@@ -761,23 +718,15 @@ def prefault_cases(bench: Bench) -> None:
         functools.partial(_rate, gb, numa_populate, size, "touch", "auto", True),
         reps,
     )
-    ma, mb = statistics.median(ft), statistics.median(pf)
     bench.add(
-        Row(
+        Row.paired(
             group="prefault",
             case="prefault TOUCH + fill vs np.empty + fill (first touch)",
             size="64 MiB",
             unit="GB/s",
             baseline_name="default first touch",
-            baseline=ma,
-            numa=mb,
-            ratio=mb / ma,
-            target=None,
-            placed="-",
-            ratio_iqr=paired_iqr(ft, pf),
             baseline_samples=ft,
             numa_samples=pf,
-            iterations=1,
             note="both THP; default = glibc mmap + NumPy's MADV_HUGEPAGE",
         )
     )

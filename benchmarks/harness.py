@@ -65,6 +65,29 @@ class Row:
     iterations: int = 1
     note: str = ""
 
+    @classmethod
+    def paired(
+        cls, *, baseline_samples: list[float], numa_samples: list[float], **fields: Any
+    ) -> Row:
+        """A row from ABBA-paired samples: their medians, the ratio of the medians
+        and the spread (p25, p75) of the paired ratios."""
+        a, b = baseline_samples, numa_samples
+        ma, mb = statistics.median(a), statistics.median(b)
+        return cls(
+            baseline=ma,
+            numa=mb,
+            ratio=mb / ma,
+            ratio_iqr=paired_iqr(a, b),
+            baseline_samples=a,
+            numa_samples=b,
+            **fields,
+        )
+
+    @classmethod
+    def compared(cls, *, baseline: float, numa: float, **fields: Any) -> Row:
+        """A row from one figure per side, and their ratio."""
+        return cls(baseline=baseline, numa=numa, ratio=numa / baseline, **fields)
+
     @property
     def result(self) -> str:
         if self.target is None:
@@ -239,19 +262,14 @@ class Bench:
         note: str = "",
     ) -> Row:
         a, b, iterations = self.compare_loops(default_loop, numa_loop, reps, cap)
-        ma, mb = statistics.median(a), statistics.median(b)
-        row = Row(
+        row = Row.paired(
             group=group,
             case=case,
             size=size,
             unit="s",
             baseline_name="default",
-            baseline=ma,
-            numa=mb,
-            ratio=mb / ma,
             target=target,
             placed=placed,
-            ratio_iqr=paired_iqr(a, b),
             baseline_samples=a,
             numa_samples=b,
             iterations=iterations,

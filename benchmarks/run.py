@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 
 # The sibling modules: `python benchmarks/run.py` puts benchmarks/ first on sys.path.
 from cases import (
@@ -47,19 +48,18 @@ from report import (
     markdown,
 )
 
-GROUPS = [
-    "empty",
-    "zeros",
-    "fill",
-    "zfill",
-    "hazard",
-    "rss",
-    "freed",
-    "cgroup",
-    "scope",
-    "ufunc",
-    "prefault",
-]
+# Every group but the allocation ones (which allocation_cases runs together),
+# in the order they run.
+CASES: dict[str, Callable[[Bench], None]] = {
+    "hazard": cache_hazard_case,
+    "rss": rss_case,
+    "freed": freed_rss_case,
+    "cgroup": cgroup_loop_case,
+    "scope": scope_case,
+    "ufunc": ufunc_cases,
+    "prefault": prefault_cases,
+}
+GROUPS = ["empty", "zeros", "fill", "zfill", *CASES]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,20 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if only & {"empty", "zeros", "fill", "zfill"}:
             allocation_cases(bench, only)
-        if "hazard" in only:
-            cache_hazard_case(bench)
-        if "rss" in only:
-            rss_case(bench)
-        if "freed" in only:
-            freed_rss_case(bench)
-        if "cgroup" in only:
-            cgroup_loop_case(bench)
-        if "scope" in only:
-            scope_case(bench)
-        if "ufunc" in only:
-            ufunc_cases(bench)
-        if "prefault" in only:
-            prefault_cases(bench)
+        for group, case in CASES.items():
+            if group in only:
+                case(bench)
     finally:
         gc.enable()
     config = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -123,15 +124,13 @@ def _bench(args: argparse.Namespace) -> tuple[int, Any, str]:
     return EXIT_OK, result, format_matrix(result)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m numa_numpy",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "command", nargs="?", choices=["info", "check", "doctor", "maps", "bench", "cleanup"]
-    )
+    parser.add_argument("command", nargs="?", choices=list(COMMANDS))
     parser.add_argument("pid", nargs="?", help="for maps: the process id (default: self)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--size-mib", type=int, default=64, help="bench: array size")
@@ -145,39 +144,70 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"maps takes a process id (a number or 'self'), not {args.pid!r}")
     if args.dry_run and args.command != "cleanup":
         parser.error("--dry-run is only for `cleanup`")
+    return args
 
-    if args.command == "cleanup":
-        names = cleanup_shared(dry_run=args.dry_run)
-        if args.json:
-            print(json.dumps({"dry_run": args.dry_run, "segments": names}))
-        else:
-            verb = "would remove" if args.dry_run else "removed"
-            head = f"{verb} {len(names)} shared segment(s) whose creator has ended"
-            print("\n".join([head] + [f"  /dev/shm/{name}" for name in names]))
-        return EXIT_OK
 
-    if args.command == "maps":
-        pid = args.pid or "self"
-        try:
-            usage = process_memory(pid)
-        except (OSError, ValueError) as exc:
-            print(f"cannot read /proc/{pid}/numa_maps: {exc}", file=sys.stderr)
-            return EXIT_NO_PROCESS
-        print(
-            json.dumps({k: {str(n): b for n, b in v.items()} for k, v in usage.items()})
-            if args.json
-            else _maps_table(pid, usage)
-        )
-        return EXIT_OK
-    if args.command == "doctor":
-        diagnosis = doctor()
-        print(json.dumps(diagnosis.as_dict(), indent=2) if args.json else str(diagnosis))
-        return diagnosis.exit_status
-    if args.command == "bench":
-        status, data, text = _bench(args)
-        print(json.dumps(data, indent=2) if args.json else text)
-        return status
+def _cleanup(args: argparse.Namespace) -> int:
+    names = cleanup_shared(dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"dry_run": args.dry_run, "segments": names}))
+    else:
+        verb = "would remove" if args.dry_run else "removed"
+        head = f"{verb} {len(names)} shared segment(s) whose creator has ended"
+        print("\n".join([head] + [f"  /dev/shm/{name}" for name in names]))
+    return EXIT_OK
 
+
+def _maps(args: argparse.Namespace) -> int:
+    pid = args.pid or "self"
+    try:
+        usage = process_memory(pid)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read /proc/{pid}/numa_maps: {exc}", file=sys.stderr)
+        return EXIT_NO_PROCESS
+    print(
+        json.dumps({k: {str(n): b for n, b in v.items()} for k, v in usage.items()})
+        if args.json
+        else _maps_table(pid, usage)
+    )
+    return EXIT_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    diagnosis = doctor()
+    print(json.dumps(diagnosis.as_dict(), indent=2) if args.json else str(diagnosis))
+    return diagnosis.exit_status
+
+
+def _bench_command(args: argparse.Namespace) -> int:
+    status, data, text = _bench(args)
+    print(json.dumps(data, indent=2) if args.json else text)
+    return status
+
+
+def _check(topo: Topology, out: dict[str, Any], lines: list[str]) -> int:
+    """The self-check, into `out` (JSON) and `lines` (text); its exit status."""
+    report = self_check(topo)
+    passed = _passed(report)
+    out["check"] = {
+        group: {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()}
+        for group, checks in report.items()
+    }
+    out["passed"] = passed
+    lines += [
+        f"{'PASS' if ok else 'FAIL'} {group}: {name}: {detail}"
+        for group, checks in report.items()
+        for name, (ok, detail) in checks.items()
+    ]
+    lines.append("self-check passed" if passed else "self-check FAILED")
+    if not passed:  # say what the kernel refuses, and where the fix is
+        out["doctor"] = refusal_hint()
+        lines.append(out["doctor"])
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def _info_and_check(args: argparse.Namespace) -> int:
+    """`info`, `check`, or both (no command)."""
     topo = topology()
     out: dict[str, Any] = {}
     lines: list[str] = []
@@ -188,25 +218,25 @@ def main(argv: list[str] | None = None) -> int:
         out["capabilities"] = caps.as_dict()
         lines += [str(topo), topo.tiers_text(), str(caps)]
     if args.command in (None, "check"):
-        report = self_check(topo)
-        passed = _passed(report)
-        status = EXIT_OK if passed else EXIT_FAILED
-        out["check"] = {
-            group: {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()}
-            for group, checks in report.items()
-        }
-        out["passed"] = passed
-        lines += [
-            f"{'PASS' if ok else 'FAIL'} {group}: {name}: {detail}"
-            for group, checks in report.items()
-            for name, (ok, detail) in checks.items()
-        ]
-        lines.append("self-check passed" if passed else "self-check FAILED")
-        if not passed:  # say what the kernel refuses, and where the fix is
-            out["doctor"] = refusal_hint()
-            lines.append(out["doctor"])
+        status = _check(topo, out, lines)
     print(json.dumps(out, indent=2, default=list) if args.json else "\n".join(lines))
     return status
+
+
+# A new command: a function from the parsed arguments to the exit status, here.
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "info": _info_and_check,
+    "check": _info_and_check,
+    "doctor": _doctor,
+    "maps": _maps,
+    "bench": _bench_command,
+    "cleanup": _cleanup,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    return COMMANDS.get(args.command, _info_and_check)(args)
 
 
 if __name__ == "__main__":

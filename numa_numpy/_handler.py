@@ -47,55 +47,71 @@ def default_cache_limit(policy: Policy, topo: Topology) -> int:
     return min(CACHE_LIMIT_MAX, memory // 8) if memory else CACHE_LIMIT_MAX
 
 
+def _shortfall(options: AllocationOptions, topo: Topology) -> Enforcement:
+    """What can be known before asking the kernel: nodes without memory or
+    outside the cpuset, no explicit huge pages free (strict raises, soft warns)."""
+    policy = options.policy
+    shortfall = "; ".join(
+        filter(None, [node_shortfall(policy, topo), huge_page_shortfall(options, topo)])
+    )
+    if shortfall:
+        refuse_or_warn(options, shortfall)
+        return Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
+    return Enforcement(EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT)
+
+
+def _new_arena(options: AllocationOptions, topo: Topology) -> Any:
+    binding, _mask = binding_struct(options.policy, topo)
+    plan, _cpus = prefault_plan(options, topo)
+    arena = lib.nn_arena_new(binding, options.huge_pages.c_value, plan, int(options.strict))
+    if arena == ffi.NULL:
+        raise NumaAllocationError(
+            f"cannot create an arena for {options.policy}", size=0, policy=options.policy, errno=12
+        )
+    return arena
+
+
+def _probe(arena: Any, options: AllocationOptions, enforcement: Enforcement) -> Enforcement:
+    """Ask the kernel once, with one page, whether it takes the policy. Refused:
+    strict raises (and the arena goes), soft allocates unbound from now on."""
+    policy = options.policy
+    clear_step()
+    rc = lib.nn_arena_probe(arena)
+    if rc == -errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
+        lib.nn_arena_destroy(arena)
+        raise NumaAllocationError(
+            f"cannot map a page to probe {policy}: {describe_errno(-rc, 'mmap')}",
+            size=0,
+            policy=policy,
+            errno=-rc,
+        )
+    if rc >= 0:
+        return enforcement
+    reason = f"the kernel refused it: {describe_errno(-rc, failed_step('mbind'))}"
+    try:
+        refuse_or_warn(options, reason, -rc)
+    except PolicyNotEnforcedError:
+        lib.nn_arena_destroy(arena)
+        raise
+    lib.nn_arena_disable_binding(arena, -rc)
+    return Enforcement(EnforcementLevel.NONE, reason)
+
+
 class Handler:
     """A NumPy memory handler bound to one policy (one arena, one capsule)."""
 
     def __init__(self, options: AllocationOptions) -> None:
         self.options = options
-        policy = options.policy
-        topo = validate(policy)
-        enforcement = Enforcement(
-            EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT
-        )
-        shortfall = "; ".join(
-            filter(None, [node_shortfall(policy, topo), huge_page_shortfall(options, topo)])
-        )
-        if shortfall:
-            refuse_or_warn(options, shortfall)
-            enforcement = Enforcement(EnforcementLevel.BEST_EFFORT, shortfall)
-
-        binding, _mask = binding_struct(policy, topo)
-        plan, _cpus = prefault_plan(options, topo)
-        arena = lib.nn_arena_new(binding, options.huge_pages.c_value, plan, int(options.strict))
-        if arena == ffi.NULL:
-            raise NumaAllocationError(
-                f"cannot create an arena for {policy}", size=0, policy=policy, errno=12
-            )
-        clear_step()
-        rc = lib.nn_arena_probe(arena)
-        if rc == -errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
-            lib.nn_arena_destroy(arena)
-            raise NumaAllocationError(
-                f"cannot map a page to probe {policy}: {describe_errno(-rc, 'mmap')}",
-                size=0,
-                policy=policy,
-                errno=-rc,
-            )
-        if rc < 0:
-            reason = f"the kernel refused it: {describe_errno(-rc, failed_step('mbind'))}"
-            try:
-                refuse_or_warn(options, reason, -rc)
-            except PolicyNotEnforcedError:
-                lib.nn_arena_destroy(arena)
-                raise
-            lib.nn_arena_disable_binding(arena, -rc)
-            enforcement = Enforcement(EnforcementLevel.NONE, reason)
-        lib.nn_arena_set_cache_limit(arena, default_cache_limit(policy, topo))
+        topo = validate(options.policy)
+        enforcement = _shortfall(options, topo)
+        arena = _new_arena(options, topo)
+        enforcement = _probe(arena, options, enforcement)
+        lib.nn_arena_set_cache_limit(arena, default_cache_limit(options.policy, topo))
         capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())
         if capsule == ffi.NULL:
             lib.nn_arena_destroy(arena)
             raise NumaAllocationError(
-                "cannot create a NumPy handler", size=0, policy=policy, errno=12
+                "cannot create a NumPy handler", size=0, policy=options.policy, errno=12
             )
         self.arena = arena
         self.capsule = capsule

@@ -107,6 +107,7 @@ class NumaRegion(mmap.mmap):
     huge_pages: HugePages
     enforcement: Enforcement
     _address: int
+    _page_size: int
 
     def __new__(
         cls,
@@ -127,34 +128,15 @@ class NumaRegion(mmap.mmap):
             huge = HugePages.TRANSPARENT if size >= lib.NN_AUTO_THP_MIN else HugePages.NONE
         reason = huge_page_shortfall(AllocationOptions(chosen, huge_pages=huge), topo)
         region = None
-        if huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB) and not reason:
-            page = int(lib.nn_huge_page_size(huge.c_value))
-            try:
-                region = super().__new__(
-                    cls,
-                    -1,
-                    _round_up(size, page),
-                    flags=mmap.MAP_PRIVATE | lib.nn_hugetlb_flags(huge.c_value),
-                )
-            except OSError as exc:
-                reason = f"no {huge.value} huge pages could be mapped ({exc.strerror})"
-        if region is None and huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB):
-            refuse_if_strict(options, reason)  # soft: bind_range warns with the rest
-            huge = HugePages.TRANSPARENT  # soft: normal pages, THP where possible
+        if huge in (HugePages.EXPLICIT_2MB, HugePages.EXPLICIT_1GB):
+            if not reason:
+                region, reason = cls._map_hugetlb(size, huge)
+            if region is None:
+                refuse_if_strict(options, reason)  # soft: bind_range warns with the rest
+                huge = HugePages.TRANSPARENT  # soft: normal pages, THP where possible
         if region is None:
-            page = int(lib.nn_base_page_size())
-            # a 2 MiB multiple lets the kernel align the mapping for THP
-            length = _round_up(size, THP_SIZE if huge is HugePages.TRANSPARENT else page)
-            try:
-                region = super().__new__(cls, -1, length, flags=mmap.MAP_PRIVATE)
-            except OSError as exc:
-                raise NumaAllocationError(
-                    f"cannot map {size} bytes: {exc}", size=size, policy=chosen, errno=exc.errno
-                ) from None
-            if huge is HugePages.TRANSPARENT:
-                region.madvise(mmap.MADV_HUGEPAGE)
-            elif options.huge_pages is HugePages.NONE:  # none even where THP is "always"
-                region.madvise(mmap.MADV_NOHUGEPAGE)
+            region = cls._map_normal(size, huge, options)
+        page = region._page_size
         region.requested_bytes = size
         region.policy = chosen
         region.huge_pages = huge
@@ -167,6 +149,37 @@ class NumaRegion(mmap.mmap):
             region.close()
             raise
         region.enforcement = enforcement
+        return region
+
+    @classmethod
+    def _map_hugetlb(cls, size: int, huge: HugePages) -> tuple[NumaRegion | None, str]:
+        """A hugetlb mapping, or None and why not."""
+        page = int(lib.nn_huge_page_size(huge.c_value))
+        flags = mmap.MAP_PRIVATE | lib.nn_hugetlb_flags(huge.c_value)
+        try:
+            region = mmap.mmap.__new__(cls, -1, _round_up(size, page), flags=flags)
+        except OSError as exc:
+            return None, f"no {huge.value} huge pages could be mapped ({exc.strerror})"
+        region._page_size = page
+        return region, ""
+
+    @classmethod
+    def _map_normal(cls, size: int, huge: HugePages, options: AllocationOptions) -> NumaRegion:
+        """A mapping of base pages, advised for THP (or against it) as asked."""
+        page = int(lib.nn_base_page_size())
+        # a 2 MiB multiple lets the kernel align the mapping for THP
+        length = _round_up(size, THP_SIZE if huge is HugePages.TRANSPARENT else page)
+        try:
+            region = mmap.mmap.__new__(cls, -1, length, flags=mmap.MAP_PRIVATE)
+        except OSError as exc:
+            raise NumaAllocationError(
+                f"cannot map {size} bytes: {exc}", size=size, policy=options.policy, errno=exc.errno
+            ) from None
+        if huge is HugePages.TRANSPARENT:
+            region.madvise(mmap.MADV_HUGEPAGE)
+        elif options.huge_pages is HugePages.NONE:  # none even where THP is "always"
+            region.madvise(mmap.MADV_NOHUGEPAGE)
+        region._page_size = page
         return region
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # mmap takes no __init__ args
