@@ -27,7 +27,7 @@ __all__ = ["NodeTeam", "node_team", "active_team"]
 #: Arrays smaller than this many bytes are computed by NumPy on the calling
 #: thread even inside a team: below it, handing blocks to workers costs more
 #: than it saves (measured on a 2-core host, see benchmarks/teams.py).
-DEFAULT_MIN_BYTES = 1 << 20
+DEFAULT_MIN_BYTES = 16 << 20
 
 _ACTIVE: contextvars.ContextVar[NodeTeam | None] = contextvars.ContextVar(
     "numa_numpy_active_team", default=None
@@ -486,7 +486,7 @@ def node_team(
         Threads each BLAS/OpenMP pool may use while the team runs (default 1).
     min_bytes : int, optional
         Smallest array (bytes) the team computes in parallel; smaller ones are
-        NumPy's on the calling thread (default 1 MiB, measured).
+        NumPy's on the calling thread (default 16 MiB, measured).
 
     Returns
     -------
