@@ -796,7 +796,7 @@ def _parallel_call(
         block_kw = dict(kw)
         block_kw["out"] = tuple(o[index] for o in plain_outs)
         tasks.append((n, i, _run_block, (call, pieces(lo, hi), block_kw, errs)))
-    team.run(tasks)
+    team.run(tasks, assist=True)
     _report(errs, ufunc.__name__)
     return outs[0] if len(outs) == 1 else outs
 
@@ -847,7 +847,7 @@ def _parallel_reduce(
                 (reduce, (piece,), {"axis": axes, "dtype": dtype, "keepdims": True}, errs),
             )
         )
-    partials = team.run(tasks)
+    partials = team.run(tasks, assist=True)
     _report(errs, "reduce")
     # combined in block order: deterministic for a given layout and team
     stacked = np.concatenate(partials, axis=layout.axis)
