@@ -12,6 +12,7 @@ from ._lib import failed_step, ffi, lib
 from ._numa_maps import numa_maps
 from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave
 from ._topology import NODE_ROOT, kernel_version, topology
+from .errors import describe_errno
 
 __all__ = ["Capabilities", "capabilities", "process_memory"]
 
@@ -70,8 +71,6 @@ class Capabilities:
 
 def _probe_mbind() -> str:
     """'' when the kernel lets this process bind memory, else why not."""
-    from .errors import describe_errno
-
     topo = topology()
     node = topo.usable_nodes[0] if topo.usable_nodes else 0
     binding, _mask = binding_struct(Bind(node), topo)

@@ -204,7 +204,14 @@ class Handler:
             lib.nn_handler_release(capsule)
 
 
-# The pool: one handler per options, reused by every scope.
+# The caches, and the one counter that keeps them consistent:
+# - here, _CACHE: one handler per options (what a scope resolves to);
+# - in _scope: the scope objects per policy/options (on_node(0) in a loop builds
+#   nothing), and in each PolicyScope its handler and capsule;
+# - _creation has none of its own: constructors use _scope's.
+# forget_handlers() empties _CACHE and bumps `generation`; a scope whose
+# remembered generation differs resolves its handler again at its next entry,
+# and _memory.forget_handlers() clears _scope's caches too.
 _CACHE: dict[AllocationOptions, Handler] = {}
 # Every handler whose arena may still be alive, pooled or retired, by arena id:
 # a retired handler stays reachable (memory_stats, free_all_blocks, placement,
@@ -214,7 +221,6 @@ _LIVE: dict[int, Handler] = {}
 _BY_CAPSULE: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _BY_ARENA: weakref.WeakValueDictionary[int, Handler] = weakref.WeakValueDictionary()
 _LOCK = threading.Lock()
-# Bumped when the cache is cleared, so scopes drop the handlers they hold.
 generation = 0
 
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ._lib import ffi, lib
+from .errors import InvalidNodeError
 
 __all__ = [
     "Node",
@@ -215,8 +216,6 @@ class Topology:
         for n in self.nodes:
             if n.id == node_id:
                 return n
-        from .errors import InvalidNodeError
-
         raise InvalidNodeError(
             f"node {node_id} does not exist; nodes: {format_list(self.node_ids)}",
             nodes=(node_id,),
