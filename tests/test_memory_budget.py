@@ -331,7 +331,7 @@ def test_forget_handlers_keeps_handlers_in_use_reachable(cache_settings):
         assert len(retired) == 1, retired
         assert retired[0]["live_blocks"] == 2
         assert retired[0]["used_bytes"] == (1 << 20) * 8 + (4 << 20) * 8
-        # and trimmable: a block freed in the worker is cached, trim() returns it
+        # and trimmable: a block freed in the worker is cached, free_all_blocks() releases it
         pool.submit(lambda: kept.pop()).result()
         pool.submit(lambda: gc.collect()).result()
         retired_cached = sum(s["cached_bytes"] for s in retired_since(known))
