@@ -183,6 +183,7 @@ def test_lab_workers_run_on_their_nodes_cpus():
 @pytest.mark.numa(min_nodes=2)
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_lab_partitioned_blocks_on_their_nodes(count):
+    from numa_numpy._partition import THP_UNIT, _thp_enabled
     from numa_numpy.testing import assert_placed
 
     usable = nn.topology().usable_nodes
@@ -211,6 +212,9 @@ def test_lab_partitioned_blocks_on_their_nodes(count):
                 start = block.__array_interface__["data"][0]
                 if arr.nbytes >= 4 << 20:
                     assert rows.start == 0 or (start - plain.ctypes.data) % page == 0
+                    if layout.shape == ((64 << 20) // 8,) and _thp_enabled():
+                        # rows of 8 bytes: every boundary on a 2 MiB (THP) unit
+                        assert start % THP_UNIT == 0
                     assert_placed(block, node)
                 else:  # boundary pages go to the earlier block: check whole pages
                     inner_lo = -(-start // page) * page
