@@ -12,11 +12,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from ._cstructs import binding_struct
+from ._enforcement import refuse
 from ._lib import check, failed_step, lib
+from ._options import AllocationOptions
 from ._placement import range_policy
 from ._policy import Policy, PolicyLike, as_policy, parse_nodes, validate
 from ._topology import format_list, topology
-from .errors import InvalidNodeError, NumaError, PolicyNotEnforcedError, describe_errno
+from .errors import InvalidNodeError, NumaError, describe_errno
 
 __all__ = ["pinned", "thread_policy", "get_thread_policy"]
 
@@ -161,12 +163,9 @@ class thread_policy(_ThreadScope):
         rc = _set_thread_policy(self.policy)
         if rc < 0:
             reason = describe_errno(-rc, failed_step("set_mempolicy"))
-            raise PolicyNotEnforcedError(
-                f"the kernel refused {self.policy} for this thread: {reason}",
-                policy=self.policy,
-                errno=-rc,
-                reason=reason,
-            )
+            always_strict = AllocationOptions(self.policy, strict=True)
+            message = f"the kernel refused {self.policy} for this thread: {reason}"
+            refuse(always_strict, message, reason=reason, err=-rc)
         self._push(previous)
         return self
 
