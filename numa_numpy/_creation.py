@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, TypeVar, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
+from ._docstrings import document
 from ._handler import active_handler
 from ._lib import clear_step, failed_step
 from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike, resolve
@@ -102,6 +103,7 @@ def _refuse(like: Any, device: Any) -> None:
         raise TypeError(f"device={device!r}: numa_numpy allocates host memory ('cpu') only")
 
 
+@document
 def numa_empty(
     shape: ShapeLike,
     dtype: DTypeLike | None = float,
@@ -111,11 +113,64 @@ def numa_empty(
     like: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.empty under a NUMA policy."""
+    """`numpy.empty` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    dtype : data-type, optional
+        As for NumPy; default float64.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    like : None
+        Accepted for NumPy compatibility; anything but None is a `TypeError`.
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An uninitialised array that owns its memory (NumPy frees it through numa_numpy).
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_zeros, numa_empty_like, interleaved_empty
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> far = nn.topology().usable_nodes[-1]   # 0 on a one-node machine
+    >>> a = nn.numa_empty((1000, 1000), np.float32, node=far, prefault="touch")
+    >>> a.shape, a.dtype
+    ((1000, 1000), dtype('float32'))
+    >>> nn.placement(a).on(far)   # every page is on `far`
+    True
+    """
     _refuse(like, device)
     return _allocate(_scope(**numa), lambda: np.empty(shape, dtype, order))
 
 
+@document
 def numa_zeros(
     shape: ShapeLike,
     dtype: DTypeLike | None = float,
@@ -125,11 +180,62 @@ def numa_zeros(
     like: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.zeros under a NUMA policy."""
+    """`numpy.zeros` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    dtype : data-type, optional
+        As for NumPy; default float64.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    like : None
+        Accepted for NumPy compatibility; anything but None is a `TypeError`.
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of zeros that owns its memory.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_empty, numa_zeros_like, interleaved_zeros
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_zeros((512, 512), node=0)
+    >>> float(a.sum())
+    0.0
+    >>> nn.placement(a).requested
+    Bind(0)
+    """
     _refuse(like, device)
     return _allocate(_scope(**numa), lambda: np.zeros(shape, dtype, order))
 
 
+@document
 def numa_ones(
     shape: ShapeLike,
     dtype: DTypeLike | None = None,
@@ -139,11 +245,60 @@ def numa_ones(
     like: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.ones under a NUMA policy."""
+    """`numpy.ones` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    dtype : data-type, optional
+        As for NumPy; default float64.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    like : None
+        Accepted for NumPy compatibility; anything but None is a `TypeError`.
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of ones that owns its memory.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_full, numa_ones_like, interleaved_ones
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(4, dtype="int8", policy="preferred:0")
+    >>> a
+    array([1, 1, 1, 1], dtype=int8)
+    """
     _refuse(like, device)
     return _allocate(_scope(**numa), lambda: np.ones(shape, dtype, order))
 
 
+@document
 def numa_full(
     shape: ShapeLike,
     fill_value: Any,
@@ -154,11 +309,63 @@ def numa_full(
     like: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.full under a NUMA policy."""
+    """`numpy.full` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    fill_value : scalar or array_like
+        The value every element gets.
+    dtype : data-type, optional
+        As for NumPy; default the type of `fill_value`.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    like : None
+        Accepted for NumPy compatibility; anything but None is a `TypeError`.
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An array filled with `fill_value`; its pages are written, so all are placed.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_ones, numa_full_like, interleaved_full
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> far = nn.topology().usable_nodes[-1]
+    >>> a = nn.numa_full((256, 256), 7.5, node=far)
+    >>> float(a[0, 0]), nn.placement(a).fraction(far)
+    (7.5, 1.0)
+    """
     _refuse(like, device)
     return _allocate(_scope(**numa), lambda: np.full(shape, fill_value, dtype, order))
 
 
+@document
 def numa_empty_like(
     prototype: ArrayLike,
     dtype: DTypeLike | None = None,
@@ -169,11 +376,64 @@ def numa_empty_like(
     device: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.empty_like under a NUMA policy."""
+    """`numpy.empty_like` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    prototype : array_like
+        The array whose shape (and, by default, dtype and layout) the result takes.
+    dtype : data-type, optional
+        Overrides the data type of the result.
+    order : {'K', 'A', 'C', 'F'}, default 'K'
+        Memory layout of the result, as for NumPy ('K': as close to `prototype` as possible).
+    subok : bool, default True
+        Return a subclass of `prototype`'s type where it has one, as NumPy does.
+    shape : int or tuple of int, optional
+        Overrides the shape of the result.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An uninitialised array like `prototype`.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_empty, numa_zeros_like
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> x = np.arange(6.0).reshape(2, 3)
+    >>> y = nn.numa_empty_like(x, node=0)
+    >>> y.shape, y.dtype
+    ((2, 3), dtype('float64'))
+    """
     _refuse(None, device)
     return _allocate(_scope(**numa), lambda: np.empty_like(prototype, dtype, order, subok, shape))
 
 
+@document
 def numa_zeros_like(
     a: ArrayLike,
     dtype: DTypeLike | None = None,
@@ -184,11 +444,63 @@ def numa_zeros_like(
     device: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.zeros_like under a NUMA policy."""
+    """`numpy.zeros_like` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    a : array_like
+        The array whose shape (and, by default, dtype and layout) the result takes.
+    dtype : data-type, optional
+        Overrides the data type of the result.
+    order : {'K', 'A', 'C', 'F'}, default 'K'
+        Memory layout of the result, as for NumPy ('K': as close to `a` as possible).
+    subok : bool, default True
+        Return a subclass of `a`'s type where it has one, as NumPy does.
+    shape : int or tuple of int, optional
+        Overrides the shape of the result.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of zeros like `a`.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_zeros, numa_empty_like
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> nn.numa_zeros_like(np.eye(2, dtype=np.int32), node=0)
+    array([[0, 0],
+           [0, 0]], dtype=int32)
+    """
     _refuse(None, device)
     return _allocate(_scope(**numa), lambda: np.zeros_like(a, dtype, order, subok, shape))
 
 
+@document
 def numa_ones_like(
     a: ArrayLike,
     dtype: DTypeLike | None = None,
@@ -199,11 +511,62 @@ def numa_ones_like(
     device: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.ones_like under a NUMA policy."""
+    """`numpy.ones_like` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    a : array_like
+        The array whose shape (and, by default, dtype and layout) the result takes.
+    dtype : data-type, optional
+        Overrides the data type of the result.
+    order : {'K', 'A', 'C', 'F'}, default 'K'
+        Memory layout of the result, as for NumPy ('K': as close to `a` as possible).
+    subok : bool, default True
+        Return a subclass of `a`'s type where it has one, as NumPy does.
+    shape : int or tuple of int, optional
+        Overrides the shape of the result.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An array of ones like `a`.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_ones, numa_full_like
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> nn.numa_ones_like(np.zeros(3), policy=nn.Interleave())
+    array([1., 1., 1.])
+    """
     _refuse(None, device)
     return _allocate(_scope(**numa), lambda: np.ones_like(a, dtype, order, subok, shape))
 
 
+@document
 def numa_full_like(
     a: ArrayLike,
     fill_value: Any,
@@ -215,13 +578,68 @@ def numa_full_like(
     device: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.full_like under a NUMA policy."""
+    """`numpy.full_like` whose memory the kernel places by a NUMA policy.
+
+    Parameters
+    ----------
+    a : array_like
+        The array whose shape (and, by default, dtype and layout) the result takes.
+    fill_value : scalar or array_like
+        The value every element gets.
+    dtype : data-type, optional
+        Overrides the data type of the result.
+    order : {'K', 'A', 'C', 'F'}, default 'K'
+        Memory layout of the result, as for NumPy ('K': as close to `a` as possible).
+    subok : bool, default True
+        Return a subclass of `a`'s type where it has one, as NumPy does.
+    shape : int or tuple of int, optional
+        Overrides the shape of the result.
+    device : {None, 'cpu'}, optional
+        Accepted for NumPy compatibility; only ``"cpu"`` (host memory).
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        An array like `a` filled with `fill_value`.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None.
+
+    See Also
+    --------
+    numa_full, numa_ones_like
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> x = nn.numa_empty((1000, 1000), np.float32, order="F", node=0)
+    >>> y = nn.numa_full_like(x, 7, policy="interleave")   # or "interleave:0-3"
+    >>> y.flags.f_contiguous, float(y[0, 0])
+    (True, 7.0)
+    """
     _refuse(None, device)
     return _allocate(
         _scope(**numa), lambda: np.full_like(a, fill_value, dtype, order, subok, shape)
     )
 
 
+@document
 def numa_array(
     object: ArrayLike,
     dtype: DTypeLike | None = None,
@@ -233,7 +651,66 @@ def numa_array(
     like: Any = None,
     **numa: Unpack[PlacementKeywords],
 ) -> np.ndarray:
-    """np.array that always copies `object` onto the policy's memory."""
+    """`numpy.array` that always copies `object` onto memory placed by a NUMA policy.
+
+    Parameters
+    ----------
+    object : array_like
+        What to copy: an array, a nested sequence, a scalar or anything with
+        ``__array__``.
+    dtype : data-type, optional
+        The data type of the result; by default inferred as NumPy does.
+    copy : {True, None}, default True
+        The data is always copied (that is how it reaches the policy's
+        memory); False is a `TypeError`.
+    order : {'K', 'A', 'C', 'F'}, default 'K'
+        Memory layout of the result, as for NumPy.
+    subok : bool, default False
+        Keep ndarray subclasses, as for NumPy.
+    ndmin : int, default 0
+        Minimum number of dimensions of the result; the result owns its memory
+        (NumPy would return a view).
+    like : None
+        Accepted for NumPy compatibility; anything but None is a `TypeError`.
+    {placement_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array with a copy of `object`'s data.
+
+    Raises
+    ------
+    {allocation_raises}
+    TypeError
+        ``like=`` or a `device` other than ``"cpu"``, both `node` and
+        `policy`, or a `policy` that is not a Policy, a string or None, or ``copy=False``.
+
+    See Also
+    --------
+    numa_empty_like, migrate
+    placement : where the pages of an array are, from the kernel.
+    on_node, policy : scopes that place every NumPy allocation inside them.
+
+    Notes
+    -----
+    The policy is set on the memory before NumPy writes to it. Pages that are
+    never written are not placed yet (the kernel places a page at its first
+    touch, by the policy): ``placement(a).not_present`` counts them.
+    ``prefault="touch"`` places them all now. Freed memory goes back to
+    numa_numpy's cache for the next array of the same policy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> z = nn.numa_array([[1, 2], [3, 4]], dtype=np.int16, policy=nn.Preferred(0))
+    >>> z
+    array([[1, 2],
+           [3, 4]], dtype=int16)
+    >>> z.flags.owndata
+    True
+    """
     _refuse(like, None)
     if copy is False:
         raise TypeError(
@@ -248,6 +725,7 @@ def numa_array(
     return _allocate(_scope(**numa), make)
 
 
+@document
 def interleaved_empty(
     shape: ShapeLike,
     dtype: DTypeLike | None = float,
@@ -256,11 +734,56 @@ def interleaved_empty(
     nodes: NodesLike | None = None,
     **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
-    """np.empty with pages interleaved over `nodes` (None: every usable node)."""
+    """`numpy.empty` with its pages interleaved over NUMA nodes.
+
+    The same as ``numa_empty(..., policy=Interleave(nodes))``: bandwidth of
+    several memory controllers for an array every thread reads.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    dtype : data-type, optional
+        As for NumPy; default float64.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    nodes : int, str or sequence of int, optional
+        The nodes to interleave over; None (default): every usable node with
+        memory. The pages go round-robin, one page per node in turn.
+    {allocation_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array whose pages go round-robin over `nodes`.
+
+    Raises
+    ------
+    {allocation_raises}
+
+    See Also
+    --------
+    numa_empty : the same with any policy.
+    interleaved : a scope that interleaves every NumPy allocation inside it.
+    Interleave, WeightedInterleave : the policies.
+
+    Notes
+    -----
+    Interleaving is by base page: a transparent huge page (2 MiB) lands whole
+    on one node, so blocks given THP interleave in 2 MiB units.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> b = nn.interleaved_empty(10_000_000)   # spread over every node with memory
+    >>> b.nbytes
+    80000000
+    """
     scope = _scope(policy=Interleave(nodes), **options)
     return _allocate(scope, lambda: np.empty(shape, dtype, order))
 
 
+@document
 def interleaved_zeros(
     shape: ShapeLike,
     dtype: DTypeLike | None = float,
@@ -269,11 +792,57 @@ def interleaved_zeros(
     nodes: NodesLike | None = None,
     **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
-    """np.zeros with pages interleaved over `nodes`."""
+    """`numpy.zeros` with its pages interleaved over NUMA nodes.
+
+    The same as ``numa_zeros(..., policy=Interleave(nodes))``: bandwidth of
+    several memory controllers for an array every thread reads.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    dtype : data-type, optional
+        As for NumPy; default float64.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    nodes : int, str or sequence of int, optional
+        The nodes to interleave over; None (default): every usable node with
+        memory. The pages go round-robin, one page per node in turn.
+    {allocation_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array whose pages go round-robin over `nodes`.
+
+    Raises
+    ------
+    {allocation_raises}
+
+    See Also
+    --------
+    numa_zeros : the same with any policy.
+    interleaved : a scope that interleaves every NumPy allocation inside it.
+    Interleave, WeightedInterleave : the policies.
+
+    Notes
+    -----
+    Interleaving is by base page: a transparent huge page (2 MiB) lands whole
+    on one node, so blocks given THP interleave in 2 MiB units.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.interleaved_zeros((1024, 1024), prefault="touch")
+    >>> where = nn.placement(a)
+    >>> sorted(where.pages) == sorted(nn.topology().usable_nodes)  # a page on each node
+    True
+    """
     scope = _scope(policy=Interleave(nodes), **options)
     return _allocate(scope, lambda: np.zeros(shape, dtype, order))
 
 
+@document
 def interleaved_ones(
     shape: ShapeLike,
     dtype: DTypeLike | None = None,
@@ -282,11 +851,55 @@ def interleaved_ones(
     nodes: NodesLike | None = None,
     **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
-    """np.ones with pages interleaved over `nodes`."""
+    """`numpy.ones` with its pages interleaved over NUMA nodes.
+
+    The same as ``numa_ones(..., policy=Interleave(nodes))``: bandwidth of
+    several memory controllers for an array every thread reads.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    dtype : data-type, optional
+        As for NumPy; default the default float.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    nodes : int, str or sequence of int, optional
+        The nodes to interleave over; None (default): every usable node with
+        memory. The pages go round-robin, one page per node in turn.
+    {allocation_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array whose pages go round-robin over `nodes`.
+
+    Raises
+    ------
+    {allocation_raises}
+
+    See Also
+    --------
+    numa_ones : the same with any policy.
+    interleaved : a scope that interleaves every NumPy allocation inside it.
+    Interleave, WeightedInterleave : the policies.
+
+    Notes
+    -----
+    Interleaving is by base page: a transparent huge page (2 MiB) lands whole
+    on one node, so blocks given THP interleave in 2 MiB units.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.interleaved_ones(3, nodes=[0])
+    array([1., 1., 1.])
+    """
     scope = _scope(policy=Interleave(nodes), **options)
     return _allocate(scope, lambda: np.ones(shape, dtype, order))
 
 
+@document
 def interleaved_full(
     shape: ShapeLike,
     fill_value: Any,
@@ -296,6 +909,52 @@ def interleaved_full(
     nodes: NodesLike | None = None,
     **options: Unpack[AllocationKeywords],
 ) -> np.ndarray:
-    """np.full with pages interleaved over `nodes`."""
+    """`numpy.full` with its pages interleaved over NUMA nodes.
+
+    The same as ``numa_full(..., policy=Interleave(nodes))``: bandwidth of
+    several memory controllers for an array every thread reads.
+
+    Parameters
+    ----------
+    shape : int or tuple of int
+        Shape of the new array, as for NumPy.
+    fill_value : scalar or array_like
+        The value every element gets.
+    dtype : data-type, optional
+        As for NumPy; default the type of `fill_value`.
+    order : {'C', 'F'}, default 'C'
+        Row-major (C) or column-major (Fortran) memory layout.
+    nodes : int, str or sequence of int, optional
+        The nodes to interleave over; None (default): every usable node with
+        memory. The pages go round-robin, one page per node in turn.
+    {allocation_keywords}
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array whose pages go round-robin over `nodes`.
+
+    Raises
+    ------
+    {allocation_raises}
+
+    See Also
+    --------
+    numa_full : the same with any policy.
+    interleaved : a scope that interleaves every NumPy allocation inside it.
+    Interleave, WeightedInterleave : the policies.
+
+    Notes
+    -----
+    Interleaving is by base page: a transparent huge page (2 MiB) lands whole
+    on one node, so blocks given THP interleave in 2 MiB units.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.interleaved_full(1 << 20, 2.0, nodes=nn.topology().usable_nodes)
+    >>> float(a.sum())
+    2097152.0
+    """
     scope = _scope(policy=Interleave(nodes), **options)
     return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))

@@ -31,6 +31,53 @@ class Placement:
     ``policy``: what the kernel holds for the range; ``requested`` and
     ``enforcement``: what numa_numpy was asked and achieved (None when the
     memory is not numa_numpy's).
+
+    Made by `placement`; ``print(p)`` gives one line, and Jupyter renders a
+    table.
+
+    Parameters
+    ----------
+    address : int
+        Start of the span (the first byte the array addresses).
+    nbytes : int
+        Length of the span in bytes.
+    page_size : int
+        The unit of the counts: the base page (a transparent huge page counts
+        as ``2 MiB / page_size`` pages).
+    node_of_page : numpy.ndarray
+        The kernel's answer per page: a node id, or a negative errno for a
+        page with no memory behind it yet.
+    policy : Policy or None
+        What the kernel holds for the range (``get_mempolicy``).
+    requested : Policy, optional
+        The policy numa_numpy was asked for (None: not numa_numpy's memory).
+    enforcement : Enforcement, optional
+        What numa_numpy achieved: bound, or why not.
+    source : {"move_pages", "numa_maps"}, default "move_pages"
+        ``"numa_maps"`` where ``move_pages`` is refused (a container's
+        seccomp profile): the counts are then those of the whole mappings the
+        span lies in.
+
+    See Also
+    --------
+    placement : how to get one.
+    numa_numpy.testing.assert_placed : assert it in a test.
+
+    Notes
+    -----
+    The kernel answers for pages mapped in *this* process: pages of a shared
+    array that only another process has touched count as not present here.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> where = nn.placement(nn.numa_ones(1 << 16, node=0))
+    >>> where.pages, where.not_present
+    ({0: 128}, 0)
+    >>> where.bytes_per_node[0] == 1 << 19, where.on(0), where.fraction(0)
+    (True, True, 1.0)
+    >>> where.requested, where.enforcement is not None   # numa_numpy's memory
+    (Bind(0), True)
     """
 
     address: int
@@ -47,19 +94,23 @@ class Placement:
 
     @property
     def pages(self) -> dict[int, int]:
+        """Pages resident per node: ``{node: pages}`` (nodes with none left out)."""
         nodes, counts = np.unique(self.node_of_page[self.node_of_page >= 0], return_counts=True)
         return {int(n): int(c) for n, c in zip(nodes, counts, strict=True)}
 
     @property
     def bytes_per_node(self) -> dict[int, int]:
+        """Bytes resident per node: ``{node: bytes}``."""
         return {n: c * self.page_size for n, c in self.pages.items()}
 
     @property
     def total_pages(self) -> int:
+        """Pages in the span, present or not."""
         return int(self.node_of_page.size)
 
     @property
     def present_pages(self) -> int:
+        """Pages with memory behind them, on some node."""
         return int((self.node_of_page >= 0).sum())
 
     @property
@@ -75,12 +126,46 @@ class Placement:
         return frozenset(self.pages)
 
     def fraction(self, node: int) -> float:
-        """Share of the present pages that are on `node`."""
+        """Share of the present pages that are on `node`.
+
+        Parameters
+        ----------
+        node : int
+            A node id.
+
+        Returns
+        -------
+        float
+            From 0.0 to 1.0; 0.0 when no page is present.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.placement(nn.numa_ones(1000, node=0)).fraction(0)
+        1.0
+        """
         present = self.present_pages
         return self.pages.get(node, 0) / present if present else 0.0
 
     def on(self, nodes: Any) -> bool:
-        """True when every present page is on one of `nodes` (and one is present)."""
+        """True when every present page is on one of `nodes` (and one is present).
+
+        Parameters
+        ----------
+        nodes : int or iterable of int
+            The node or nodes allowed.
+
+        Returns
+        -------
+        bool
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> where = nn.placement(nn.interleaved_ones(1 << 16))
+        >>> where.on(nn.topology().usable_nodes)
+        True
+        """
         wanted = {nodes} if isinstance(nodes, int) else set(nodes)
         return self.present_pages > 0 and self.nodes <= wanted
 
@@ -247,11 +332,26 @@ def placement(a: Any) -> Placement:
     Returns
     -------
     Placement
+        Pages per node, pages not present yet, the kernel's policy for the
+        range, and what numa_numpy was asked and achieved.
 
     Raises
     ------
     TypeError
         `a` is neither an array nor a buffer.
+    NumaError
+        The kernel refused the query for a reason other than a container's
+        seccomp profile (then the counts come from ``/proc/self/numa_maps``).
+
+    See Also
+    --------
+    Placement : the answer.
+    migrate : move the pages to other nodes.
+
+    Notes
+    -----
+    The query asks about every base page of the span (one ``move_pages``
+    call), so its cost grows with the array's size.
 
     Examples
     --------

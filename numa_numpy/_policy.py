@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import numpy as np
 
+from ._docstrings import document
 from ._lib import lib
 from ._topology import Topology, format_list, mask_bits, parse_list, topology
 from .errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
@@ -44,6 +45,29 @@ def parse_nodes(nodes: Any) -> tuple[int, ...]:
 
     Raises InvalidNodeError for negative ids, bools, floats, empty sets and text
     that does not parse. Whether the nodes exist is checked at allocation.
+
+    Parameters
+    ----------
+    nodes : int, str or iterable of int
+        ``3``, ``[0, 2]``, ``range(4)`` or ``"0-2,5"``.
+
+    Returns
+    -------
+    tuple of int
+        The ids, sorted, without repeats.
+
+    Raises
+    ------
+    InvalidNodeError
+        As above.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.parse_nodes("0-2,5")
+    (0, 1, 2, 5)
+    >>> nn.parse_nodes(3)
+    (3,)
     """
     if isinstance(nodes, bool):
         raise InvalidNodeError(f"a node id must be an int, not {nodes!r}", nodes=(nodes,))
@@ -102,8 +126,40 @@ class _Interned(type):
 
 
 @dataclass(frozen=True, repr=False, init=False)
+@document
 class Policy(metaclass=_Interned):
-    """Base of the policy values. Subclasses fix the kernel mode."""
+    """Base of the policy values. Subclasses fix the kernel mode.
+
+    Policies are small immutable values: they compare and hash by value, and
+    the same call gives the same object (``Bind(1) is Bind(1)``), so scopes
+    and handlers are cached by policy.
+    ``str(p)`` is the string form (``"bind:1"``) accepted wherever a policy is;
+    ``repr(p)`` is the constructor call.
+
+    Parameters
+    ----------
+    nodes : int, str or sequence of int, optional
+        The node ids: ``1``, ``[0, 2]`` or numactl's syntax ``"0-2,5"``.
+    {policy_flags}
+
+    Raises
+    ------
+    {policy_raises}
+
+    See Also
+    --------
+    as_policy : a policy from its string form.
+    Bind, Preferred, PreferredMany, Interleave, WeightedInterleave, Local, Default
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> p = nn.Bind(0)
+    >>> p, str(p), p is nn.Bind(0), p == nn.Bind("0")
+    (Bind(0), 'bind:0', True, True)
+    >>> isinstance(p, nn.Policy)
+    True
+    """
 
     mode: ClassVar[int]
     name: ClassVar[str]
@@ -153,10 +209,30 @@ class Policy(metaclass=_Interned):
     # --- what the kernel is given -------------------------------------------------
 
     def resolved_nodes(self, topo: Topology) -> tuple[int, ...]:
-        """The nodes this policy names on `topo` (empty for Local/Default)."""
+        """The nodes this policy names on `topo` (empty for Local/Default).
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind("0").resolved_nodes(nn.topology()), nn.Local().resolved_nodes(nn.topology())
+        ((0,), ())
+        """
         return self.nodes or ()
 
     def kernel_mode(self) -> int:
+        """The kernel's ``MPOL_*`` mode with the ``MPOL_F_*`` flags ORed in.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind(0).kernel_mode()   # MPOL_BIND
+        2
+        """
         mode = self.mode
         if self.static_nodes:
             mode |= lib.NN_MPOL_F_STATIC_NODES
@@ -167,6 +243,18 @@ class Policy(metaclass=_Interned):
         return mode
 
     def check_kernel(self, topo: Topology) -> None:
+        """Raise `NumaUnavailableError` if the running kernel lacks this mode or flag.
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind(0).check_kernel(nn.topology())   # bind exists since 2.6
+        """
         needed = self.min_kernel
         if self.numa_balancing:
             needed = max(needed, (5, 12))
@@ -181,7 +269,27 @@ class Policy(metaclass=_Interned):
             )
 
     def check_nodes(self, topo: Topology) -> None:
-        """Every named node must exist (always an error, soft mode or not)."""
+        """Every named node must exist (always an error, soft mode or not).
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Raises
+        ------
+        InvalidNodeError
+            A named node (or the home node) does not exist.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind(0).check_nodes(nn.topology())
+        >>> nn.Bind(4095).check_nodes(nn.topology())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        numa_numpy.InvalidNodeError: node 4095 does not exist; ...
+        """
         named = set(self.resolved_nodes(topo))
         if self.home_node is not None:
             named.add(self.home_node)
@@ -198,7 +306,19 @@ class Policy(metaclass=_Interned):
             )
 
     def nodemask(self, topo: Topology) -> list[int]:
-        """The node mask as a list of unsigned longs sized for every possible node."""
+        """The node mask as a list of unsigned longs sized for every possible node.
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind(0).nodemask(nn.topology())[0]   # bit 0
+        1
+        """
         words = [0] * (mask_bits() // 64)
         for node in self.resolved_nodes(topo):
             if node >= mask_bits():
@@ -212,7 +332,20 @@ class Policy(metaclass=_Interned):
         return words
 
     def kernel_args(self, topo: Topology) -> tuple[int, list[int], int, int]:
-        """(mode with flags, mask words, maxnode, home node or -1) for the kernel."""
+        """(mode with flags, mask words, maxnode, home node or -1) for the kernel.
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> mode, mask, maxnode, home = nn.Bind(0).kernel_args(nn.topology())
+        >>> mode, mask[0], home
+        (2, 1, -1)
+        """
         words = self.nodemask(topo) if self.takes_nodes else []
         return (
             self.kernel_mode(),
@@ -223,7 +356,19 @@ class Policy(metaclass=_Interned):
 
     def allowed_nodes(self, topo: Topology) -> frozenset[int] | None:
         """Nodes every page must be on under this policy, or None when pages may
-        legally go anywhere (Default, Local, Preferred spill over)."""
+        legally go anywhere (Default, Local, Preferred spill over).
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind(0).allowed_nodes(nn.topology()), nn.Preferred(0).allowed_nodes(nn.topology())
+        (frozenset({0}), None)
+        """
         if isinstance(self, (Bind, Interleave)) and not self.relative_nodes:
             return frozenset(self.resolved_nodes(topo))
         return None
@@ -256,7 +401,23 @@ class Policy(metaclass=_Interned):
 
 @dataclass(frozen=True, repr=False, init=False)
 class Default(Policy):
-    """The thread's policy (set_mempolicy / numactl), else the kernel's default."""
+    """The thread's policy (set_mempolicy / numactl), else the kernel's default.
+
+    ``MPOL_DEFAULT``: the memory gets no policy of its own. Takes no nodes and
+    no flags.
+
+    See Also
+    --------
+    Local : pages on the node of the CPU that first touches them.
+    thread_policy : set the thread's own policy.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_zeros(1000, policy=nn.Default())
+    >>> nn.Default(), str(nn.Default())
+    (Default(), 'default')
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_DEFAULT
     name: ClassVar[str] = "default"
@@ -265,7 +426,24 @@ class Default(Policy):
 
 @dataclass(frozen=True, repr=False, init=False)
 class Local(Policy):
-    """Pages on the node of the CPU that first touches them."""
+    """Pages on the node of the CPU that first touches them.
+
+    ``MPOL_LOCAL`` (first touch): the thread that first writes a page decides
+    its node, so initialise an array from the threads that will use it. The
+    constructors' policy outside any scope. Takes no nodes and no flags.
+
+    See Also
+    --------
+    Bind : pages on chosen nodes whichever CPU touches them.
+    pinned : keep the thread on one node's CPUs.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(1000, policy="local")
+    >>> nn.placement(a).requested
+    Local()
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_LOCAL
     name: ClassVar[str] = "local"
@@ -279,8 +457,40 @@ def _required(cls_name: str, nodes: Any) -> None:
 
 
 @dataclass(frozen=True, repr=False, init=False)
+@document
 class Bind(Policy):
-    """Pages only on these nodes; allocation fails rather than spilling."""
+    """Pages only on these nodes; allocation fails rather than spilling.
+
+    ``MPOL_BIND``. ``node=n`` of the constructors and `on_node` mean
+    ``Bind(n)``. When the nodes are full the allocation fails
+    (`NumaAllocationError` with prefault, else the kernel's OOM handling at
+    first touch) instead of taking memory elsewhere: use `Preferred` to spill.
+
+    Parameters
+    ----------
+    nodes : int, str or sequence of int
+        The node ids: ``1``, ``[0, 2]`` or numactl's syntax ``"0-2,5"``.
+    {policy_flags}
+
+    Raises
+    ------
+    {policy_raises}
+
+    See Also
+    --------
+    on_node : a scope binding every NumPy allocation.
+    Preferred, PreferredMany : the same, spilling when full.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> far = nn.topology().usable_nodes[-1]
+    >>> a = nn.numa_zeros(1 << 20, policy=nn.Bind(far), prefault=True)
+    >>> nn.placement(a).on(far)
+    True
+    >>> nn.Bind("0-1"), str(nn.Bind([0, 1], static_nodes=True))
+    (Bind('0-1'), 'bind:0-1,static_nodes')
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_BIND
     name: ClassVar[str] = "bind"
@@ -292,8 +502,35 @@ class Bind(Policy):
 
 
 @dataclass(frozen=True, repr=False, init=False)
+@document
 class Preferred(Policy):
-    """Pages on this node while it has room, then on the nearest others."""
+    """Pages on this node while it has room, then on the nearest others.
+
+    ``MPOL_PREFERRED``: one node. Spilling is legal, so `placement` reports
+    pages elsewhere without a warning.
+
+    Parameters
+    ----------
+    nodes : int
+        The preferred node (exactly one; `PreferredMany` takes several).
+    {policy_flags}
+
+    Raises
+    ------
+    {policy_raises}
+
+    See Also
+    --------
+    PreferredMany, Bind
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> p = nn.Preferred(0)
+    >>> p.node, str(p)
+    (0, 'preferred:0')
+    >>> a = nn.numa_ones(1000, policy=p)
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_PREFERRED
     name: ClassVar[str] = "preferred"
@@ -309,13 +546,40 @@ class Preferred(Policy):
 
     @property
     def node(self) -> int:
+        """The preferred node."""
         assert self.nodes is not None
         return self.nodes[0]
 
 
 @dataclass(frozen=True, repr=False, init=False)
+@document
 class PreferredMany(Policy):
-    """Pages on any of these nodes while they have room (Linux 5.15)."""
+    """Pages on any of these nodes while they have room (Linux 5.15).
+
+    ``MPOL_PREFERRED_MANY``; on older kernels using it raises
+    `NumaUnavailableError`.
+
+    Parameters
+    ----------
+    nodes : int, str or sequence of int
+        The preferred nodes.
+    {policy_flags}
+
+    Raises
+    ------
+    {policy_raises}
+
+    See Also
+    --------
+    Preferred, Bind
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> p = nn.PreferredMany("0")
+    >>> p, str(p)
+    (PreferredMany(0), 'preferred-many:0')
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_PREFERRED_MANY
     name: ClassVar[str] = "preferred-many"
@@ -328,20 +592,90 @@ class PreferredMany(Policy):
 
 
 @dataclass(frozen=True, repr=False, init=False)
+@document
 class Interleave(Policy):
-    """Pages round-robin over these nodes (None: every usable node with memory)."""
+    """Pages round-robin over these nodes (None: every usable node with memory).
+
+    ``MPOL_INTERLEAVE``: page *i* goes to the *i*-th node in turn, giving an
+    array the bandwidth of several memory controllers. A transparent huge
+    page lands whole on one node (2 MiB units).
+
+    Parameters
+    ----------
+    nodes : int, str or sequence of int, optional
+        The node ids; None (default): every usable node with memory, resolved
+        when memory is allocated.
+    {policy_flags}
+
+    Raises
+    ------
+    {policy_raises}
+
+    See Also
+    --------
+    interleaved : a scope; interleaved_zeros : one array.
+    WeightedInterleave : in proportion to per-node weights.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_zeros(1 << 20, policy=nn.Interleave(), prefault=True)
+    >>> sorted(nn.placement(a).pages) == sorted(nn.topology().usable_nodes)
+    True
+    >>> str(nn.Interleave("0-3"))
+    'interleave:0-3'
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_INTERLEAVE
     name: ClassVar[str] = "interleave"
 
     def resolved_nodes(self, topo: Topology) -> tuple[int, ...]:
+        """The named nodes, or every usable node with memory of `topo` for None.
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Interleave().resolved_nodes(nn.topology()) == nn.topology().usable_nodes
+        True
+        """
         return self.nodes if self.nodes is not None else topo.usable_nodes
 
 
 @dataclass(frozen=True, repr=False, init=False)
+@document
 class WeightedInterleave(Interleave):
     """Interleave in proportion to the weights in
-    /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (Linux 6.9)."""
+    /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (Linux 6.9).
+
+    ``MPOL_WEIGHTED_INTERLEAVE``: node *n* gets ``weight[n]`` pages in each
+    round. The weights are system-wide (root writes them);
+    `from_bandwidth` proposes weights from measured bandwidth.
+
+    Parameters
+    ----------
+    nodes : int, str or sequence of int, optional
+        The node ids; None (default): every usable node with memory.
+    {policy_flags}
+
+    Raises
+    ------
+    {policy_raises}
+
+    See Also
+    --------
+    Interleave, InterleaveWeights
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.WeightedInterleave(), str(nn.WeightedInterleave("0-1"))
+    (WeightedInterleave(), 'weighted-interleave:0-1')
+    """
 
     mode: ClassVar[int] = lib.NN_MPOL_WEIGHTED_INTERLEAVE
     name: ClassVar[str] = "weighted-interleave"
@@ -425,7 +759,35 @@ _BY_MODE: dict[int, type[Policy]] = {
 
 def as_policy(value: PolicyLike) -> Policy:
     """A Policy from a Policy or its string form ("bind:1", "interleave:0-3",
-    "preferred:2", "local", "interleave" for every node)."""
+    "preferred:2", "local", "interleave" for every node).
+
+    Parameters
+    ----------
+    value : Policy or str
+        A policy (returned as is) or ``"mode"`` / ``"mode:nodes"``, the form
+        ``str(policy)`` gives.
+
+    Returns
+    -------
+    Policy
+
+    Raises
+    ------
+    TypeError
+        `value` is neither a Policy nor a string.
+    InvalidPolicyError
+        An unknown mode or a malformed string (a `ValueError`).
+    InvalidNodeError
+        Node ids that do not parse.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.as_policy("interleave:0-3")
+    Interleave('0-3')
+    >>> nn.as_policy("preferred:2"), nn.as_policy("local")
+    (Preferred(2), Local())
+    """
     if isinstance(value, Policy):
         return value
     if not isinstance(value, str):
