@@ -101,9 +101,18 @@ def _bind_range(address: int, length: int, node: int) -> None:
 
 _REFUSED: set[int] = set()
 
+
+def _cache_budget() -> int:
+    """1 GiB, or 1/8 of the machine's memory where that is less: two 256 MiB
+    operands' temporaries (each mapping carries one extra 2 MiB THP unit) and
+    their result must fit, or every call maps and faults one of them afresh."""
+    total = sum(n.memory_total for n in topology().nodes) or (8 << 30)
+    return min(1 << 30, total // 8)
+
+
 #: Bytes of freed partitioned mappings kept for reuse (a ufunc's temporaries
 #: and outputs of the same layout come back at once, placed and faulted in).
-CACHE_BYTES = 512 << 20
+CACHE_BYTES = _cache_budget()
 
 
 class _MappingCache:
