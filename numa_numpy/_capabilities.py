@@ -28,6 +28,46 @@ def _read_int(path: Path) -> int | None:
 
 @dataclass(frozen=True)
 class Capabilities:
+    """What this kernel and process can do, as `capabilities` found it.
+
+    ``print(caps)`` gives a readable summary (what ``numa-numpy info`` prints).
+
+    Parameters
+    ----------
+    kernel : tuple of int
+        The running kernel's (major, minor) version.
+    policies : dict of str to bool
+        Policy name (``"bind"``, ``"weighted-interleave"``, ...) -> whether this
+        kernel has the mode.
+    mbind_permitted : bool
+        False where the kernel refuses ``mbind`` to this process (a container's
+        seccomp profile): soft scopes then warn and leave memory unbound.
+    mbind_error : str
+        Why not, or ``""``.
+    transparent_huge_pages : str
+        ``"always"``, ``"madvise"``, ``"never"`` or ``"unavailable"``.
+    huge_pages : dict, optional
+        Node -> {``"2MB"``/``"1GB"``: (total, free)} pages of the hugetlbfs pools.
+    interleave_weights : dict of int to int, optional
+        Node -> weight used by `WeightedInterleave` (empty before Linux 6.9).
+
+    See Also
+    --------
+    doctor : what these mean for placement here, and the fixes.
+    topology
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> caps = nn.capabilities()
+    >>> caps.policies["bind"]
+    True
+    >>> caps.transparent_huge_pages in ("always", "madvise", "never", "unavailable")
+    True
+    >>> sorted(caps.as_dict())[:3]
+    ['huge_pages', 'interleave_weights', 'kernel']
+    """
+
     kernel: tuple[int, int]
     policies: dict[str, bool]  # policy name -> the kernel has it
     mbind_permitted: bool  # False in containers whose seccomp profile refuses it
@@ -37,6 +77,15 @@ class Capabilities:
     interleave_weights: dict[int, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON-ready values (what ``numa-numpy info --json`` prints).
+
+        Examples
+        --------
+        >>> import json
+        >>> import numa_numpy as nn
+        >>> isinstance(json.dumps(nn.capabilities().as_dict()), str)
+        True
+        """
         return {
             "kernel": ".".join(map(str, self.kernel)),
             "policies": self.policies,
@@ -86,6 +135,25 @@ def _probe_mbind() -> str:
 
 
 def capabilities() -> Capabilities:
+    """What this kernel and process can do: policy modes, huge-page pools per
+    node, weighted-interleave weights, THP mode, and whether mbind is permitted.
+
+    Read now (binding one probe page tells whether ``mbind`` is permitted).
+
+    Returns
+    -------
+    Capabilities
+
+    See Also
+    --------
+    doctor, topology
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.capabilities().mbind_permitted in (True, False)
+    True
+    """
     kernel = kernel_version()
     topo = topology()
     policies = {
@@ -121,7 +189,37 @@ def capabilities() -> Capabilities:
 
 def process_memory(pid: int | str = "self") -> dict[str, dict[int, int]]:
     """Per-node memory of a process by kind (Huge, Heap, Stack, Private), in bytes,
-    from /proc/PID/numa_maps: what `numastat -p PID` shows."""
+    from /proc/PID/numa_maps: what `numastat -p PID` shows.
+
+    Parameters
+    ----------
+    pid : int or str, default "self"
+        The process; reading another's needs the right to (same user or root).
+
+    Returns
+    -------
+    dict
+        ``{"Huge": {node: bytes}, "Heap": ..., "Stack": ..., "Private": ...}``.
+
+    Raises
+    ------
+    OSError
+        The process's numa_maps cannot be read: `FileNotFoundError` for no
+        such process, `PermissionError` without the right to read it.
+
+    See Also
+    --------
+    node_memory_stats : numa_numpy's own memory per node.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> usage = nn.process_memory()
+    >>> sorted(usage)
+    ['Heap', 'Huge', 'Private', 'Stack']
+    >>> sum(usage["Private"].values()) > 0
+    True
+    """
     usage: dict[str, dict[int, int]] = {"Huge": {}, "Heap": {}, "Stack": {}, "Private": {}}
     for _policy, flags, per_node in numa_maps(pid):
         kind = next((k for k in ("Huge", "Heap", "Stack") if k.lower() in flags), "Private")

@@ -86,7 +86,30 @@ def _limit_file(path: Path) -> int | None:
 def memory_limit(root: Path = Path("/")) -> MemoryLimit:
     """The memory this process may use: the machine's (MemTotal), or less where a
     memory cgroup limits it (v1 ``memory.limit_in_bytes``; v2 ``memory.max`` and
-    ``memory.high``), checked from the process's own cgroup up to the root."""
+    ``memory.high``), checked from the process's own cgroup up to the root.
+
+    Parameters
+    ----------
+    root : pathlib.Path, default Path("/")
+        Where ``/proc`` and ``/sys`` are read from (tests pass a fake tree).
+
+    Returns
+    -------
+    MemoryLimit
+        ``bytes`` and ``source`` (``"MemTotal"`` or the cgroup file that set
+        it). The cache budget's default is an eighth of it, at most 1 GiB.
+
+    See Also
+    --------
+    set_cache_limit
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> limit = nn.memory_limit()
+    >>> limit.bytes > 0, limit.source != ""
+    (True, True)
+    """
     best = MemoryLimit(0, "")
     try:
         for line in (root / "proc/meminfo").read_text().splitlines():
@@ -147,7 +170,36 @@ def set_cache_limit(nbytes: int | None = None) -> None:
     """The process-wide budget for freed large blocks kept for reuse, in bytes,
     over all policies together. None: the default, an eighth of the process's
     memory limit (its cgroup's, else the machine's) and at most 1 GiB, read
-    again now. 0 keeps nothing: every large block is unmapped when freed."""
+    again now. 0 keeps nothing: every large block is unmapped when freed.
+
+    Parameters
+    ----------
+    nbytes : int, optional
+        The budget in bytes (NumPy integers too); None for the default.
+
+    Raises
+    ------
+    CacheSettingError
+        Not a number of bytes, or negative (a `ValueError`).
+
+    See Also
+    --------
+    set_cache_decay, MemoryPool.set_limit, memory_stats
+
+    Notes
+    -----
+    Only freed *large* blocks are budgeted; the chunks small arrays are carved
+    from are not. Cached blocks stay placed and faulted in, which is why a
+    cached ``np.empty`` is cheap, and why RSS monitors count them.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.set_cache_limit(256 << 20)
+    >>> nn.get_memory_pool().get_limit()
+    268435456
+    >>> nn.set_cache_limit()      # back to the default
+    """
     if nbytes is None:
         _Settings.limit = memory_limit()
         _Settings.budget = default_budget(_Settings.limit)
@@ -168,7 +220,30 @@ def set_cache_decay(seconds: float | None = DEFAULT_DECAY_S) -> None:
     """How long a freed block may sit unused in the cache before its memory goes
     back to the system (default 10 s, like jemalloc's ``dirty_decay_ms``). 0
     keeps nothing (every large block is unmapped when freed); None keeps blocks
-    until the budget, `free_all_blocks()` or `forget_handlers()` removes them."""
+    until the budget, `free_all_blocks()` or `forget_handlers()` removes them.
+
+    Parameters
+    ----------
+    seconds : float or None, default 10.0
+        Seconds, finite and >= 0, or None for no decay.
+
+    Raises
+    ------
+    CacheSettingError
+        Not a number, negative, infinite or NaN.
+
+    See Also
+    --------
+    set_cache_limit, free_all_blocks
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.set_cache_decay(2.5)
+    >>> nn.memory_stats()["process"]["decay_s"]
+    2.5
+    >>> nn.set_cache_decay()      # back to 10 s
+    """
     if seconds is not None:
         try:
             value = float(seconds)
@@ -208,6 +283,28 @@ def memory_stats() -> dict[str, dict[str, Any]]:
     ``large_bytes``, ``fallbacks`` and ``huge_fallbacks`` (so a loop over all
     entries reads it as a totals row). Handlers forgotten by `forget_handlers()` but still in use
     (by a thread's scope, a live array) are listed with ``retired: True``.
+
+    Returns
+    -------
+    dict of str to dict
+        One entry per handler, keyed by its policy and options
+        (``"bind:0 strict=False huge_pages=auto prefault=none"``), and
+        ``"process"``.
+
+    See Also
+    --------
+    node_memory_stats : the same per node, as the kernel placed it.
+    get_memory_pool : CuPy's pool methods.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(1 << 20, node=0)
+    >>> stats = nn.memory_stats()
+    >>> stats["process"]["used_bytes"] >= a.nbytes
+    True
+    >>> any(key.startswith("bind:0 ") for key in stats)
+    True
     """
     out: dict[str, dict[str, Any]] = {}
     totals = dict.fromkeys(
@@ -251,7 +348,27 @@ def memory_stats() -> dict[str, dict[str, Any]]:
 def free_all_blocks() -> int:
     """Release every cached free block (CuPy's name and meaning): unmap the
     freed large blocks of every handler, those still in use after
-    `forget_handlers()` included. Returns the bytes given back."""
+    `forget_handlers()` included. Returns the bytes given back.
+
+    Returns
+    -------
+    int
+        Bytes unmapped.
+
+    See Also
+    --------
+    forget_handlers, set_cache_decay, MemoryPool.free_all_blocks
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_empty(1 << 22, node=0)   # a 32 MiB block
+    >>> del a                                # freed into the cache
+    >>> nn.free_all_blocks() >= 0
+    True
+    >>> nn.get_memory_pool().free_bytes()
+    0
+    """
     return int(lib.nn_cache_trim())
 
 
@@ -260,7 +377,23 @@ def forget_handlers() -> int:
     probes) fresh ones. A forgotten handler still in use (a thread's scope, live
     arrays) stays listed by `memory_stats()` and its freed blocks are released by
     `free_all_blocks()` until its last user is gone; then its chunks are
-    unmapped. Returns the bytes given back now."""
+    unmapped. Returns the bytes given back now.
+
+    Returns
+    -------
+    int
+        Bytes unmapped now.
+
+    See Also
+    --------
+    free_all_blocks
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.forget_handlers() >= 0
+    True
+    """
     released = free_all_blocks()
     release_handlers()
     forget_scopes()
@@ -273,35 +406,106 @@ class MemoryPool:
     One pool serves every policy: each policy has its handler (see
     `memory_stats()` for the figures per handler), and the freed large blocks
     of all of them share one cache and one budget.
+
+    See Also
+    --------
+    get_memory_pool : the one pool of the process.
+    memory_stats : per-handler figures.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> pool = nn.get_memory_pool()
+    >>> a = nn.numa_zeros(1 << 20, node=0)
+    >>> pool.used_bytes() >= a.nbytes
+    True
+    >>> pool.total_bytes() == pool.used_bytes() + pool.free_bytes()
+    True
     """
 
     def used_bytes(self) -> int:
-        """Bytes of live blocks: memory that arrays use now."""
+        """Bytes of live blocks: memory that arrays use now.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.get_memory_pool().used_bytes() >= 0
+        True
+        """
         return int(memory_stats()["process"]["used_bytes"])
 
     def free_bytes(self) -> int:
-        """Bytes of freed blocks the pool keeps for reuse (its cache)."""
+        """Bytes of freed blocks the pool keeps for reuse (its cache).
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.get_memory_pool().free_bytes() >= 0
+        True
+        """
         out = ffi.new("nn_cache_stats *")
         lib.nn_cache_stats_get(out)
         return int(out.cached_bytes)
 
     def total_bytes(self) -> int:
-        """used_bytes() + free_bytes()."""
+        """used_bytes() + free_bytes().
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.get_memory_pool().total_bytes() >= 0
+        True
+        """
         return self.used_bytes() + self.free_bytes()
 
     def free_all_blocks(self) -> int:
-        """See `numa_numpy.free_all_blocks`."""
+        """See `numa_numpy.free_all_blocks`: release the cached free blocks and
+        return the bytes given back.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.get_memory_pool().free_all_blocks() >= 0
+        True
+        """
         return free_all_blocks()
 
     def set_limit(self, size: int | None = None) -> None:
         """Limit the bytes of free blocks the pool keeps (None: the default, an
         eighth of the process's memory limit, at most 1 GiB). Unlike CuPy's, it
         does not cap used memory: the kernel (the memory cgroup) does that for
-        host memory. See `set_cache_limit`."""
+        host memory. See `set_cache_limit`.
+
+        Parameters
+        ----------
+        size : int, optional
+            Bytes; None for the default.
+
+        Raises
+        ------
+        CacheSettingError
+            Not a number of bytes, or negative.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> pool = nn.get_memory_pool()
+        >>> pool.set_limit(64 << 20)
+        >>> pool.get_limit()
+        67108864
+        >>> pool.set_limit()
+        """
         set_cache_limit(size)
 
     def get_limit(self) -> int:
-        """The limit `set_limit` set, in bytes."""
+        """The limit `set_limit` set, in bytes.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.get_memory_pool().get_limit() > 0
+        True
+        """
         return _Settings.budget
 
     def __repr__(self) -> str:
@@ -315,7 +519,19 @@ _POOL = MemoryPool()
 
 
 def get_memory_pool() -> MemoryPool:
-    """The process's memory pool (CuPy: ``cupy.get_default_memory_pool()``)."""
+    """The process's memory pool (CuPy: ``cupy.get_default_memory_pool()``).
+
+    Returns
+    -------
+    MemoryPool
+        The same object every call.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.get_memory_pool()  # doctest: +ELLIPSIS
+    <numa_numpy MemoryPool used=... free=... limit=...>
+    """
     return _POOL
 
 
@@ -324,7 +540,24 @@ def node_memory_stats() -> dict[int, dict[str, int]]:
     memory (numa_numpy's arenas, regions and shared arrays: every mapping with a
     policy, from /proc/self/numa_maps), ``cached_bytes`` of it held in the
     handlers' caches of freed blocks (move_pages), and ``used_bytes``, the rest.
-    Pages never faulted in (or taken back by the kernel) count nowhere."""
+    Pages never faulted in (or taken back by the kernel) count nowhere.
+
+    Returns
+    -------
+    dict of int to dict
+        ``{node: {"resident_bytes": ..., "cached_bytes": ..., "used_bytes": ...}}``.
+
+    See Also
+    --------
+    memory_stats : per policy handler.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(1 << 20, node=0)
+    >>> nn.node_memory_stats()[0]["resident_bytes"] >= a.nbytes
+    True
+    """
     resident: dict[int, int] = {}
     for policy, _flags, per_node in numa_maps():
         if policy != "default":

@@ -95,7 +95,45 @@ class _ThreadScope:
 
 class pinned(_ThreadScope):
     """Pin the calling thread to the CPUs of `node` (or to `cpus`), and restore
-    its affinity on exit. A context manager and a decorator."""
+    its affinity on exit. A context manager and a decorator.
+
+    Parameters
+    ----------
+    node : int, optional
+        Pin to this node's CPUs (those the process's cpuset allows).
+    cpus : iterable of int, optional
+        Pin to these CPUs instead. Give `node` or `cpus`, exactly one.
+
+    Raises
+    ------
+    TypeError
+        Both or neither of `node` and `cpus`.
+    InvalidNodeError
+        The node does not exist or has no CPUs, or none of the CPUs is allowed.
+
+    See Also
+    --------
+    thread_policy : the thread's memory policy.
+    on_node : the memory of NumPy's allocations.
+
+    Notes
+    -----
+    Pinning decides where the thread *runs*, not where its memory goes: with
+    `Local` (first touch) the two coincide. Pinned contexts nest per thread and
+    must exit in order (an out-of-order exit raises).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> near = nn.topology().cpu_nodes[-1]
+    >>> with nn.pinned(node=near), nn.on_node(near):
+    ...     a = np.ones(1 << 16)             # runs and allocates on `near`
+    ...     nn.current_node() == near
+    True
+    >>> nn.pinned(cpus=[0])
+    <numa_numpy pinned cpus=0>
+    """
 
     def __init__(self, node: int | None = None, *, cpus: Iterable[int] | None = None) -> None:
         if (node is None) == (cpus is None):
@@ -135,7 +173,25 @@ class pinned(_ThreadScope):
 
 
 def get_thread_policy() -> Policy:
-    """The calling thread's task policy (get_mempolicy with no address)."""
+    """The calling thread's task policy (get_mempolicy with no address).
+
+    Returns
+    -------
+    Policy
+        `Default` unless the thread (or ``numactl``, for the whole process)
+        set one.
+
+    See Also
+    --------
+    thread_policy, current_policy
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> with nn.thread_policy("bind:0"):
+    ...     nn.get_thread_policy()
+    Bind(0)
+    """
     return range_policy(None)
 
 
@@ -147,7 +203,41 @@ def _set_thread_policy(policy: Policy) -> int:
 class thread_policy(_ThreadScope):
     """Set the calling thread's task policy (set_mempolicy) and restore the
     previous one on exit. Refusal raises PolicyNotEnforcedError: a task policy is
-    always asked for explicitly, so it is strict."""
+    always asked for explicitly, so it is strict.
+
+    A context manager and a decorator. The task policy places every
+    allocation of the OS thread that has no policy of its own: Python
+    objects, other libraries' buffers, and NumPy arrays made outside
+    numa_numpy scopes.
+
+    Parameters
+    ----------
+    policy : Policy or str
+        Any policy but one with ``home_node`` (that applies to ranges).
+
+    Raises
+    ------
+    TypeError
+        A policy with ``home_node``.
+    InvalidNodeError, NumaUnavailableError
+        On entry: a node that does not exist, a mode the kernel lacks.
+    PolicyNotEnforcedError
+        On entry: the kernel refuses the policy for this thread.
+
+    See Also
+    --------
+    get_thread_policy, pinned
+    policy : ``policy(p, thread=True)`` sets both.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> with nn.thread_policy(nn.Preferred(0)) as scope:
+    ...     nn.get_thread_policy()
+    Preferred(0)
+    >>> scope
+    <numa_numpy thread_policy preferred:0>
+    """
 
     def __init__(self, policy: PolicyLike) -> None:
         self.policy = as_policy(policy)

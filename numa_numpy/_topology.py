@@ -129,6 +129,30 @@ class AccessClass:
     class 0 is measured from the nearest initiators of any kind, class 1 from the
     nearest CPUs. Bandwidths are in MB/s, latencies in nanoseconds, as the kernel
     reports them; a value the firmware did not give is None.
+
+    Parameters
+    ----------
+    access : int
+        The access class: 0 or 1.
+    initiators : tuple of int
+        The nodes these figures are measured from.
+    read_bandwidth, write_bandwidth : int or None
+        MB/s.
+    read_latency, write_latency : int or None
+        Nanoseconds.
+
+    See Also
+    --------
+    Node.access, Topology.tiers_text
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> for node in nn.topology().nodes:     # empty where the firmware has no HMAT
+    ...     for access in node.access:
+    ...         print(node.id, access)
+    >>> print(nn.AccessClass(1, (0,), 80000, 60000, 90, 100))
+    access1 from node(s) 0: read 80000 MB/s 90 ns, write 60000 MB/s 100 ns
     """
 
     access: int  # 0 or 1
@@ -158,6 +182,34 @@ class Node:
     tier), None where the kernel has no tiers or the node has no memory.
     ``access`` holds the firmware's access characteristics (HMAT), empty where
     the firmware gives none.
+
+    Parameters
+    ----------
+    id : int
+        The node id.
+    cpus : tuple of int
+        The node's CPUs (empty for a memory-only node).
+    memory_total, memory_free : int
+        Bytes, from ``/sys/devices/system/node/nodeN/meminfo``.
+    distances : dict of int to int
+        The firmware's (SLIT) distance to every node; 10 is local.
+    tier : int, optional
+        The kernel memory tier.
+    access : tuple of AccessClass, default ()
+        The HMAT figures.
+
+    See Also
+    --------
+    Topology.node, topology
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> node = nn.topology().node(0)
+    >>> node.id, node.has_cpus, node.distances[0]
+    (0, True, 10)
+    >>> node.memory_free <= node.memory_total
+    True
     """
 
     id: int
@@ -170,10 +222,12 @@ class Node:
 
     @property
     def has_memory(self) -> bool:
+        """Whether the node has memory (some nodes have only CPUs)."""
         return self.memory_total > 0
 
     @property
     def has_cpus(self) -> bool:
+        """Whether the node has CPUs."""
         return bool(self.cpus)
 
     @property
@@ -184,7 +238,41 @@ class Node:
 
 @dataclass(frozen=True, repr=False)
 class Topology:
-    """The NUMA nodes of this machine and the limits of this process."""
+    """The NUMA nodes of this machine and the limits of this process.
+
+    Made by `topology`. ``print(topo)`` is laid out like ``numactl
+    --hardware``; Jupyter shows a table.
+
+    Parameters
+    ----------
+    nodes : tuple of Node
+        Every online node.
+    possible : tuple of int
+        The node ids the kernel could ever have (sizes the node masks).
+    allowed_nodes : tuple of int
+        The cpuset's ``Mems_allowed``: nodes this process may allocate on.
+    allowed_cpus : tuple of int
+        The CPUs this process may run on.
+    kernel : tuple of int
+        The running kernel's (major, minor) version.
+    from_sysfs : bool
+        False where sysfs has no NUMA information (some containers): the
+        machine is then described as one node.
+
+    See Also
+    --------
+    topology, Node
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> topo = nn.topology()
+    >>> far = topo.usable_nodes[-1]            # the last node with memory we may use
+    >>> far in topo.memory_nodes, topo.distance(far, far)
+    (True, 10)
+    >>> set(topo.cpu_nodes) <= set(topo.node_ids)
+    True
+    """
 
     nodes: tuple[Node, ...]
     possible: tuple[int, ...]
@@ -195,6 +283,7 @@ class Topology:
 
     @property
     def node_ids(self) -> tuple[int, ...]:
+        """Every online node id, ascending."""
         return tuple(n.id for n in self.nodes)
 
     @property
@@ -210,9 +299,31 @@ class Topology:
 
     @property
     def cpu_nodes(self) -> tuple[int, ...]:
+        """Nodes with CPUs."""
         return tuple(n.id for n in self.nodes if n.has_cpus)
 
     def node(self, node_id: int) -> Node:
+        """The `Node` with id `node_id`.
+
+        Parameters
+        ----------
+        node_id : int
+
+        Returns
+        -------
+        Node
+
+        Raises
+        ------
+        InvalidNodeError
+            No such node (the message lists the nodes that exist).
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.topology().node(0).id
+        0
+        """
         for n in self.nodes:
             if n.id == node_id:
                 return n
@@ -223,6 +334,30 @@ class Topology:
         )
 
     def distance(self, a: int, b: int) -> int:
+        """The firmware's distance from node `a` to node `b` (10: local).
+
+        Parameters
+        ----------
+        a, b : int
+            Node ids.
+
+        Returns
+        -------
+        int
+            As ``numactl --hardware`` shows it; remote nodes are larger (20,
+            21, ...), a relative measure of latency.
+
+        Raises
+        ------
+        InvalidNodeError
+            `a` does not exist.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.topology().distance(0, 0)
+        10
+        """
         return self.node(a).distances[b]
 
     @property
@@ -236,7 +371,15 @@ class Topology:
 
     def tiers_text(self) -> str:
         """Memory tiers and HMAT access characteristics, one line per fact
-        (what `python -m numa_numpy info` prints after the node table)."""
+        (what `python -m numa_numpy info` prints after the node table).
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> text = nn.topology().tiers_text()   # one line per tier and per HMAT class
+        >>> isinstance(text, str)
+        True
+        """
         lines = []
         for tier, ids in self.tiers.items():
             lines.append(f"memory tier {tier}: nodes {format_list(ids)}")
@@ -248,6 +391,18 @@ class Topology:
         return "\n".join(lines)
 
     def node_of_cpu(self, cpu: int) -> int | None:
+        """The node CPU `cpu` belongs to, or None for a CPU not online.
+
+        Parameters
+        ----------
+        cpu : int
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.topology().node_of_cpu(nn.current_cpu()) == nn.current_node()
+        True
+        """
         for n in self.nodes:
             if cpu in n.cpus:
                 return n.id
@@ -440,10 +595,46 @@ def current_cpu_and_node() -> tuple[int, int]:
 
 
 def current_node() -> int:
-    """The node of the CPU this thread runs on right now (getcpu)."""
+    """The node of the CPU this thread runs on right now (getcpu).
+
+    Returns
+    -------
+    int
+        The node id; 0 where ``getcpu`` is unavailable. The answer can be stale
+        the moment it returns unless the thread is pinned (see `pinned`).
+
+    See Also
+    --------
+    current_cpu, pinned
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> with nn.pinned(node=0):
+    ...     nn.current_node()
+    0
+    """
     return current_cpu_and_node()[1]
 
 
 def current_cpu() -> int:
-    """The CPU this thread runs on right now (getcpu)."""
+    """The CPU this thread runs on right now (getcpu).
+
+    Returns
+    -------
+    int
+        The CPU number (the lowest allowed CPU where ``getcpu`` is
+        unavailable).
+
+    See Also
+    --------
+    current_node, pinned
+
+    Examples
+    --------
+    >>> import os
+    >>> import numa_numpy as nn
+    >>> nn.current_cpu() in os.sched_getaffinity(0)
+    True
+    """
     return current_cpu_and_node()[0]
