@@ -254,7 +254,20 @@ class PartitionedArray(np.ndarray):
     """An ndarray whose blocks of rows live on different nodes (see
     :func:`partitioned_empty`). Views and results NumPy computes on its own
     are plain ndarrays; only arrays made by the partitioned constructors, a
-    team's ufuncs and ``map_blocks`` carry a layout."""
+    team's ufuncs and ``map_blocks`` carry a layout.
+
+    Made by the ``partitioned_*`` constructors, not called directly. Pickles
+    as a plain ndarray.
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> a = nn.partitioned_zeros((6, 2), nodes=0)
+    >>> a.layout.bounds, a.layout.axis
+    ((0, 6), 0)
+    >>> a[1:].layout is None
+    True
+    """
 
     _layout: Layout | None = None
     _fresh: bool = False  # a new mapping (zeros until written), not a reused one

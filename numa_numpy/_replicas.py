@@ -33,7 +33,22 @@ def _free_bytes(node: int) -> int:
 
 
 class Replicas:
-    """One read-only copy of an array per node; see :func:`replicate`."""
+    """One read-only copy of an array per node; see :func:`replicate`.
+
+    ``r[node]`` is the copy on `node`, ``len(r)`` and ``iter(r)`` the nodes.
+
+    Parameters
+    ----------
+    copies : dict of int to ndarray
+        The copies by node (:func:`replicate` makes them).
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> r = nn.replicate(np.ones(3), nodes=0)
+    >>> list(r), r.nbytes
+    ([0], 24)
+    """
 
     def __init__(self, copies: dict[int, np.ndarray]) -> None:
         self._copies = copies
@@ -66,7 +81,28 @@ class Replicas:
 
     def for_node(self, node: int) -> np.ndarray:
         """The copy on `node`, or on the nearest node that has one (by the
-        firmware's distance; ties: the lower id)."""
+        firmware's distance; ties: the lower id).
+
+        Parameters
+        ----------
+        node : int
+
+        Returns
+        -------
+        ndarray
+
+        Raises
+        ------
+        InvalidNodeError
+            `node` does not exist.
+
+        Examples
+        --------
+        >>> import numpy as np, numa_numpy as nn
+        >>> r = nn.replicate(np.arange(2), nodes=0)
+        >>> r.for_node(0) is r[0]
+        True
+        """
         if node in self._copies:
             return self._copies[node]
         best = self._nearest.get(node)

@@ -107,6 +107,32 @@ class NodeTeam:
     A context manager (re-entrant, reusable, usable from several threads at
     once): entering starts the workers if they are not running and makes the
     team the caller's active team; leaving the last entry stops and joins them.
+
+    Parameters
+    ----------
+    nodes, threads_per_node, blas_threads, min_bytes
+        As for :func:`node_team`.
+
+    Attributes
+    ----------
+    nodes : tuple of int
+        The nodes the team serves (memory-only ones included).
+    worker_nodes : tuple of int
+        The nodes that have workers.
+    serving : dict of int to int
+        For each node, the node whose workers compute its blocks.
+    threads : dict of int to int
+        Workers per worker node.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> team = nn.NodeTeam(threads_per_node=1)
+    >>> with team:
+    ...     team.running
+    True
+    >>> team.running
+    False
     """
 
     def __init__(
@@ -178,6 +204,14 @@ class NodeTeam:
     def start(self) -> NodeTeam:
         """Start the workers (counted: each start needs a close).
 
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> team = nn.node_team(threads_per_node=1).start()
+        >>> len(team.workers()) == len(team.worker_nodes)
+        True
+        >>> team.close()
+
         Returns
         -------
         NodeTeam
@@ -196,7 +230,16 @@ class NodeTeam:
 
     def close(self) -> None:
         """Undo one start(); the last one stops and joins every worker and
-        restores the BLAS/OpenMP pool sizes."""
+        restores the BLAS/OpenMP pool sizes. Closing a stopped team does nothing.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> team = nn.node_team().start()
+        >>> team.close()
+        >>> team.running, team.workers()
+        (False, [])
+        """
         with self._lock:
             if self._entries == 0:
                 return
@@ -272,13 +315,39 @@ class NodeTeam:
     # -- running work -----------------------------------------------------------
 
     def workers(self, node: int | None = None) -> list[threading.Thread]:
-        """The worker threads (of one node, or all), while the team runs."""
+        """The worker threads (of one node, or all), while the team runs.
+
+        Parameters
+        ----------
+        node : int, optional
+            Only this node's workers.
+
+        Returns
+        -------
+        list of threading.Thread
+            Empty when the team is not running.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> with nn.node_team(threads_per_node=1) as team:
+        ...     [t.name for t in team.workers(team.worker_nodes[0])]
+        ['numa-team-node0-0']
+        """
         return [
             w.thread for n, ws in self._workers.items() if node is None or n == node for w in ws
         ]
 
     def in_worker(self) -> bool:
-        """Whether the calling thread is one of this team's workers."""
+        """Whether the calling thread is one of this team's workers.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> with nn.node_team() as team:
+        ...     team.in_worker(), set(team.on_each_worker(team.in_worker))
+        (False, {True})
+        """
         return threading.get_ident() in self._idents
 
     def _require_running(self) -> None:
@@ -298,7 +367,35 @@ class NodeTeam:
         With ``assist=True`` the calling thread runs one task of the node it is
         running on itself instead of waiting (one thread wake-up fewer per call;
         the team's ufuncs and reductions do, map_blocks never does: user
-        functions always run in workers, under the worker's scopes)."""
+        functions always run in workers, under the worker's scopes).
+
+        Parameters
+        ----------
+        tasks : sequence of (node, worker index, func, args)
+            The worker index is taken modulo the node's worker count.
+        assist : bool
+            Let the calling thread run one task of its current node.
+
+        Returns
+        -------
+        list
+            ``func(*args)`` of each task, in task order.
+
+        Raises
+        ------
+        NumaError
+            The team is not running.
+        Exception
+            The first (in task order) exception a task raised.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> with nn.node_team() as team:
+        ...     n = team.worker_nodes[0]
+        ...     team.run([(n, 0, pow, (2, 3)), (n, 1, pow, (3, 2))])
+        [8, 9]
+        """
         self._require_running()
         if self.in_worker():  # nested call from a worker: run inline, no deadlock
             return [func(*args) for _n, _i, func, args in tasks]
@@ -358,7 +455,30 @@ class NodeTeam:
         self, key: Any, bounds: Sequence[int], nodes: Sequence[int]
     ) -> list[tuple[int, int, int, int]]:
         """(node, worker index, start, stop) chunks: each node's block of rows
-        [bounds[i], bounds[i+1]) split evenly among the workers serving it."""
+        [bounds[i], bounds[i+1]) split evenly among the workers serving it
+        (cached by `key`).
+
+        Parameters
+        ----------
+        key : hashable
+            Names the layout (bounds and nodes) for the cache.
+        bounds : sequence of int
+            ``len(nodes) + 1`` row boundaries.
+        nodes : sequence of int
+            The node of each block.
+
+        Returns
+        -------
+        list of (int, int, int, int)
+            The worker node, the worker index and the rows of each chunk.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> team = nn.node_team(0, threads_per_node=1)
+        >>> team.plan("example", (0, 100), (0,))
+        [(0, 0, 0, 100)]
+        """
         cached = self._plans.get(key)
         if cached is not None:
             return cached  # type: ignore[return-value]
