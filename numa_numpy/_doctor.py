@@ -34,6 +34,18 @@ class Severity(enum.Enum):
     ``OK``: checked, nothing to do. ``INFO``: worth knowing. ``WARNING``: some
     placements are undone, slowed or refused. ``ERROR``: placement is defeated
     (no policy can be applied); ``python -m numa_numpy doctor`` then exits 1.
+
+    See Also
+    --------
+    Finding, doctor
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.Severity.WARNING, nn.Severity.WARNING.value
+    (<Severity.WARNING: 'warning'>, 'warning')
+    >>> max(nn.Severity, key=lambda s: s.rank)
+    <Severity.ERROR: 'error'>
     """
 
     OK = "ok"
@@ -43,6 +55,7 @@ class Severity(enum.Enum):
 
     @property
     def rank(self) -> int:
+        """Position in increasing severity: OK 0, INFO 1, WARNING 2, ERROR 3."""
         return list(Severity).index(self)
 
 
@@ -65,6 +78,25 @@ class Finding:
         The exact change that removes it ("" when nothing is to be done).
     details : dict
         The raw values behind the finding (errnos, node lists, file values).
+
+    Parameters
+    ----------
+    check, severity, summary, impact, fix, details
+        The attributes above, in that order.
+
+    See Also
+    --------
+    Diagnosis, doctor
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> finding = nn.doctor().of("kernel")[0]
+    >>> finding.check, isinstance(finding.severity, nn.Severity)
+    ('kernel', True)
+    >>> print(nn.Finding("thp", nn.Severity.INFO, "THP is madvise", fix="nothing"))
+    [info] thp: THP is madvise
+        fix: nothing
     """
 
     check: str
@@ -75,6 +107,14 @@ class Finding:
     details: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
+        """The finding as JSON-ready values (severity as its string).
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Finding("thp", nn.Severity.OK, "fine").as_dict()["severity"]
+        'ok'
+        """
         return {
             "check": self.check,
             "severity": self.severity.value,
@@ -100,6 +140,26 @@ class Diagnosis:
     Iterating gives the findings; ``healthy`` is False when a finding defeats
     placement (severity ERROR); ``exit_status`` is what ``python -m numa_numpy
     doctor`` exits with (0 healthy, 1 not).
+
+    Parameters
+    ----------
+    findings : tuple of Finding
+        Most severe first.
+
+    See Also
+    --------
+    doctor : how to get one.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> diagnosis = nn.doctor()
+    >>> diagnosis  # doctest: +ELLIPSIS
+    <Diagnosis ...>
+    >>> diagnosis.exit_status == (0 if diagnosis.healthy else 1)
+    True
+    >>> all(f.severity is not nn.Severity.OK for f in diagnosis.problems)
+    True
     """
 
     findings: tuple[Finding, ...]
@@ -112,10 +172,12 @@ class Diagnosis:
 
     @property
     def healthy(self) -> bool:
+        """False when a finding defeats placement (severity ERROR)."""
         return all(f.severity is not Severity.ERROR for f in self.findings)
 
     @property
     def exit_status(self) -> int:
+        """What ``numa-numpy doctor`` exits with: 0 healthy, 1 not."""
         return 0 if self.healthy else 1
 
     @property
@@ -124,10 +186,36 @@ class Diagnosis:
         return tuple(f for f in self.findings if f.severity is not Severity.OK)
 
     def of(self, check: str) -> tuple[Finding, ...]:
-        """The findings of one check, by its name."""
+        """The findings of one check, by its name.
+
+        Parameters
+        ----------
+        check : str
+            A check's name (``"cpuset"``, ``"thp"``, ``"kernel"``, ...).
+
+        Returns
+        -------
+        tuple of Finding
+            Empty when the check found nothing to report or did not run.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> [f.check for f in nn.doctor().of("kernel")]
+        ['kernel']
+        """
         return tuple(f for f in self.findings if f.check == check)
 
     def as_dict(self) -> dict[str, Any]:
+        """``{"healthy": bool, "findings": [...]}``: what ``doctor --json`` prints.
+
+        Examples
+        --------
+        >>> import json
+        >>> import numa_numpy as nn
+        >>> sorted(json.loads(json.dumps(nn.doctor().as_dict())))
+        ['findings', 'healthy']
+        """
         return {"healthy": self.healthy, "findings": [f.as_dict() for f in self.findings]}
 
     def __str__(self) -> str:

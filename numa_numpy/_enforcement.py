@@ -77,6 +77,24 @@ def refuse_if_strict(options: AllocationOptions, reason: str) -> None:
 
 
 class EnforcementLevel(enum.Enum):
+    """How far numa_numpy applied a policy: the ``level`` of an `Enforcement`.
+
+    ``STRICT``: applied, and a refusal would have raised (``strict=True``).
+    ``BEST_EFFORT``: applied in soft mode, or only partly (see the reason).
+    ``NONE``: not applied, the memory is unbound (see the reason).
+
+    See Also
+    --------
+    Enforcement, Placement.enforcement
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(1000, node=0, strict=True)
+    >>> nn.placement(a).enforcement.level
+    <EnforcementLevel.STRICT: 'strict'>
+    """
+
     STRICT = "strict"  # applied, and refusal would have raised
     BEST_EFFORT = "best-effort"  # applied in soft mode (or partly: see reason)
     NONE = "none"  # not applied: memory is unbound (see reason)
@@ -84,7 +102,31 @@ class EnforcementLevel(enum.Enum):
 
 @dataclass(frozen=True)
 class Enforcement:
-    """How far a policy is enforced, and why not further."""
+    """How far a policy is enforced, and why not further.
+
+    ``str()`` gives ``"best-effort (reason)"``; `placement` reports it for
+    numa_numpy's memory, and so do regions and shared arrays.
+
+    Parameters
+    ----------
+    level : EnforcementLevel
+    reason : str, default ""
+        Why the level is not STRICT, when there is a reason (the kernel's
+        refusal, a node without memory, no huge pages reserved, ...).
+
+    See Also
+    --------
+    EnforcementLevel, placement
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> e = nn.placement(nn.numa_ones(1000, node=0)).enforcement
+    >>> e.level in (nn.EnforcementLevel.BEST_EFFORT, nn.EnforcementLevel.NONE)
+    True
+    >>> str(nn.Enforcement(nn.EnforcementLevel.NONE, "mbind: EPERM"))
+    'none (mbind: EPERM)'
+    """
 
     level: EnforcementLevel
     reason: str = ""

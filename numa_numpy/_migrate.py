@@ -40,6 +40,56 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
     Views and numa_numpy's small arrays share pages with other data and are
     refused (MigrationError). Pages the kernel could not move are reported by a
     NumaWarning, or PolicyNotEnforcedError with strict=True.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        The array whose pages move (an owner, not a view).
+    policy_or_node : Policy, str or int
+        The target: a policy, its string form, or a node id (``Bind(node)``).
+    strict : bool, default False
+        Raise `PolicyNotEnforcedError` instead of warning when some pages
+        could not be moved.
+
+    Returns
+    -------
+    Placement
+        Where the pages are after the move.
+
+    Raises
+    ------
+    TypeError
+        `a` is not an ndarray.
+    MigrationError
+        `a` is a view or a small numa_numpy array sharing pages with others,
+        or the target is `Default` (it has no place).
+    InvalidNodeError, NumaUnavailableError
+        The target names nodes that do not exist, or a mode the kernel lacks.
+    PolicyNotEnforcedError
+        ``strict=True`` and pages stayed where they were.
+
+    See Also
+    --------
+    placement, numa_array : a placed copy instead of a move.
+
+    Notes
+    -----
+    Moving pages costs a copy per page in the kernel; unpresent pages are not
+    moved but follow the new policy when first touched (numa_numpy's own
+    arrays only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import numa_numpy as nn
+    >>> far = nn.topology().usable_nodes[-1]
+    >>> a = np.ones(1 << 20)                  # NumPy's allocator, local memory
+    >>> where = nn.migrate(a, far)
+    >>> where.fraction(far) > 0.99            # all but the pages at either end
+    True
+    >>> b = nn.numa_ones(1 << 20, node=0)
+    >>> nn.migrate(b, nn.Interleave()).on(nn.topology().usable_nodes)
+    True
     """
     if not isinstance(a, np.ndarray):
         raise TypeError(f"migrate() takes an ndarray, not {type(a).__name__}")

@@ -54,7 +54,35 @@ class _Option(enum.Enum):
 
 
 class HugePages(_Option):
-    """Page size for large blocks and regions."""
+    """Page size for large blocks and regions: the ``huge_pages=`` keyword.
+
+    Every keyword that takes it also takes the value as a string
+    (``"2mb"``), True (``TRANSPARENT``) or False/None (``NONE``).
+
+    ``AUTO``: like NumPy, transparent huge pages (THP) for blocks of 4 MiB and
+    more. ``NONE``: base pages only (``MADV_NOHUGEPAGE``), even where THP is
+    ``always``. ``TRANSPARENT``: 2 MiB-aligned and ``MADV_HUGEPAGE``.
+    ``EXPLICIT_2MB`` / ``EXPLICIT_1GB``: the hugetlbfs pools
+    (``MAP_HUGETLB``), lengths rounded up to the huge page.
+
+    See Also
+    --------
+    Prefault, numa_empty
+
+    Notes
+    -----
+    A transparent huge page is one 2 MiB unit on one node: interleaving and
+    `placement` see it as 512 base pages on the same node. Explicit huge pages
+    need a pool reserved on the nodes (``nr_hugepages``; see `doctor`); with
+    none left, soft mode falls back to normal pages and strict mode raises.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.HugePages("2mb"), nn.HugePages.coerce(True)
+    (<HugePages.EXPLICIT_2MB: '2mb'>, <HugePages.TRANSPARENT: 'transparent'>)
+    >>> a = nn.numa_zeros(1 << 22, node=0, huge_pages=nn.HugePages.NONE)
+    """
 
     AUTO = "auto"  # like NumPy: transparent huge pages for blocks >= 4 MiB
     NONE = "none"  # base pages only (MADV_NOHUGEPAGE), even where THP is "always"
@@ -64,7 +92,28 @@ class HugePages(_Option):
 
 
 class Prefault(_Option):
-    """Whether pages are faulted in at allocation (after the policy is set)."""
+    """Whether pages are faulted in at allocation (after the policy is set):
+    the ``prefault=`` keyword.
+
+    ``NONE``: pages land at first touch, by the policy. ``TOUCH`` (True):
+    ``MADV_POPULATE_WRITE`` right after ``mbind`` (a write per page on older
+    kernels), so a node out of memory raises `NumaAllocationError` now rather
+    than a SIGBUS later. ``PARALLEL``: the same from threads pinned to CPUs of
+    the policy's nodes.
+
+    See Also
+    --------
+    HugePages, numa_empty
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> nn.Prefault.coerce("touch"), nn.Prefault.coerce(False)
+    (<Prefault.TOUCH: 'touch'>, <Prefault.NONE: 'none'>)
+    >>> a = nn.numa_empty(1 << 20, node=0, prefault=nn.Prefault.TOUCH)
+    >>> nn.placement(a).not_present
+    0
+    """
 
     NONE = "none"
     TOUCH = "touch"  # MADV_POPULATE_WRITE, or a write per page on old kernels

@@ -192,6 +192,7 @@ class NumaRegion(mmap.mmap):
 
     @property
     def address(self) -> int:
+        """The start address of the mapping (ValueError once closed)."""
         if self.closed:
             raise ValueError("the region is closed")
         return self._address
@@ -202,10 +203,24 @@ class NumaRegion(mmap.mmap):
         mmap's resize() moves the mapping (mremap): the address, every array
         over the region and the binding of a new tail would no longer be true.
 
+        Parameters
+        ----------
+        newsize : int
+            Ignored.
+
         Raises
         ------
         NumaError
             Always.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> region = nn.NumaRegion(4096, node=0)
+        >>> region.resize(8192)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        numa_numpy.NumaError: a NumaRegion cannot be resized ...
         """
         raise NumaError(
             f"a NumaRegion cannot be resized (to {newsize!r} bytes): mremap would move "
@@ -216,7 +231,36 @@ class NumaRegion(mmap.mmap):
         self, shape: Any, dtype: Any = np.uint8, order: str = "C", offset: int = 0
     ) -> np.ndarray:
         """A zero-copy ndarray over the region; it keeps the region alive and
-        close() refuses while it exists."""
+        close() refuses while it exists.
+
+        Parameters
+        ----------
+        shape : int or tuple of int
+            The array's shape.
+        dtype : data-type, default numpy.uint8
+        order : {'C', 'F'}, default 'C'
+        offset : int, default 0
+            Bytes from the region's start.
+
+        Returns
+        -------
+        numpy.ndarray
+
+        Raises
+        ------
+        ValueError
+            The array does not fit in the region from `offset`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import numa_numpy as nn
+        >>> region = nn.NumaRegion(1 << 20, node=0)
+        >>> a = region.as_array((256, 512), np.float64)
+        >>> a.fill(2.0)
+        >>> region.placement().on(0)
+        True
+        """
         dtype = np.dtype(dtype)
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         count = int(np.prod(shape, dtype=np.int64))
@@ -226,6 +270,14 @@ class NumaRegion(mmap.mmap):
         return flat.reshape(shape, order="F" if order == "F" else "C")
 
     def placement(self) -> Placement:
+        """Where the region's pages are: ``placement(region)``.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.NumaRegion(1 << 16, node=0, prefault="touch").placement().pages
+        {0: 16}
+        """
         return placement(self)
 
     def __repr__(self) -> str:

@@ -104,6 +104,24 @@ class SharedArray(np.ndarray):
     Pickling it (as multiprocessing does) sends the name, and the receiver
     attaches: both processes then see the same memory. Results of ufuncs are
     plain ndarrays.
+
+    Made by `shared_empty`, `shared_zeros` and `attach_shared`; not
+    constructed directly.
+
+    See Also
+    --------
+    shared_empty, attach_shared, cleanup_shared
+
+    Examples
+    --------
+    >>> import pickle
+    >>> import numa_numpy as nn
+    >>> a = nn.shared_zeros(4, node=0)
+    >>> b = pickle.loads(pickle.dumps(a))    # what a worker process receives
+    >>> b[0] = 5.0
+    >>> float(a[0]), a.shared_name == b.shared_name
+    (5.0, True)
+    >>> a.unlink()
     """
 
     @property
@@ -119,6 +137,13 @@ class SharedArray(np.ndarray):
         ------
         NumaError
             This process did not create the segment.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> a = nn.shared_empty(8, node=0)
+        >>> a.unlink()           # no process can attach by name any more
+        >>> a[:] = 1.0           # the memory stays valid here
         """
         name = self.shared_name
         if name is None or _created.get(name) != os.getpid():
@@ -404,6 +429,19 @@ def shared_zeros(
     shape: Any, dtype: Any = float, order: str = "C", **options: Unpack[SharedKeywords]
 ) -> SharedArray:
     """`shared_empty`: new shared memory is already zero.
+
+    Parameters
+    ----------
+    shape, dtype, order, **options
+        As for `shared_empty`.
+
+    Returns
+    -------
+    SharedArray
+
+    See Also
+    --------
+    shared_empty
 
     Examples
     --------

@@ -29,6 +29,30 @@ class InterleaveWeights:
     ``policy`` is the `WeightedInterleave` over the weighted nodes. The weights
     are the kernel's, global to the machine: `apply` writes them (root only),
     `commands` shows the same as shell lines.
+
+    Made by `WeightedInterleave.from_bandwidth`.
+
+    Parameters
+    ----------
+    weights : dict of int to int
+        Node -> weight (pages per round).
+    bandwidth : dict of int to float
+        Node -> the bandwidth the weight is proportional to.
+    source : {"hmat", "measured"}
+        Where the bandwidth comes from: the firmware's HMAT, or a measurement.
+
+    See Also
+    --------
+    WeightedInterleave
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> w = nn.InterleaveWeights({0: 3, 1: 1}, {0: 300.0, 1: 100.0}, "measured")
+    >>> w.policy
+    WeightedInterleave('0-1')
+    >>> print(w)
+    weighted interleave from measured bandwidth: N0=3 (300), N1=1 (100)
     """
 
     weights: dict[int, int]
@@ -37,19 +61,47 @@ class InterleaveWeights:
 
     @property
     def policy(self) -> Any:
+        """The `WeightedInterleave` over the weighted nodes."""
         from ._policy import WeightedInterleave
 
         return WeightedInterleave(tuple(sorted(self.weights)))
 
     def commands(self) -> list[str]:
-        """Shell lines that apply the weights (run as root)."""
+        """Shell lines that apply the weights (run as root).
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.InterleaveWeights({0: 2}, {0: 1.0}, "hmat").commands()
+        ['echo 2 > /sys/kernel/mm/mempolicy/weighted_interleave/node0']
+        """
         return [f"echo {w} > /{WEIGHTS_DIR}/node{n}" for n, w in sorted(self.weights.items())]
 
     def apply(self, *, root: str | os.PathLike[str] = "/") -> None:
         """Write the weights to the kernel (root only; they act on new allocations).
 
-        Raises NumaUnavailableError where the kernel has no weighted interleave
-        (before 6.9), NumaError (errno EACCES/EPERM) without the privilege.
+        Parameters
+        ----------
+        root : str or os.PathLike, default "/"
+            The file system root the sysfs path is under (tests pass a folder).
+
+        Raises
+        ------
+        NumaUnavailableError
+            The kernel has no weighted interleave (before 6.9).
+        NumaError
+            Without the privilege (errno EACCES/EPERM); the message gives the
+            ``sudo`` command.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numa_numpy as nn
+        >>> root = tempfile.mkdtemp()
+        >>> os.makedirs(root + "/sys/kernel/mm/mempolicy/weighted_interleave")
+        >>> nn.InterleaveWeights({0: 2}, {0: 1.0}, "hmat").apply(root=root)
+        >>> open(root + "/sys/kernel/mm/mempolicy/weighted_interleave/node0").read().strip()
+        '2'
         """
         folder = Path(os.fspath(root)) / WEIGHTS_DIR
         if not folder.is_dir():

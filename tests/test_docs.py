@@ -35,20 +35,6 @@ MULTINODE = doctest.register_optionflag("MULTINODE")
 
 # Public names without a full numpydoc docstring yet (qualified names).
 PENDING: set[str] = {
-    "Diagnosis",
-    "Diagnosis.as_dict",
-    "Diagnosis.exit_status",
-    "Diagnosis.healthy",
-    "Diagnosis.of",
-    "Enforcement",
-    "EnforcementLevel",
-    "Finding",
-    "Finding.as_dict",
-    "HugePages",
-    "InterleaveWeights",
-    "InterleaveWeights.apply",
-    "InterleaveWeights.commands",
-    "InterleaveWeights.policy",
     "NodeTeam",
     "NodeTeam.close",
     "NodeTeam.in_worker",
@@ -56,20 +42,9 @@ PENDING: set[str] = {
     "NodeTeam.run",
     "NodeTeam.start",
     "NodeTeam.workers",
-    "NumaRegion.address",
-    "NumaRegion.as_array",
-    "NumaRegion.placement",
-    "NumaRegion.resize",
     "PartitionedArray",
-    "Prefault",
     "Replicas",
     "Replicas.for_node",
-    "Severity",
-    "Severity.rank",
-    "SharedArray",
-    "SharedArray.unlink",
-    "migrate",
-    "shared_zeros",
 }
 
 
