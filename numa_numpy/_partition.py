@@ -32,9 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.array_utils import normalize_axis_tuple
 
 from ._policy import Bind, NodesLike, Policy, parse_nodes
+
+try:
+    from numpy.lib.array_utils import normalize_axis_tuple
+except ImportError:  # NumPy 1
+    from numpy.core.numeric import normalize_axis_tuple  # type: ignore[attr-defined,no-redef,unused-ignore]
 from ._team import NodeTeam, active_team
 from ._topology import format_list, topology
 from .errors import InvalidPolicyError, NumaWarning

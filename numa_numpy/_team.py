@@ -576,10 +576,11 @@ def _collect(
         slot = min(errors)
         exc = errors[slot]
         node, index = tasks[slot][0], tasks[slot][1]
-        exc.add_note(
-            f"(raised in numa_numpy team worker {index} of node {node}"
-            + (f"; {len(errors) - 1} other task(s) failed too)" if len(errors) > 1 else ")")
-        )
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(
+                f"(raised in numa_numpy team worker {index} of node {node}"
+                + (f"; {len(errors) - 1} other task(s) failed too)" if len(errors) > 1 else ")")
+            )
         raise exc
     return values
 

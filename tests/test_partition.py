@@ -286,8 +286,9 @@ def test_integer_overflow_wraps_as_numpy(team):
     assert a.sum() == np.full(1000, 120, np.int8).sum()  # int64 accumulator, exact
     big = _partitioned(np.full(1000, 2**62, np.int64), "C")
     assert big.sum() == np.full(1000, 2**62, np.int64).sum()  # wraps exactly as NumPy
-    with pytest.raises(OverflowError):
-        a + 1000  # NEP 50: a Python int out of range for int8
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        with pytest.raises(OverflowError):
+            a + 1000  # NEP 50: a Python int out of range for int8
 
 
 def test_floating_errors_follow_the_callers_errstate(team):
