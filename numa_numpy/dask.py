@@ -43,7 +43,7 @@ is closing, in which case the worker shuts down the NUMA pools itself).
 Not covered: functions sent with ``client.run`` run in the worker's event loop,
 outside the scope; data a worker receives from other workers or the client is
 allocated where it is deserialized (see "Where placement is not carried" in the
-README).
+user guide, docs/guide/scopes.md).
 
 An existing cluster and the ``dask worker`` CLI
 -----------------------------------------------

@@ -34,18 +34,7 @@ PACKAGE = Path(nn.__file__).resolve().parent
 MULTINODE = doctest.register_optionflag("MULTINODE")
 
 # Public names without a full numpydoc docstring yet (qualified names).
-PENDING: set[str] = {
-    "NodeTeam",
-    "NodeTeam.close",
-    "NodeTeam.in_worker",
-    "NodeTeam.plan",
-    "NodeTeam.run",
-    "NodeTeam.start",
-    "NodeTeam.workers",
-    "PartitionedArray",
-    "Replicas",
-    "Replicas.for_node",
-}
+PENDING: set[str] = set()
 
 
 def _own_members(cls: type) -> list[tuple[str, object]]:

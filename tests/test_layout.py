@@ -1,4 +1,5 @@
-"""The README's layout section names every module, one line each."""
+"""The layout page (docs/layout.md, "Layout of the source") names every module,
+one line each."""
 
 import re
 from pathlib import Path
@@ -8,9 +9,8 @@ PACKAGE = ROOT / "numa_numpy"
 
 
 def layout_block() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```\n(.*?)```", section, re.S)[0]
+    text = (ROOT / "docs" / "layout.md").read_text()
+    return re.findall(r"```\n(.*?)```", text, re.S)[0]
 
 
 def modules() -> list[str]:
@@ -27,7 +27,7 @@ def test_every_module_has_a_line_in_the_readme_layout():
         if len(words) == 2:
             described[words[0]] = words[1]
     missing = [m for m in modules() if not described.get(m, "").strip()]
-    assert not missing, f"README.md's Layout section has no line for {missing}"
+    assert not missing, f"docs/layout.md has no line for {missing}"
 
 
 def test_each_module_is_listed_once():
