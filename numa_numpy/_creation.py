@@ -837,6 +837,15 @@ def interleaved_zeros(
     >>> where = nn.placement(a)
     >>> sorted(where.pages) == sorted(nn.topology().usable_nodes)  # a page on each node
     True
+
+    With two nodes or more (this one runs in the NUMA lab), base pages alternate:
+
+    >>> two = nn.topology().usable_nodes[:2]
+    >>> b = nn.interleaved_ones(1 << 18, nodes=two, huge_pages="none")
+    >>> counts = nn.placement(b).pages
+    >>> spread = sorted(counts.values())
+    >>> len(spread) == 2 and spread[1] - spread[0] <= 1  # doctest: +MULTINODE
+    True
     """
     scope = _scope(policy=Interleave(nodes), **options)
     return _allocate(scope, lambda: np.zeros(shape, dtype, order))

@@ -488,6 +488,8 @@ class Bind(Policy):
     >>> a = nn.numa_zeros(1 << 20, policy=nn.Bind(far), prefault=True)
     >>> nn.placement(a).on(far)
     True
+    >>> far != 0 and nn.placement(a).on(far)  # doctest: +MULTINODE
+    True
     >>> nn.Bind("0-1"), str(nn.Bind([0, 1], static_nodes=True))
     (Bind('0-1'), 'bind:0-1,static_nodes')
     """

@@ -209,20 +209,29 @@ def test_multinode_examples_run(module_name):
 
 
 def _reprs():
+    """One of each public object a user meets in a notebook."""
     yield nn.Bind(0)
+    yield nn.Interleave("0")
     yield nn.on_node(0)
+    yield nn.policy("interleave", strict=True)
+    yield nn.pinned(node=0)
+    yield nn.thread_policy("bind:0")
     yield nn.placement(nn.numa_zeros(8, node=0))
     yield nn.topology()
-    yield nn.topology().nodes[0] if hasattr(nn.topology(), "nodes") else nn.Bind(0)
+    yield nn.topology().nodes[0]
     yield nn.capabilities()
     yield nn.doctor()
+    yield nn.doctor().findings[0]
+    yield nn.Enforcement(nn.EnforcementLevel.NONE, "mbind: EPERM")
     yield nn.get_memory_pool()
-    region = nn.NumaRegion(4096, node=0)
-    yield region
+    yield nn.NumaRegion(4096, node=0)
+    yield nn.node_team()
+    yield nn.replicate(np.arange(4.0))
 
 
 def test_reprs_say_what_the_object_is():
     for obj in _reprs():
         text = repr(obj)
         assert not re.search(r" object at 0x[0-9a-f]+>$", text), text
-        assert type(obj).__name__ in text or ":" in text, text
+        # the type's name, or numa_numpy's own form (<numa_numpy scope bind:0 ...>)
+        assert type(obj).__name__ in text or text.startswith("<numa_numpy "), text
