@@ -505,7 +505,9 @@ def on_node(node: NodesLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     `Bind` never spills: when the nodes are full, the allocation fails
     (`NumaAllocationError`) rather than taking memory elsewhere. Use
     ``policy(Preferred(n))`` to spill. ``with nn.on_node(0):`` in a loop costs
-    about half a microsecond (the scope is cached).
+    about half a microsecond (the scope is cached). Whether the node exists,
+    and whether the kernel accepts the policy, is checked where the scope is
+    first entered, not where it is made.
 
     Examples
     --------

@@ -20,7 +20,22 @@ __all__ = [
 
 
 class NumaError(Exception):
-    """Base class of every numa_numpy error. Extra details live in attributes."""
+    """Base class of every numa_numpy error. Extra details live in attributes.
+
+    Errors from a system call carry ``errno`` and ``step`` (the call that
+    failed: ``mmap``, ``mbind``, ``madvise(MADV_POPULATE_WRITE)``, ...); every
+    error pickles with its attributes, so a worker process's error arrives
+    whole.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     nn.numa_zeros(4, node=4095)
+    ... except nn.NumaError as exc:             # every numa_numpy error
+    ...     print(type(exc).__name__, exc.nodes)
+    InvalidNodeError (4095,)
+    """
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -40,42 +55,104 @@ class InvalidNodeError(NumaError, ValueError):
     """A node that does not exist, has no memory, or is not a valid node id.
 
     Attributes: ``nodes`` (the offending ids) and ``available`` (the ids that exist).
+    Raised in soft and strict mode alike: a node that does not exist is a
+    mistake, not a machine's limit. It is a `ValueError`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     with nn.on_node(4095):             # checked where the scope is entered
+    ...         pass
+    ... except nn.InvalidNodeError as exc:
+    ...     print(exc)                          # doctest: +ELLIPSIS
+    node 4095 does not exist; nodes on this machine: ...
     """
 
 
 class InvalidPolicyError(NumaError, ValueError):
-    """A policy that cannot be expressed: bad syntax or flags the kernel rejects."""
+    """A policy that cannot be expressed: bad syntax or flags the kernel rejects.
+
+    Also raised for an unknown ``huge_pages=`` or ``prefault=`` value. It is a
+    `ValueError`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     nn.as_policy("bogus:1")
+    ... except nn.InvalidPolicyError as exc:
+    ...     print(str(exc)[:35])
+    unknown policy 'bogus' in 'bogus:1'
+    """
 
 
 class NumaAllocationError(NumaError, MemoryError):
     """Memory could not be allocated under the policy.
 
-    Attributes: ``size`` (bytes), ``policy`` and ``errno``.
+    Attributes: ``size`` (bytes), ``policy`` and ``errno``. It is a
+    `MemoryError`, so code that handles NumPy's out-of-memory handles it too.
+    With ``prefault="touch"`` a node out of memory raises it at allocation
+    instead of a SIGBUS at first touch.
     """
 
 
 class NumaUnavailableError(NumaError, OSError):
-    """The kernel lacks what was asked for (a policy mode, a system call)."""
+    """The kernel lacks what was asked for (a policy mode, a system call).
+
+    The message names the kernel version needed (``needed``). It is an
+    `OSError`; raised in soft and strict mode alike.
+    """
 
 
 class PolicyNotEnforcedError(NumaError):
     """strict=True and the kernel did not place memory as the policy says.
 
     Attributes: ``policy``, ``errno`` (0 when no system call failed) and ``reason``.
+    In soft mode (the default) the same situation gives one `NumaWarning`
+    and a fallback, recorded in ``placement(a).enforcement``.
     """
 
 
 class MigrationError(NumaError, ValueError):
     """migrate() refused an array whose pages it cannot move safely (a view, or
-    a small block that shares its pages with other arrays)."""
+    a small block that shares its pages with other arrays).
+
+    Copy such an array instead: ``numa_array(a, policy=...)``.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(1 << 20, node=0)
+    >>> try:
+    ...     nn.migrate(a[2:], 0)
+    ... except nn.MigrationError as exc:
+    ...     print(str(exc)[:30])
+    migrate() moves whole pages, w
+    """
 
 
 class CacheSettingError(NumaError, ValueError):
-    """A cache limit or decay time that cannot be used (negative, not a number)."""
+    """A cache limit or decay time that cannot be used (negative, not a number).
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     nn.set_cache_limit(-1)
+    ... except nn.CacheSettingError as exc:
+    ...     print(exc)
+    cache limit must be >= 0 bytes, not -1
+    """
 
 
 class NumaWarning(RuntimeWarning):
-    """A policy was not enforced and numa_numpy fell back (soft mode)."""
+    """A policy was not enforced and numa_numpy fell back (soft mode).
+
+    Issued once per cause, attributed to the caller's line (not numa_numpy's).
+    Make it an error with ``warnings.simplefilter("error", nn.NumaWarning)``,
+    or pass ``strict=True`` to get `PolicyNotEnforcedError` instead.
+    """
 
 
 for _cls in (
