@@ -7,6 +7,7 @@ never executed here.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -38,6 +39,8 @@ myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 
 autosummary_generate = True
+# numa_numpy.dask needs distributed; a docs venv without it documents it from mocks
+autodoc_mock_imports = [] if importlib.util.find_spec("distributed") else ["dask", "distributed"]
 autodoc_default_options = {"members": False}
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
