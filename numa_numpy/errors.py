@@ -94,6 +94,15 @@ class NumaAllocationError(NumaError, MemoryError):
     `MemoryError`, so code that handles NumPy's out-of-memory handles it too.
     With ``prefault="touch"`` a node out of memory raises it at allocation
     instead of a SIGBUS at first touch.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     nn.numa_empty(1 << 50, node=0)  # 8 PiB: more than any address space
+    ... except nn.NumaAllocationError as exc:
+    ...     print(exc.size, exc.errno, isinstance(exc, MemoryError))
+    9007199254740992 12 True
     """
 
 
@@ -102,6 +111,15 @@ class NumaUnavailableError(NumaError, OSError):
 
     The message names the kernel version needed (``needed``). It is an
     `OSError`; raised in soft and strict mode alike.
+
+    Examples
+    --------
+    >>> import pickle, numa_numpy as nn
+    >>> err = nn.NumaUnavailableError(
+    ...     "weighted-interleave needs Linux 6.9 or newer; this kernel is 6.1", needed=(6, 9)
+    ... )
+    >>> isinstance(err, OSError), pickle.loads(pickle.dumps(err)).needed
+    (True, (6, 9))
     """
 
 
@@ -111,6 +129,18 @@ class PolicyNotEnforcedError(NumaError):
     Attributes: ``policy``, ``errno`` (0 when no system call failed) and ``reason``.
     In soft mode (the default) the same situation gives one `NumaWarning`
     and a fallback, recorded in ``placement(a).enforcement``.
+
+    Examples
+    --------
+    Its attributes survive pickling (process pools send errors back):
+
+    >>> import pickle, numa_numpy as nn
+    >>> err = nn.PolicyNotEnforcedError(
+    ...     "strict bind:1: the kernel refused it", policy=nn.Bind(1), errno=1, reason="refused"
+    ... )
+    >>> back = pickle.loads(pickle.dumps(err))
+    >>> back.policy, back.errno, back.reason
+    (Bind(1), 1, 'refused')
     """
 
 
@@ -152,6 +182,15 @@ class NumaWarning(RuntimeWarning):
     Issued once per cause, attributed to the caller's line (not numa_numpy's).
     Make it an error with ``warnings.simplefilter("error", nn.NumaWarning)``,
     or pass ``strict=True`` to get `PolicyNotEnforcedError` instead.
+
+    Examples
+    --------
+    >>> import warnings, numa_numpy as nn
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("error", nn.NumaWarning)  # soft refusals now raise
+    ...     a = nn.numa_zeros(16, node=0)  # enforced here: no warning, no error
+    >>> issubclass(nn.NumaWarning, RuntimeWarning)
+    True
     """
 
 
