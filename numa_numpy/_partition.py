@@ -2,6 +2,11 @@
 one per node, in order; and node-parallel ufuncs and reductions over them
 inside a node team.
 
+Node-parallel ufuncs need NumPy 1.24 or newer: each block's loop dtypes are
+decided by ``ufunc.resolve_dtypes``, exactly as NumPy decides them. With older
+NumPy, ufuncs on partitioned arrays run on NumPy's own path (same results, one
+thread, plain ndarray results); ``map_blocks`` works on every NumPy.
+
 Layout rule (what :func:`blocks` returns): the array is split along its
 partition axis (axis 0 for C order and 1-D arrays, the last axis for F order,
 so every block is one contiguous byte range) into one block of rows per node,
