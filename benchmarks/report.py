@@ -63,7 +63,6 @@ def machine_facts() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numa_numpy": nn.__version__,
-        "numa_numpy_path": os.path.dirname(nn.__file__),
         "git_head": git("rev-parse", "--short", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "numa_nodes": nodes,
@@ -83,8 +82,8 @@ def markdown(facts: dict[str, Any], rows: list[Row], config: dict[str, Any]) -> 
         f"- CPU: {facts['cpu_model']}; {facts['cpus_online']} CPUs online, "
         f"{facts['cpus_allowed']} allowed",
         f"- kernel {facts['kernel']}, {facts['libc']}, Python {facts['python']}, "
-        f"NumPy {facts['numpy']}, numa_numpy {facts['numa_numpy']} from "
-        f"`{facts['numa_numpy_path']}` (git {facts['git_head'] or '?'}"
+        f"NumPy {facts['numpy']}, numa_numpy {facts['numa_numpy']} "
+        f"(git {facts['git_head'] or '?'}"
         f"{', uncommitted changes' if facts['git_dirty'] else ''})",
         f"- NUMA: {len(facts['numa_nodes'])} node(s): {nodes}",
         f"- THP enabled: `{facts['thp_enabled']}`, defrag: `{facts['thp_defrag']}`",

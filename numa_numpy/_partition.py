@@ -27,7 +27,6 @@ import math
 import mmap
 import os
 import threading
-import warnings
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -38,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from ._enforcement import warn
+from ._memory import cache_budget, register_cache
 from ._policy import Bind, NodesLike, Policy, parse_nodes
 
 try:
@@ -46,7 +47,7 @@ except ImportError:  # NumPy 1
     from numpy.core.numeric import normalize_axis_tuple  # type: ignore[attr-defined,no-redef,unused-ignore]
 from ._team import NodeTeam, active_team
 from ._topology import format_list, topology
-from .errors import InvalidPolicyError, NumaWarning
+from .errors import InvalidPolicyError
 
 __all__ = [
     "Partitioned",
@@ -99,29 +100,20 @@ def _bind_range(address: int, length: int, node: int) -> None:
     rc = lib.nn_apply_binding(binding, ffi.cast("void *", address), length, 0)
     if rc < 0 and node not in _REFUSED:
         _REFUSED.add(node)
-        warnings.warn(
+        warn(
             f"the kernel refused to bind a partitioned array's block to node {node} "
             f"({os.strerror(-rc)}): its pages go where the kernel puts them; "
-            "numa_numpy.doctor() says why",
-            NumaWarning,
-            stacklevel=4,
+            "numa_numpy.doctor() says why"
         )
 
 
 _REFUSED: set[int] = set()
 
 
-def _cache_budget() -> int:
-    """1 GiB, or 1/8 of the machine's memory where that is less: two 256 MiB
-    operands' temporaries (each mapping carries one extra 2 MiB THP unit) and
-    their result must fit, or every call maps and faults one of them afresh."""
-    total = sum(n.memory_total for n in topology().nodes) or (8 << 30)
-    return min(1 << 30, total // 8)
-
-
-#: Bytes of freed partitioned mappings kept for reuse (a ufunc's temporaries
-#: and outputs of the same layout come back at once, placed and faulted in).
-CACHE_BYTES = _cache_budget()
+#: Freed partitioned mappings kept for reuse (a ufunc's temporaries and outputs
+#: of the same layout come back at once, placed and faulted in) stay within the
+#: process-wide budget of `set_cache_limit` (from the memory limit, cgroups
+#: included), and `free_all_blocks()` unmaps them.
 
 
 class _MappingCache:
@@ -151,16 +143,17 @@ class _MappingCache:
         if not self.pending:
             return
         evicted = []
+        budget = cache_budget()
         with self.lock:
             while self.pending:
                 key, mm = self.pending.popleft()
-                if len(mm) > CACHE_BYTES:
+                if len(mm) > budget:
                     evicted.append(mm)
                     continue
                 self.serial += 1
                 self.entries[self.serial] = (key, mm)
                 self.bytes += len(mm)
-            while self.bytes > CACHE_BYTES:
+            while self.bytes > budget:
                 _, (_, old) = self.entries.popitem(last=False)
                 self.bytes -= len(old)
                 evicted.append(old)
@@ -189,6 +182,9 @@ def _release(key: Any, mm: mmap.mmap) -> None:
 def trim_partitioned() -> int:
     """Unmap the cached freed partitioned mappings; returns the bytes freed."""
     return _CACHE.clear()
+
+
+register_cache(trim_partitioned)
 
 
 class Partitioned(Policy):
@@ -694,7 +690,7 @@ def _report(errs: set[str], name: str) -> None:
         if mode == "raise":
             raise FloatingPointError(message)
         if mode == "warn":
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            warn(message, RuntimeWarning)
         elif mode == "print":
             print(f"Warning: {message}")
         elif mode == "call":

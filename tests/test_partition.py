@@ -126,6 +126,26 @@ def test_freed_mappings_are_reused_and_trimmed():
     assert trim_partitioned() > 0 and _CACHE.bytes == 0
 
 
+def test_freed_mappings_follow_the_process_budget_and_free_all_blocks():
+    from numa_numpy._partition import _CACHE, trim_partitioned
+
+    trim_partitioned()
+    a = nn.partitioned_zeros(1 << 20)
+    del a
+    _CACHE.drain()
+    assert _CACHE.bytes > 0
+    assert nn.free_all_blocks() >= _CACHE.bytes == 0  # emptied with the arenas' cache
+    budget = nn.get_memory_pool().get_limit()
+    try:
+        nn.set_cache_limit(0)  # nothing may be kept
+        b = nn.partitioned_zeros(1 << 20)
+        del b
+        _CACHE.drain()
+        assert _CACHE.bytes == 0
+    finally:
+        nn.set_cache_limit(budget)
+
+
 # -- node-parallel ufuncs ----------------------------------------------------------
 
 
