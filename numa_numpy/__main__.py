@@ -6,7 +6,9 @@ doctor what refuses, undoes or slows placement here (seccomp, cpuset, THP,
        NUMA balancing, tiers, thread pools...) and the exact fix; exits 0 when
        healthy, 1 when a finding defeats placement
 maps   per-node memory of a process by kind (like `numastat -p PID`)
-bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node)
+bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node), one
+       thread per node; --team: every worker of a node's team at once, and the
+       whole machine (each node's team on its own memory)
 cleanup  remove shared arrays (/dev/shm) whose creating process has ended,
        e.g. by SIGKILL; --dry-run lists them
 
@@ -119,7 +121,10 @@ def _bench(args: argparse.Namespace) -> tuple[int, Any, str]:
     from ._bandwidth import bandwidth_matrix, format_matrix
 
     result = bandwidth_matrix(
-        size_bytes=args.size_mib << 20, repeats=args.repeats, progress=not args.json
+        size_bytes=args.size_mib << 20,
+        repeats=args.repeats,
+        progress=not args.json,
+        team=args.team,
     )
     return EXIT_OK, result, format_matrix(result)
 
@@ -135,6 +140,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--size-mib", type=int, default=64, help="bench: array size")
     parser.add_argument("--repeats", type=int, default=5, help="bench: best of N")
+    parser.add_argument(
+        "--team",
+        action="store_true",
+        help="bench: every worker of each node's team at once, plus the whole machine",
+    )
     parser.add_argument("--dry-run", action="store_true", help="cleanup: only list")
     # intermixed: options may come before the pid too (`maps --json 1234`)
     args = parser.parse_intermixed_args(argv)
@@ -144,6 +154,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"maps takes a process id (a number or 'self'), not {args.pid!r}")
     if args.dry_run and args.command != "cleanup":
         parser.error("--dry-run is only for `cleanup`")
+    if args.team and args.command != "bench":
+        parser.error("--team is only for `bench`")
     return args
 
 

@@ -99,3 +99,29 @@ def test_bench_prints_a_bandwidth_matrix_with_placement_checked():
             assert cell["pages_by_node"] == {str(cell["memory"]): 2048}
     text = run("bench", "--size-mib", "8", "--repeats", "1").stdout
     assert "copy  b = a:" in text and "| cpu node |" in text
+
+
+def test_bench_team_reports_threads_per_row_and_the_whole_machine():
+    out = run("bench", "--team", "--size-mib", "4", "--repeats", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    topo = nn.topology()
+    allowed = set(topo.allowed_cpus)
+    assert data["team"] is True
+    assert data["memory"] == list(topo.usable_nodes) + ["interleaved"]
+    assert data["threads"] == [len(allowed & set(topo.node(n).cpus)) for n in data["cpu_nodes"]]
+    assert [row["memory"] for row in data["machine"]] == ["local", "interleaved"]
+    for cell in data["cells"] + data["machine"]:
+        assert cell["copy_gbps"] > 0 and cell["triad_gbps"] > 0
+        assert cell["threads"] == len(cell["workers"])
+        if cell["memory"] not in ("local", "interleaved"):
+            assert list(cell["pages_by_node"]) == [str(cell["memory"])]
+    text = run("bench", "--team", "--size-mib", "4", "--repeats", "1").stdout
+    assert "| cpu node | threads |" in text and "whole machine" in text
+    single = json.loads(run("bench", "--size-mib", "4", "--repeats", "1", "--json").stdout)
+    assert single["team"] is False and single["threads"] == 1 and "machine" not in single
+
+
+def test_team_is_only_for_bench():
+    out = run("info", "--team")
+    assert out.returncode == 2 and "--team is only for `bench`" in out.stderr
