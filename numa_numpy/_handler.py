@@ -29,6 +29,7 @@ from ._options import AllocationOptions
 from ._policy import Policy, validate
 from ._topology import Topology
 from .errors import (
+    InvalidPolicyError,
     NumaAllocationError,
     PolicyNotEnforcedError,
     describe_errno,
@@ -61,14 +62,47 @@ def _shortfall(options: AllocationOptions, topo: Topology) -> Enforcement:
 
 
 def _new_arena(options: AllocationOptions, topo: Topology) -> Any:
-    binding, _mask = binding_struct(options.policy, topo)
+    policy = options.policy
+    parts = policy.parts(topo)
+    if parts is not None:
+        _check_parts(options, parts)
+    # a partitioned arena's small blocks (sharing pages) follow its first part
+    binding, _mask = binding_struct(parts[0] if parts else policy, topo)
     plan, _cpus = prefault_plan(options, topo)
     arena = lib.nn_arena_new(binding, options.huge_pages.c_value, plan, int(options.strict))
     if arena == ffi.NULL:
         raise NumaAllocationError(
-            f"cannot create an arena for {options.policy}", size=0, policy=options.policy, errno=12
+            f"cannot create an arena for {policy}", size=0, policy=policy, errno=12
         )
+    if parts:
+        structs = [binding_struct(p, topo) for p in parts]  # (binding, mask): kept alive
+        array = ffi.new("nn_binding[]", [s[0][0] for s in structs])
+        rc = lib.nn_arena_set_parts(arena, array, len(parts))
+        if rc < 0:
+            lib.nn_arena_destroy(arena)
+            raise NumaAllocationError(
+                f"cannot create an arena for {policy}: {describe_errno(-rc, 'the arena')}",
+                size=0,
+                policy=policy,
+                errno=-rc,
+            )
     return arena
+
+
+def _check_parts(options: AllocationOptions, parts: tuple[Policy, ...]) -> None:
+    """What a split allocation cannot be: empty, wider than the C layer's
+    table, or in explicit huge pages (one page cannot be split between nodes)."""
+    policy = options.policy
+    if not parts or len(parts) > lib.NN_MAX_PARTS:
+        raise InvalidPolicyError(
+            f"{policy}: between 1 and {lib.NN_MAX_PARTS} nodes, not {len(parts)}", policy=policy
+        )
+    if options.huge_pages.c_value in (lib.NN_HUGE_EXPLICIT_2MB, lib.NN_HUGE_EXPLICIT_1GB):
+        raise InvalidPolicyError(
+            f"{policy} cannot use explicit huge pages ({options.huge_pages.name.lower()}): "
+            "a hugetlb page cannot be split between nodes; use huge_pages='transparent'",
+            policy=policy,
+        )
 
 
 def _probe(arena: Any, options: AllocationOptions, enforcement: Enforcement) -> Enforcement:

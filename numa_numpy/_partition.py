@@ -10,36 +10,34 @@ thread, plain ndarray results); ``map_blocks`` works on every NumPy.
 Layout rule (what :func:`blocks` returns): the array is split along its
 partition axis (axis 0 for C order and 1-D arrays, the last axis for F order,
 so every block is one contiguous byte range) into one block of rows per node,
-in node order. Boundaries are placed at rows whose byte offset is a multiple
-of the 2 MiB THP unit (arrays of 4 MiB and more where THP is not "never"),
-else of the base page, choosing the largest unit that still gives every node
-at least one unit; the units are then shared as evenly as possible (block
-sizes differ by at most one unit). The array starts on such a unit boundary
-(the mapping is over-allocated by one unit to get there). When no unit gives
-every node one (tiny arrays, rows of odd sizes), rows are split evenly and the
-page holding a boundary lives on the earlier block's node.
+in node order. The memory is one block of numa_numpy's allocator under a
+`Partitioned` policy, split by the same rule as any block NumPy allocates in
+a ``policy(Partitioned(...))`` scope: boundaries at rows whose byte offset is
+a multiple of the 2 MiB THP unit (blocks of 4 MiB and more, which start on
+such a boundary), else of the base page, choosing the largest unit that still
+gives every node at least one unit; the units are then shared as evenly as
+possible (block sizes differ by at most one unit). When no unit gives every
+node one (rows of odd sizes), rows are split evenly and the page holding a
+boundary lives on the earlier block's node. Arrays of 64 KiB and less share
+pages with other small blocks: all their rows are on the first node.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
-import mmap
-import os
-import threading
-import weakref
-from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._creation import _allocate as _allocate_in
 from ._enforcement import warn
-from ._memory import cache_budget, register_cache
-from ._policy import Bind, NodesLike, Policy, parse_nodes
+from ._handler import handler_of_arena
+from ._lib import ffi, lib
+from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike
+from ._policy import NodesLike, Partitioned, Policy, parse_nodes
+from ._scope import default_scope, scope_for
 
 try:
     from numpy.lib.array_utils import normalize_axis_tuple
@@ -60,173 +58,6 @@ __all__ = [
 ]
 
 THP_UNIT = 2 << 20
-THP_MIN_BYTES = 4 << 20  # NumaRegion's "auto" asks for THP from here
-
-
-@lru_cache(maxsize=1)
-def _base_page() -> int:
-    return mmap.PAGESIZE
-
-
-@lru_cache(maxsize=1)
-def _thp_enabled() -> bool:
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return False
-    return "[never]" not in text
-
-
-@lru_cache(maxsize=64)
-def _binding(node: int) -> tuple[Any, Any]:
-    """The kernel's arguments for Bind(node), built once (topology() reads
-    sysfs: too slow for every output of a ufunc)."""
-    try:  # the restructuring (issue 12) moves it from _binding to _cstructs
-        from ._cstructs import binding_struct  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - before that move
-        from ._binding import binding_struct  # type: ignore[attr-defined,unused-ignore]
-
-    return binding_struct(Bind(node), topology())  # type: ignore[no-any-return,unused-ignore]
-
-
-def _bind_range(address: int, length: int, node: int) -> None:
-    """mbind [address, address+length) to `node`. A refusal (a container's
-    seccomp profile, no CAP_SYS_NICE) warns once per node, as soft policies do
-    everywhere in numa_numpy. The one place this module uses private seams
-    (binding_struct and the C nn_apply_binding)."""
-    from ._lib import ffi, lib
-
-    binding, _mask = _binding(node)
-    rc = lib.nn_apply_binding(binding, ffi.cast("void *", address), length, 0)
-    if rc < 0 and node not in _REFUSED:
-        _REFUSED.add(node)
-        warn(
-            f"the kernel refused to bind a partitioned array's block to node {node} "
-            f"({os.strerror(-rc)}): its pages go where the kernel puts them; "
-            "numa_numpy.doctor() says why"
-        )
-
-
-_REFUSED: set[int] = set()
-
-
-#: Freed partitioned mappings kept for reuse (a ufunc's temporaries and outputs
-#: of the same layout come back at once, placed and faulted in) stay within the
-#: process-wide budget of `set_cache_limit` (from the memory limit, cgroups
-#: included), and `free_all_blocks()` unmaps them.
-
-
-class _MappingCache:
-    """Freed mappings by (length, offset, cuts, nodes), most recent last."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.entries: OrderedDict[int, tuple[Any, mmap.mmap]] = OrderedDict()
-        self.bytes = 0
-        self.serial = 0
-        self.pending: deque[tuple[Any, mmap.mmap]] = deque()
-
-    def take(self, key: Any) -> mmap.mmap | None:
-        self.drain()
-        with self.lock:
-            for serial, (k, mm) in reversed(self.entries.items()):
-                if k == key:
-                    del self.entries[serial]
-                    self.bytes -= len(mm)
-                    return mm
-        return None
-
-    def drain(self) -> None:
-        """File the mappings freed since the last call (finalizers only append
-        to `pending`: they run wherever the garbage collector runs, possibly
-        inside this lock on the same thread, so they never take it)."""
-        if not self.pending:
-            return
-        evicted = []
-        budget = cache_budget()
-        with self.lock:
-            while self.pending:
-                key, mm = self.pending.popleft()
-                if len(mm) > budget:
-                    evicted.append(mm)
-                    continue
-                self.serial += 1
-                self.entries[self.serial] = (key, mm)
-                self.bytes += len(mm)
-            while self.bytes > budget:
-                _, (_, old) = self.entries.popitem(last=False)
-                self.bytes -= len(old)
-                evicted.append(old)
-        for old in evicted:
-            old.close()
-
-    def clear(self) -> int:
-        self.drain()
-        with self.lock:
-            freed = self.bytes
-            items = list(self.entries.values())
-            self.entries.clear()
-            self.bytes = 0
-        for _, mm in items:
-            mm.close()
-        return freed
-
-
-_CACHE = _MappingCache()
-
-
-def _release(key: Any, mm: mmap.mmap) -> None:
-    _CACHE.pending.append((key, mm))  # atomic; filed by the next take/clear
-
-
-def trim_partitioned() -> int:
-    """Unmap the cached freed partitioned mappings; returns the bytes freed."""
-    return _CACHE.clear()
-
-
-register_cache(trim_partitioned)
-
-
-class Partitioned(Policy):
-    """Split one allocation into contiguous ranges, one per node, in order.
-
-    Today it is honoured by the ``partitioned_*`` constructors (and
-    ``nodes=`` there); scopes and NumPy's allocator inside them cannot split
-    one block between nodes yet and refuse it (InvalidPolicyError).
-
-    Parameters
-    ----------
-    nodes : int, str or iterable of int, optional
-        The nodes, in the order of their blocks (default: every node with
-        memory this process may use).
-
-    Raises
-    ------
-    InvalidNodeError
-        `nodes` does not parse.
-
-    Examples
-    --------
-    >>> import numa_numpy as nn
-    >>> nn.Partitioned(0).nodes
-    (0,)
-    >>> a = nn.partitioned_zeros(1000, policy=nn.Partitioned())
-    >>> [node for node, _rows in nn.blocks(a)] == list(nn.topology().usable_nodes)
-    True
-    """
-
-    mode = -1  # no single kernel mode: a Bind per range
-    name = "partitioned"
-
-    def kernel_args(self, topo: Any) -> tuple[int, list[int], int, int]:
-        raise InvalidPolicyError(
-            "Partitioned splits one allocation between nodes: only the partitioned_* "
-            "constructors honour it today (scopes and NumPy's allocator cannot yet)",
-            policy=self,
-        )
-
-    def resolved_nodes(self, topo: Any) -> tuple[int, ...]:
-        return self.nodes if self.nodes is not None else tuple(topo.usable_nodes)
 
 
 @dataclass(frozen=True)
@@ -243,16 +74,17 @@ class Layout:
         return (self.axis, self.bounds, self.nodes)
 
 
-def _split(nrows: int, rowbytes: int, k: int, units: Sequence[int]) -> tuple[tuple[int, ...], bool]:
-    """Row boundaries for k blocks (see the module's layout rule) and whether
-    they fall on page multiples."""
-    if nrows and rowbytes:
-        for unit in units:
-            step = math.lcm(unit, rowbytes) // rowbytes
-            nunits = -(-nrows // step)
-            if nunits >= k:
-                return tuple(min(nrows, (i * nunits // k) * step) for i in range(k + 1)), True
-    return tuple(i * nrows // k for i in range(k + 1)), False
+def _split(nrows: int, rowbytes: int, k: int, thp: bool) -> tuple[int, ...]:
+    """Row boundaries for k blocks by the arena's own rule (numa_numpy's C
+    layer, the one rule for every partitioned block; see the module's layout
+    rule): cuts on multiples of the THP unit when `thp`, else of the base
+    page, never inside a row; rows shared evenly when no unit gives every
+    block one."""
+    if k <= 1 or not nrows or not rowbytes:
+        return (0,) + (nrows,) * k
+    cuts = ffi.new("size_t[]", k - 1)
+    lib.nn_partition_cuts(nrows * rowbytes, rowbytes, int(thp), k, cuts)
+    return (0,) + tuple(c // rowbytes for c in cuts) + (nrows,)
 
 
 class PartitionedArray(np.ndarray):
@@ -275,7 +107,6 @@ class PartitionedArray(np.ndarray):
     """
 
     _layout: Layout | None = None
-    _fresh: bool = False  # a new mapping (zeros until written), not a reused one
 
     def __array_finalize__(self, obj: Any) -> None:
         self._layout = None  # views do not keep the layout: their rows differ
@@ -350,6 +181,56 @@ def _shape(shape: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+def _block_bounds(address: int, size: int) -> tuple[Any, list[int]] | None:
+    """The handler of the partitioned arena that owns the block at `address`
+    and the block's part bounds (bytes, 0..size), from the C layer; None for
+    memory that is not such a block's start."""
+    status = ffi.new("int *")
+    ptr = ffi.cast("void *", address)
+    arena = lib.nn_block_owner(ptr, ffi.NULL, status)
+    if arena == ffi.NULL:
+        return None
+    bounds = ffi.new("size_t[]", lib.NN_MAX_PARTS + 1)
+    k = lib.nn_block_parts(ptr, bounds, lib.NN_MAX_PARTS + 1)
+    handler = handler_of_arena(int(ffi.cast("uintptr_t", arena)))
+    if k <= 0 or handler is None:
+        return None
+    return handler, [min(int(b), size) for b in bounds[0 : k + 1]]
+
+
+def _rows(byte_bounds: list[int], rowbytes: int, nrows: int, k: int) -> tuple[int, ...]:
+    """Row bounds from byte bounds: a row belongs to the block where it
+    starts; a small block (one part) puts every row in the first."""
+    rows = [min(nrows, -(-b // rowbytes)) for b in byte_bounds[:-1]] + [nrows]
+    return tuple(rows + [nrows] * (k + 1 - len(rows)))
+
+
+def layout_of(a: Any) -> Layout | None:
+    """A partitioned array's layout: a PartitionedArray's own, or, for an array
+    NumPy allocated in a ``policy(Partitioned(...))`` scope (or a contiguous
+    view starting where its memory starts), the split the allocator recorded."""
+    layout = getattr(a, "_layout", None)
+    if layout is not None or not isinstance(a, np.ndarray) or not a.size or not a.ndim:
+        return layout
+    order = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else None
+    if order is None:
+        return None
+    found = _block_bounds(a.ctypes.data, a.nbytes)
+    if found is None:
+        return None
+    handler, byte_bounds = found
+    nodes = tuple(handler.policy.resolved_nodes(topology()))
+    axis = a.ndim - 1 if order == "F" and a.ndim > 1 else 0
+    nrows = a.shape[axis]
+    bounds = _rows(byte_bounds, a.nbytes // nrows, nrows, len(nodes))
+    return Layout(a.shape, axis, nodes, bounds, order)
+
+
+def _scope(nodes: tuple[int, ...], numa: dict[str, Any]) -> Any:
+    policy = Partitioned(nodes)
+    return scope_for(policy, **numa) if numa else default_scope(policy)
+
+
 def _allocate(
     shape: tuple[int, ...],
     dtype: np.dtype[Any],
@@ -357,8 +238,11 @@ def _allocate(
     nodes: tuple[int, ...],
     bounds: tuple[int, ...] | None = None,
     axis: int | None = None,
+    numa: dict[str, Any] | None = None,
+    zero: bool = False,
 ) -> PartitionedArray:
-    """One mapping, bound range by range before anything touches it."""
+    """One block of the Partitioned(nodes) arena: split by the arena's rule,
+    never inside a row, or at `bounds` (a ufunc's output follows its input)."""
     if order not in ("C", "F"):
         raise ValueError(f"order must be 'C' or 'F', not {order!r}")
     if any(s < 0 for s in shape):
@@ -366,43 +250,36 @@ def _allocate(
     ndim = len(shape)
     if axis is None:
         axis = ndim - 1 if order == "F" and ndim > 1 else 0
-    count = math.prod(shape)
-    nbytes = count * dtype.itemsize
     nrows = shape[axis] if ndim else 1
-    rowbytes = nbytes // nrows if nrows else 0
-    page = _base_page()
-    thp = nbytes >= THP_MIN_BYTES and _thp_enabled()
-    unit = THP_UNIT if thp else page
-    if bounds is None:
-        bounds, _aligned = _split(nrows, rowbytes, len(nodes), (unit, page) if thp else (page,))
-    page_len = -(-max(nbytes, 1) // page) * page
-    length = page_len + (unit if thp else 0)
-    rel = tuple(min(page_len, -(-b * rowbytes // page) * page) for b in bounds[1:-1])
-    key = (length, rel, nodes, thp)
-    mm = _CACHE.take(key)
-    fresh = mm is None
-    if mm is None:
-        mm = mmap.mmap(-1, length, flags=mmap.MAP_PRIVATE)
-        if thp:
-            mm.madvise(mmap.MADV_HUGEPAGE)
-        else:
-            mm.madvise(mmap.MADV_NOHUGEPAGE)
-    view = ctypes.c_char.from_buffer(mm)
-    base = ctypes.addressof(view)
-    del view
-    offset = -base % unit if thp else 0
-    if fresh:  # bound before anything touches it; a reused one keeps its binding
-        cuts = [base] + [base + offset + r for r in rel] + [base + length]
-        for i, node in enumerate(nodes):
-            lo, hi = cuts[i], cuts[i + 1]
-            if hi > lo:
-                _bind_range(lo, hi - lo, node)
-    root = np.frombuffer(mm, dtype, count, offset)
-    weakref.finalize(root, _release, key, mm)
-    arr = root.reshape(shape, order=order).view(PartitionedArray)  # type: ignore[call-overload]
-    arr._layout = Layout(shape, axis, nodes, tuple(bounds), order)
-    arr._fresh = fresh
+    rowbytes = math.prod(shape) * dtype.itemsize // nrows if nrows else 0
+    k = len(nodes)
+    if bounds is not None and rowbytes and k > 1:
+        cuts = ffi.new("size_t[]", [b * rowbytes for b in bounds[1:-1]])
+        lib.nn_arena_next_block(0, cuts, k - 1)
+    else:
+        lib.nn_arena_next_block(max(rowbytes, 1), ffi.NULL, 0)
+    make: Any = np.zeros if zero else np.empty
+    try:
+        root = _allocate_in(_scope(nodes, numa or {}), lambda: make(shape, dtype, order))
+    finally:
+        lib.nn_arena_next_block(0, ffi.NULL, 0)  # unused by a small block: not for the next
+    if bounds is not None and root.nbytes > lib.NN_SMALL_MAX:
+        actual = tuple(bounds)  # a block of its own, cut where asked
+    elif rowbytes:  # where the allocator cut it (a small block: all on the first node)
+        out = ffi.new("size_t[]", k + 1)
+        parts = lib.nn_block_parts(ffi.cast("void *", root.ctypes.data), out, k + 1)
+        actual = _rows([min(int(b), root.nbytes) for b in out[0 : parts + 1]], rowbytes, nrows, k)
+    else:  # an empty array: no rows to place
+        actual = (0,) + (nrows,) * k
+    arr = root.view(PartitionedArray)
+    arr._layout = Layout(shape, axis, nodes, actual, order)
     return arr  # type: ignore[no-any-return]
+
+
+def _numa(strict: bool, huge_pages: HugePagesLike, prefault: PrefaultLike) -> dict[str, Any]:
+    if strict is False and huge_pages is HugePages.AUTO and prefault is Prefault.NONE:
+        return {}
+    return {"strict": strict, "huge_pages": huge_pages, "prefault": prefault}
 
 
 def _fill(arr: PartitionedArray, value: Any) -> None:
@@ -430,13 +307,17 @@ def partitioned_empty(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
 ) -> PartitionedArray:
     """An uninitialised array split into one block of rows per node.
 
-    The memory is one anonymous mapping; each node's range of pages is bound
-    to that node (mbind) before anything touches it, so every page lands on
-    its block's node wherever it is first written. The split follows the
-    layout rule of :func:`blocks`.
+    The memory is one block of numa_numpy's allocator (NumPy owns it and
+    frees it through numa_numpy, as for `numa_empty`) under a `Partitioned`
+    policy: each node's range of pages is bound to that node (mbind) before
+    anything touches it, so every page lands on its block's node wherever it
+    is first written. The split follows the layout rule of :func:`blocks`.
 
     Parameters
     ----------
@@ -449,6 +330,14 @@ def partitioned_empty(
         process may use). Memory-only nodes are allowed.
     policy : Partitioned, optional
         The same as ``nodes=policy.nodes``.
+    strict : bool, default False
+        Raise `PolicyNotEnforcedError` when the kernel refuses a node's
+        binding, instead of warning once and allocating unbound.
+    huge_pages : HugePages or str, default "auto"
+        "auto" (transparent huge pages from 4 MiB), "transparent" or "none";
+        explicit huge pages cannot be split between nodes (InvalidPolicyError).
+    prefault : Prefault, str or bool, default "none"
+        "touch" or "parallel" faults every page in now, each on its node.
 
     Returns
     -------
@@ -461,7 +350,12 @@ def partitioned_empty(
     InvalidNodeError
         A node does not exist or `nodes` does not parse.
     InvalidPolicyError
-        A node has no memory, or `policy` is not Partitioned.
+        A node has no memory, `policy` is not Partitioned, or explicit huge
+        pages were asked for.
+    PolicyNotEnforcedError
+        `strict` and the kernel refused a binding.
+    NumaAllocationError
+        The memory could not be had (with prefault: not enough on a node).
     ValueError
         A negative dimension or an unknown order.
 
@@ -472,7 +366,13 @@ def partitioned_empty(
     >>> nn.blocks(a)
     [(0, slice(0, 1024, None))]
     """
-    return _allocate(_shape(shape), np.dtype(dtype), order, _nodes(nodes, policy))
+    return _allocate(
+        _shape(shape),
+        np.dtype(dtype),
+        order,
+        _nodes(nodes, policy),
+        numa=_numa(strict, huge_pages, prefault),
+    )
 
 
 def partitioned_zeros(
@@ -482,15 +382,19 @@ def partitioned_zeros(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
 ) -> PartitionedArray:
     """Zeros split into one block of rows per node (see
-    :func:`partitioned_empty`). The mapping reads as zeros already; inside a
-    running team each block is written by its node's workers (placing and
-    faulting the pages in parallel), outside one it is left untouched.
+    :func:`partitioned_empty`). Outside a team the memory is zeroed as
+    `numa_zeros` does (fresh pages are left untouched: each faults in on its
+    node when first written); inside a running team each block is written
+    by its node's workers, faulting the pages in parallel.
 
     Parameters
     ----------
-    shape, dtype, order, nodes, policy
+    shape, dtype, order, nodes, policy, strict, huge_pages, prefault
         As for :func:`partitioned_empty`.
 
     Returns
@@ -499,7 +403,7 @@ def partitioned_zeros(
 
     Raises
     ------
-    InvalidNodeError, InvalidPolicyError, ValueError
+    InvalidNodeError, InvalidPolicyError, PolicyNotEnforcedError, NumaAllocationError, ValueError
         As for :func:`partitioned_empty`.
 
     Examples
@@ -508,10 +412,18 @@ def partitioned_zeros(
     >>> float(nn.partitioned_zeros((100, 3)).sum())
     0.0
     """
-    arr = partitioned_empty(shape, dtype, order, nodes=nodes, policy=policy)
     team = active_team()
-    if (team is not None and team._workers) or not arr._fresh:
-        _fill(arr, 0)  # a reused mapping holds old values
+    in_team = team is not None and bool(team._workers)
+    arr = _allocate(
+        _shape(shape),
+        np.dtype(dtype),
+        order,
+        _nodes(nodes, policy),
+        numa=_numa(strict, huge_pages, prefault),
+        zero=not in_team,
+    )
+    if in_team:
+        _fill(arr, 0)
     return arr
 
 
@@ -522,13 +434,16 @@ def partitioned_ones(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
 ) -> PartitionedArray:
     """Ones split into one block of rows per node (see
     :func:`partitioned_full`).
 
     Parameters
     ----------
-    shape, dtype, order, nodes, policy
+    shape, dtype, order, nodes, policy, strict, huge_pages, prefault
         As for :func:`partitioned_empty`.
 
     Returns
@@ -537,7 +452,7 @@ def partitioned_ones(
 
     Raises
     ------
-    InvalidNodeError, InvalidPolicyError, ValueError
+    InvalidNodeError, InvalidPolicyError, PolicyNotEnforcedError, NumaAllocationError, ValueError
         As for :func:`partitioned_empty`.
 
     Examples
@@ -546,7 +461,17 @@ def partitioned_ones(
     >>> int(nn.partitioned_ones(10, int).sum())
     10
     """
-    return partitioned_full(shape, 1, dtype, order, nodes=nodes, policy=policy)
+    return partitioned_full(
+        shape,
+        1,
+        dtype,
+        order,
+        nodes=nodes,
+        policy=policy,
+        strict=strict,
+        huge_pages=huge_pages,
+        prefault=prefault,
+    )
 
 
 def partitioned_full(
@@ -557,6 +482,9 @@ def partitioned_full(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
+    strict: bool = False,
+    huge_pages: HugePagesLike = HugePages.AUTO,
+    prefault: PrefaultLike = Prefault.NONE,
 ) -> PartitionedArray:
     """`fill_value` everywhere, split into one block of rows per node. Inside
     a running team each block is written by its node's workers (the first
@@ -565,7 +493,7 @@ def partitioned_full(
 
     Parameters
     ----------
-    shape, order, nodes, policy
+    shape, order, nodes, policy, strict, huge_pages, prefault
         As for :func:`partitioned_empty`.
     fill_value : scalar
     dtype : data-type, optional
@@ -577,7 +505,7 @@ def partitioned_full(
 
     Raises
     ------
-    InvalidNodeError, InvalidPolicyError, ValueError
+    InvalidNodeError, InvalidPolicyError, PolicyNotEnforcedError, NumaAllocationError, ValueError
         As for :func:`partitioned_empty`.
 
     Examples
@@ -588,7 +516,8 @@ def partitioned_full(
     """
     if dtype is None:
         dtype = np.array(fill_value).dtype
-    arr = partitioned_empty(shape, dtype, order, nodes=nodes, policy=policy)
+    numa = _numa(strict, huge_pages, prefault)
+    arr = _allocate(_shape(shape), np.dtype(dtype), order, _nodes(nodes, policy), numa=numa)
     _fill(arr, fill_value)
     return arr
 
@@ -625,11 +554,12 @@ def blocks(a: np.ndarray) -> list[tuple[int, slice]]:
     >>> nn.blocks(a)
     [(0, slice(0, 8, None))]
     """
-    layout = getattr(a, "_layout", None)
+    layout = layout_of(a)
     if layout is None:
         raise TypeError(
             "blocks() takes an array made by partitioned_empty/zeros/ones/full, a team "
-            "ufunc or map_blocks; views and other arrays carry no layout"
+            "ufunc, map_blocks or NumPy in a policy(Partitioned(...)) scope; views inside "
+            "it and other arrays carry no layout"
         )
     b = layout.bounds
     return [(n, slice(b[i], b[i + 1])) for i, n in enumerate(layout.nodes)]
@@ -895,9 +825,13 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
 
     team._require_running()
     lead = _lead(arrays, None)
-    if lead is not None:
-        layout = lead._layout
-        assert layout is not None
+    found = lead._layout if lead is not None else None
+    for x in arrays if found is None else ():  # NumPy's arrays from a Partitioned scope
+        found = layout_of(x) if isinstance(x, np.ndarray) else None
+        if found is not None:
+            break
+    if found is not None:
+        layout = found
     else:
         first = next((x for x in arrays if isinstance(x, np.ndarray) and x.ndim), None)
         if first is None:
@@ -906,7 +840,7 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
         axis = first.ndim - 1 if order == "F" and first.ndim > 1 else 0
         nodes = team.nodes
         rowbytes = first.nbytes // first.shape[axis] if first.shape[axis] else 0
-        bounds, _ = _split(first.shape[axis], rowbytes, len(nodes), (_base_page(),))
+        bounds = _split(first.shape[axis], rowbytes, len(nodes), False)
         layout = Layout(first.shape, axis, nodes, bounds, order)
     axis = layout.axis
     nrows = layout.shape[axis] if layout.shape else 1

@@ -31,6 +31,7 @@ __all__ = [
     "PreferredMany",
     "Interleave",
     "WeightedInterleave",
+    "Partitioned",
     "NodesLike",
     "PolicyLike",
     "as_policy",
@@ -166,6 +167,7 @@ class Policy(metaclass=_Interned):
     min_kernel: ClassVar[tuple[int, int]] = (2, 6)
     takes_nodes: ClassVar[bool] = True
     allows_balancing: ClassVar[bool] = False
+    every_node_by_default: ClassVar[bool] = False  # nodes=None: every usable node
 
     nodes: tuple[int, ...] | None
     static_nodes: bool
@@ -209,7 +211,9 @@ class Policy(metaclass=_Interned):
     # --- what the kernel is given -------------------------------------------------
 
     def resolved_nodes(self, topo: Topology) -> tuple[int, ...]:
-        """The nodes this policy names on `topo` (empty for Local/Default).
+        """The nodes this policy names on `topo`: for Interleave and
+        Partitioned without nodes every usable node with memory, for
+        Local/Default none.
 
         Parameters
         ----------
@@ -222,7 +226,26 @@ class Policy(metaclass=_Interned):
         >>> nn.Bind("0").resolved_nodes(nn.topology()), nn.Local().resolved_nodes(nn.topology())
         ((0,), ())
         """
+        if self.nodes is None and self.every_node_by_default:
+            return topo.usable_nodes
         return self.nodes or ()
+
+    def parts(self, topo: Topology) -> tuple[Policy, ...] | None:
+        """The policies of an allocation's consecutive ranges; None when one
+        policy covers the whole allocation (every policy but `Partitioned`).
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Bind(0).parts(nn.topology()) is None
+        True
+        """
+        return None
 
     def kernel_mode(self) -> int:
         """The kernel's ``MPOL_*`` mode with the ``MPOL_F_*`` flags ORed in.
@@ -630,22 +653,7 @@ class Interleave(Policy):
 
     mode: ClassVar[int] = lib.NN_MPOL_INTERLEAVE
     name: ClassVar[str] = "interleave"
-
-    def resolved_nodes(self, topo: Topology) -> tuple[int, ...]:
-        """The named nodes, or every usable node with memory of `topo` for None.
-
-        Parameters
-        ----------
-        topo : Topology
-            The machine, from `topology`.
-
-        Examples
-        --------
-        >>> import numa_numpy as nn
-        >>> nn.Interleave().resolved_nodes(nn.topology()) == nn.topology().usable_nodes
-        True
-        """
-        return self.nodes if self.nodes is not None else topo.usable_nodes
+    every_node_by_default: ClassVar[bool] = True
 
 
 @dataclass(frozen=True, repr=False, init=False)
@@ -739,11 +747,93 @@ class WeightedInterleave(Interleave):
         return propose_weights(bandwidth, nodes=nodes, initiator=initiator, topo=topo)
 
 
+@dataclass(frozen=True, repr=False, init=False)
+@document
+class Partitioned(Policy):
+    """Split each allocation into contiguous ranges, one per node, in order.
+
+    A block of NumPy's (in a scope) or a ``partitioned_*`` array is one
+    mapping whose first range is bound to the first node, the next range to
+    the next node, and so on (a Bind per range), so node *i*'s workers find
+    their rows on node *i*. Range boundaries fall on multiples of the 2 MiB
+    THP unit (blocks of 4 MiB and more) or of the base page, the units shared
+    as evenly as possible; `blocks` gives each node's rows. Blocks of 64 KiB
+    and less share pages with other blocks and are bound to the first node.
+
+    Parameters
+    ----------
+    nodes : int, str or sequence of int, optional
+        The nodes, in the order of their ranges (default: every node with
+        memory this process may use, resolved when memory is allocated).
+
+    Raises
+    ------
+    InvalidNodeError
+        `nodes` does not parse.
+    InvalidPolicyError
+        For a thread (`thread_policy`): the kernel has no such mode; with
+        explicit huge pages, which cannot be split.
+
+    See Also
+    --------
+    partitioned_empty, blocks, node_team
+
+    Examples
+    --------
+    >>> import numpy as np, numa_numpy as nn
+    >>> nodes = nn.topology().usable_nodes
+    >>> with nn.policy(nn.Partitioned()):
+    ...     a = np.ones(1 << 20)          # 8 MiB, split between the nodes
+    >>> [node for node, _rows in nn.blocks(a)] == list(nodes)
+    True
+    >>> str(nn.Partitioned("0-1"))
+    'partitioned:0-1'
+    """
+
+    mode: ClassVar[int] = -1  # no single kernel mode: a Bind per range
+    name: ClassVar[str] = "partitioned"
+
+    every_node_by_default: ClassVar[bool] = True
+
+    def parts(self, topo: Topology) -> tuple[Policy, ...]:
+        """One Bind per node, in range order.
+
+        Parameters
+        ----------
+        topo : Topology
+            The machine, from `topology`.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> nn.Partitioned([0]).parts(nn.topology())
+        (Bind(0),)
+        """
+        return tuple(Bind(n) for n in self.resolved_nodes(topo))
+
+    def kernel_args(self, topo: Topology) -> tuple[int, list[int], int, int]:
+        raise InvalidPolicyError(
+            "Partitioned splits one allocation between nodes; the kernel has no such "
+            "mode for a whole thread (thread_policy): use a scope or the partitioned_* "
+            "constructors",
+            policy=self,
+        )
+
+
 PolicyLike = Union[Policy, str]
 
 _BY_NAME: dict[str, type[Policy]] = {
     cls.name: cls
-    for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
+    for cls in (
+        Default,
+        Local,
+        Bind,
+        Preferred,
+        PreferredMany,
+        Interleave,
+        WeightedInterleave,
+        Partitioned,
+    )
 }
 _BY_NAME.update(
     {

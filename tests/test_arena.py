@@ -1064,3 +1064,149 @@ def test_decay_unmaps_from_the_thread(arena, process_cache):
         time.sleep(0.05)
     assert stats(a)["cached_bytes"] == 0
     assert not is_bound_vma(old)
+
+
+# ---- partitioned arenas: one block, a binding per range ------------------------------
+#
+# On one node the parts are told apart by their modes: part 0 binds node 0,
+# part 1 prefers it, part 2 interleaves over it. numa_maps then shows one VMA
+# per part, each with its own policy, starting exactly where its range starts.
+
+
+def _part_bindings():
+    mask = ffi.new("unsigned long[]", [1])
+    _KEEP.append(mask)
+    modes = (lib.NN_MPOL_BIND, lib.NN_MPOL_PREFERRED, lib.NN_MPOL_INTERLEAVE)
+    return ffi.new(
+        "nn_binding[]",
+        [{"mode": m, "home_node": -1, "maxnode": 65, "nwords": 1, "mask": mask} for m in modes],
+    )
+
+
+def partitioned_arena(*, huge: int | None = None, prefault=None):
+    arena = new_arena("bind", huge=huge, prefault=prefault)
+    assert lib.nn_arena_set_parts(arena, _part_bindings(), 3) == 0
+    return arena
+
+
+def block_bounds(ptr) -> list[int]:
+    bounds = ffi.new("size_t[]", lib.NN_MAX_PARTS + 1)
+    k = lib.nn_block_parts(ptr, bounds, lib.NN_MAX_PARTS + 1)
+    return [int(b) for b in bounds[0 : k + 1]] if k else []
+
+
+def _policy_at(addr: int) -> str:
+    return kernel_view.numa_maps_entry(addr).policy
+
+
+def _rule(size: int, granule: int, thp: bool, k: int = 3) -> list[int]:
+    cuts = ffi.new("size_t[]", k - 1)
+    lib.nn_partition_cuts(size, granule, int(thp), k, cuts)
+    return [0] + [int(c) for c in cuts] + [size]
+
+
+@pytest.mark.parametrize(
+    "size, thp", [(10 << 20, True), (300 << 10, False), ((10 << 20) + 12345, True)]
+)
+def test_partitioned_block_binds_each_range(size, thp):
+    arena = partitioned_arena()
+    try:
+        ptr = lib.nn_arena_malloc(arena, size)
+        base = address(ptr)
+        bounds = block_bounds(ptr)
+        assert bounds == _rule(size, 1, thp)  # the default rule, as recorded
+        unit = (2 << 20) if thp else PAGE
+        assert all(b % unit == 0 for b in bounds[1:-1]) and bounds[1] > 0
+        expected = ("bind:0", "prefer:0", "interleave:0")
+        for (lo, hi), policy in zip(zip(bounds, bounds[1:], strict=False), expected, strict=True):
+            assert _policy_at(base + lo) == policy
+            assert _policy_at(base + hi - 1) == policy
+            start, _end = kernel_view.mapping_of(base + lo)
+            if lo:
+                assert start == base + lo  # the range starts a VMA of its own
+        assert _policy_at(base - PAGE) == "bind:0"  # the header page: the first part's
+        lib.nn_arena_free(arena, ptr)
+    finally:
+        lib.nn_arena_destroy(arena)
+
+
+def test_partitioned_block_takes_the_callers_cuts_and_granule():
+    arena = partitioned_arena()
+    try:
+        lib.nn_arena_next_block(0, ffi.new("size_t[]", [100_000, 250_000]), 2)
+        ptr = lib.nn_arena_malloc(arena, 600_000)
+        assert block_bounds(ptr) == [0, 100_000, 250_000, 600_000]
+        base = address(ptr)
+        # the page holding a cut is the earlier part's; the next page the later's
+        assert _policy_at(base + 100_000) == "bind:0"
+        assert _policy_at(base + (-(-100_000 // PAGE)) * PAGE) == "prefer:0"
+        # the request was for that one block: the next follows the default rule
+        other = lib.nn_arena_malloc(arena, 600_000)
+        assert block_bounds(other) == _rule(600_000, 1, False)
+        row = 3 * 8000  # rows of 24000 bytes are never split
+        lib.nn_arena_next_block(row, ffi.NULL, 0)
+        rows = lib.nn_arena_malloc(arena, 250 * row)
+        got = block_bounds(rows)
+        assert got == _rule(250 * row, row, True) and all(b % row == 0 for b in got)
+        small = lib.nn_arena_malloc(arena, 1000)  # a chunk's block: one part
+        assert block_bounds(small) == [0, 1000]
+        for p in (ptr, other, rows, small):
+            lib.nn_arena_free(arena, p)
+    finally:
+        lib.nn_arena_destroy(arena)
+
+
+def test_partitioned_cache_reuses_only_the_same_cuts():
+    arena = partitioned_arena()
+    try:
+        size = 8 << 20
+        first = lib.nn_arena_malloc(arena, size)
+        kept = address(first)
+        lib.nn_arena_free(arena, first)
+        lib.nn_arena_next_block(0, ffi.new("size_t[]", [1 << 20, 2 << 20]), 2)
+        other = lib.nn_arena_malloc(arena, size)  # other cuts: a mapping of its own
+        assert address(other) != kept and block_bounds(other)[1:3] == [1 << 20, 2 << 20]
+        again = lib.nn_arena_malloc(arena, size)  # the default cuts: the cached one
+        assert address(again) == kept and block_bounds(again) == _rule(size, 1, True)
+        assert _policy_at(address(other) + (1 << 20)) == "prefer:0"
+        lib.nn_arena_free(arena, other)
+        lib.nn_arena_free(arena, again)
+    finally:
+        lib.nn_arena_destroy(arena)
+
+
+def test_partitioned_arena_refuses_what_cannot_be_split():
+    arena = new_arena("bind", huge=lib.NN_HUGE_EXPLICIT_2MB)
+    try:
+        assert lib.nn_arena_set_parts(arena, _part_bindings(), 3) == -errno.EINVAL
+    finally:
+        lib.nn_arena_destroy(arena)
+    arena = partitioned_arena()
+    try:
+        assert lib.nn_arena_set_parts(arena, _part_bindings(), 3) == -errno.EINVAL  # once
+        assert lib.nn_arena_set_parts(arena, _part_bindings(), 0) == -errno.EINVAL
+        assert lib.nn_arena_probe(arena) == 0  # every part's binding is probed
+    finally:
+        lib.nn_arena_destroy(arena)
+
+
+def test_partitioned_prefault_and_realloc():
+    arena = partitioned_arena(prefault=lib.NN_PREFAULT_TOUCH)
+    try:
+        size = 6 << 20
+        ptr = lib.nn_arena_malloc(arena, size)
+        bounds = block_bounds(ptr)
+        entry = kernel_view.numa_maps_entry(address(ptr) + bounds[1])
+        assert entry.policy == "prefer:0" and sum(entry.pages.values()) > 0  # faulted in
+        data = np.frombuffer(ffi.buffer(ptr, size), np.uint8)
+        data[:] = np.arange(size, dtype=np.uint64).astype(np.uint8)
+        # A split block is several VMAs, which mremap cannot move: realloc
+        # copies into a block split for its new size.
+        grown = lib.nn_arena_realloc(arena, ptr, 12 << 20)
+        assert block_bounds(grown) == _rule(12 << 20, 1, True)
+        moved = np.frombuffer(ffi.buffer(grown, size), np.uint8)
+        assert np.array_equal(moved, np.arange(size, dtype=np.uint64).astype(np.uint8))
+        assert _policy_at(address(grown) + (12 << 20) - 1) == "interleave:0"
+        lib.nn_arena_free(arena, grown)
+    finally:
+        lib.nn_arena_destroy(arena)

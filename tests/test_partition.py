@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import numa_numpy as nn
+from numa_numpy._bridge import get_handler_name
 from numa_numpy._partition import THP_UNIT, _split
 
 # Node-parallel ufuncs decide each loop's dtypes with ufunc.resolve_dtypes
@@ -61,14 +62,50 @@ def test_blocks_cover_rows_in_node_order():
     assert all(x[1].stop == y[1].start for x, y in zip(got, got[1:]))
 
 
-def test_partitioned_policy_in_scopes_is_refused_clearly():
+def test_partitioned_policy_in_scopes():
     p = nn.Partitioned()
     assert p.nodes is None and nn.Partitioned([0]).nodes == (0,)
-    with pytest.raises(nn.InvalidPolicyError, match="partitioned_"):
-        with nn.policy(p):
+    usable = list(nn.topology().usable_nodes)
+    with nn.policy(p):
+        big = np.ones(1 << 20)  # 8 MiB: its own mapping, split between the nodes
+        small = np.ones(100)  # shares a chunk: the first node's
+    with nn.policy("partitioned:0"):  # the string form works wherever a policy does
+        named = np.zeros((300, 40))
+    for arr in (big, small, named):
+        assert arr.flags.owndata and get_handler_name(arr) == "numa_numpy"
+    assert [n for n, _ in nn.blocks(big)] == usable
+    assert nn.blocks(big)[-1][1].stop == big.size
+    assert [rows for _, rows in nn.blocks(small)][0] == slice(0, 100)
+    assert nn.blocks(named) == [(0, slice(0, 300))]
+    assert set(nn.placement(big).pages) <= set(usable)
+    with pytest.raises(TypeError):
+        nn.blocks(big[1:])  # starts inside the block: no layout
+    with pytest.raises(nn.InvalidPolicyError, match="thread_policy"):
+        with nn.thread_policy(p):
+            pass
+    with pytest.raises(nn.InvalidPolicyError, match="huge pages"):
+        with nn.policy(p, huge_pages="2mb"):
             np.zeros(1 << 20)
+    with pytest.raises(nn.InvalidPolicyError, match="huge pages"):
+        nn.partitioned_zeros(10, huge_pages="2mb")
     a = nn.partitioned_zeros(10, policy=nn.Partitioned(0))
     assert nn.blocks(a) == [(0, slice(0, 10))]
+
+
+def test_partitioned_arrays_own_memory_through_the_handler():
+    a = nn.partitioned_full((1 << 20,), 3.0, prefault="touch")
+    owner = a.base
+    assert type(owner) is np.ndarray and owner.flags.owndata
+    assert get_handler_name(owner) == "numa_numpy"
+    where = nn.placement(a)
+    assert where.not_present == 0 and set(where.pages) <= set(nn.topology().usable_nodes)
+    assert pickle_roundtrip(a).tolist()[:3] == [3.0, 3.0, 3.0]
+
+
+def pickle_roundtrip(a):
+    import pickle
+
+    return pickle.loads(pickle.dumps(a))
 
 
 @given(
@@ -79,16 +116,14 @@ def test_partitioned_policy_in_scopes_is_refused_clearly():
 )
 def test_split_rule(nrows, rowbytes, k, thp):
     units = (THP_UNIT, PAGE) if thp else (PAGE,)
-    bounds, aligned = _split(nrows, rowbytes, k, units)
+    bounds = _split(nrows, rowbytes, k, thp)
     assert len(bounds) == k + 1 and bounds[0] == 0 and bounds[-1] == nrows
     assert list(bounds) == sorted(bounds)
-    if aligned:
-        used = next(
-            u for u in units if -(-nrows // (np.lcm(u, rowbytes) // rowbytes)) >= k
-        )
-        assert all(b * rowbytes % used == 0 or b == nrows for b in bounds)
-        step = np.lcm(used, rowbytes) // rowbytes
-        sizes = [-(-(hi - lo) // step) for lo, hi in zip(bounds, bounds[1:])]
+    steps = [np.lcm(u, rowbytes) // rowbytes for u in units]
+    used = next((st for st in steps if nrows and -(-nrows // st) >= k), None)
+    if used is not None and k > 1:  # the largest unit that gives every block one
+        assert all(b % used == 0 or b == nrows for b in bounds)
+        sizes = [-(-(hi - lo) // used) for lo, hi in zip(bounds, bounds[1:])]
         assert max(sizes) - min(sizes) <= 1
     else:
         sizes = [hi - lo for lo, hi in zip(bounds, bounds[1:])]
@@ -98,21 +133,18 @@ def test_split_rule(nrows, rowbytes, k, thp):
 def test_large_arrays_start_on_thp_boundary_and_placement_shows_pages():
     a = nn.partitioned_zeros((16 << 20) // 8)
     a[:] = 1.0
-    assert a.ctypes.data % THP_UNIT == 0 or not nn._partition._thp_enabled()
+    assert a.ctypes.data % THP_UNIT == 0
     where = nn.placement(a)
-    assert where.present_pages * where.page_size >= a.nbytes if hasattr(where, "page_size") else True
+    assert where.not_present == 0 and sum(where.pages.values()) * where.page_size >= a.nbytes
     assert set(where.pages) <= set(nn.topology().usable_nodes)
 
 
-def test_freed_mappings_are_reused_and_trimmed():
-    from numa_numpy._partition import _CACHE, trim_partitioned
-
-    trim_partitioned()
+def test_freed_blocks_are_reused_and_trimmed():
+    nn.free_all_blocks()
     a = nn.partitioned_zeros(1 << 20)
     address = a.ctypes.data
     del a
-    _CACHE.drain()
-    assert _CACHE.bytes > 0
+    assert nn.get_memory_pool().free_bytes() >= 8 << 20
     b = nn.partitioned_zeros(1 << 20)
     assert b.ctypes.data == address
     b[:] = 5.0
@@ -123,25 +155,17 @@ def test_freed_mappings_are_reused_and_trimmed():
     z = nn.partitioned_zeros(1 << 20)
     assert z.ctypes.data == address and not z.any()  # zeros are zeros, reused or not
     del z
-    assert trim_partitioned() > 0 and _CACHE.bytes == 0
+    assert nn.free_all_blocks() >= 8 << 20
 
 
-def test_freed_mappings_follow_the_process_budget_and_free_all_blocks():
-    from numa_numpy._partition import _CACHE, trim_partitioned
-
-    trim_partitioned()
-    a = nn.partitioned_zeros(1 << 20)
-    del a
-    _CACHE.drain()
-    assert _CACHE.bytes > 0
-    assert nn.free_all_blocks() >= _CACHE.bytes == 0  # emptied with the arenas' cache
+def test_freed_blocks_follow_the_process_budget():
+    nn.free_all_blocks()
     budget = nn.get_memory_pool().get_limit()
     try:
         nn.set_cache_limit(0)  # nothing may be kept
         b = nn.partitioned_zeros(1 << 20)
         del b
-        _CACHE.drain()
-        assert _CACHE.bytes == 0
+        assert nn.get_memory_pool().free_bytes() == 0
     finally:
         nn.set_cache_limit(budget)
 

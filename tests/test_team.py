@@ -193,7 +193,7 @@ def test_lab_workers_run_on_their_nodes_cpus():
 @pytest.mark.numa(min_nodes=2)
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_lab_partitioned_blocks_on_their_nodes(count):
-    from numa_numpy._partition import THP_UNIT, _thp_enabled
+    from numa_numpy._partition import THP_UNIT, _block_bounds, layout_of
     from numa_numpy.testing import assert_placed
 
     usable = nn.topology().usable_nodes
@@ -211,32 +211,46 @@ def test_lab_partitioned_blocks_on_their_nodes(count):
             a = nn.partitioned_full(shape, 1, dtype, order, nodes=nodes)
             b = a * 2 + 1  # ufunc outputs
             c = team.map_blocks(lambda x: x + 1, a)  # map_blocks outputs
-        for arr in (a, b, c):
-            layout = arr.layout
+        with nn.policy(nn.Partitioned(nodes)):  # NumPy's own allocations in a scope
+            d = np.full(shape, 1, dtype, order)
+            e = d * 2 + 1
+        for arr in (a, b, c, d, e):
+            layout = layout_of(arr)
             assert [n for n, _ in nn.blocks(arr)] == list(nodes)
             plain = arr.view(np.ndarray)
-            for node, rows in nn.blocks(arr):
-                block = plain[(slice(None),) * layout.axis + (rows,)]
-                if block.size == 0:
-                    continue
-                start = block.__array_interface__["data"][0]
-                if arr.nbytes >= 4 << 20:
-                    assert rows.start == 0 or (start - plain.ctypes.data) % page == 0
-                    if layout.shape == ((64 << 20) // 8,) and _thp_enabled():
-                        # rows of 8 bytes: every boundary on a 2 MiB (THP) unit
-                        assert start % THP_UNIT == 0
-                    assert_placed(block, node)
-                else:  # boundary pages go to the earlier block: check whole pages
-                    inner_lo = -(-start // page) * page
-                    inner_hi = (start + block.nbytes) // page * page
-                    if inner_hi > inner_lo:
-                        pages = np.frombuffer(
-                            (np.ctypeslib.as_ctypes_type(np.uint8) * (inner_hi - inner_lo))
-                            .from_address(inner_lo),
-                            np.uint8,
-                        )
-                        assert_placed(pages, node)
-        assert int(b.sum()) == 3 * a.size
+            base = plain.ctypes.data
+            if any(arr is x for x in (d, e)):
+                # a scope's block is cut by the byte (a row may straddle a cut):
+                # check the byte ranges the allocator recorded, and that each
+                # row is in the block where it starts
+                _handler, cuts = _block_bounds(base, plain.nbytes)
+                rowbytes = plain.nbytes // layout.shape[layout.axis]
+                starts = [r.start for _, r in nn.blocks(arr)][: len(cuts) - 1]
+                assert starts == [-(-c // rowbytes) for c in cuts[:-1]]
+                ranges = [(base + lo, base + hi) for lo, hi in zip(cuts, cuts[1:])]
+            else:
+                ranges = []
+                for node, rows in nn.blocks(arr):
+                    block = plain[(slice(None),) * layout.axis + (rows,)]
+                    start = block.__array_interface__["data"][0]
+                    ranges.append((start, start + block.nbytes))
+                    if block.size and arr.nbytes >= 4 << 20:  # never a row split
+                        assert rows.start == 0 or (start - base) % page == 0
+                        if layout.shape == ((64 << 20) // 8,):
+                            # rows of 8 bytes: every boundary on a 2 MiB (THP) unit
+                            assert start % THP_UNIT == 0
+                        assert_placed(block, node)
+            for node, (lo, hi) in zip(nodes, ranges):
+                # the page holding a boundary is the earlier block's: whole pages
+                inner_lo, inner_hi = -(-lo // page) * page, hi // page * page
+                if inner_hi > inner_lo:
+                    pages = np.frombuffer(
+                        (np.ctypeslib.as_ctypes_type(np.uint8) * (inner_hi - inner_lo))
+                        .from_address(inner_lo),
+                        np.uint8,
+                    )
+                    assert_placed(pages, node)
+        assert int(b.sum()) == int(e.sum()) == 3 * a.size
 
 
 @pytest.mark.multinode

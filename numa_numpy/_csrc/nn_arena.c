@@ -24,7 +24,7 @@
 #define HEADER 16 /* keeps malloc's 16-byte alignment */
 #define LARGE_HUGETLB_OFFSET 64
 #define CHUNK_SIZE ((size_t)1 << 20)
-#define SMALL_MAX ((size_t)64 << 10) /* largest small request */
+#define SMALL_MAX ((size_t)NN_SMALL_MAX)
 #define NCLASSES 44 /* size_class(SMALL_MAX) + 1 */
 /* The class tables below assume these: 8 classes of 16 bytes up to 128, then
  * four per power of two up to SMALL_MAX (2^16), whose class is the last. */
@@ -53,6 +53,14 @@ typedef struct large_head {
     nn_arena *owner;
     nn_mapping map;
 } large_head;
+
+/* After the large_head of a partitioned arena's block: where each part after
+ * the first begins, in bytes from the user pointer. A cut is row-aligned for
+ * the caller; its page is bound from round_up(cut, page): the page holding a
+ * boundary lives on the earlier part's node. */
+typedef struct part_cuts {
+    size_t cut[NN_MAX_PARTS - 1];
+} part_cuts;
 
 /* At the start of every chunk (chunks are CHUNK_SIZE-aligned). */
 typedef struct chunk_head {
@@ -84,6 +92,8 @@ struct nn_arena {
     int huge, strict, enforced;
     nn_prefault_plan prefault;
     int *cpus;
+    int nparts;        /* partitioned: large blocks split between parts[] (0: not) */
+    nn_binding *parts; /* masks owned */
     free_block *free_lists[NCLASSES];
     char *bump, *bump_end;
     chunk_head *chunks;
@@ -96,6 +106,8 @@ struct nn_arena {
 
 _Static_assert(sizeof(block) == HEADER, "block header size");
 _Static_assert(sizeof(large_head) + HEADER <= LARGE_HUGETLB_OFFSET, "large header size");
+_Static_assert(sizeof(large_head) + sizeof(part_cuts) + HEADER <= 4096,
+               "a partitioned block's cuts fit its header page");
 
 /* ---- locking ---- */
 
@@ -706,18 +718,56 @@ void nn_arena_destroy(nn_arena *a)
         munmap(c, CHUNK_SIZE);
     }
     free(a->binding.mask);
+    for (int i = 0; i < a->nparts; i++)
+        free(a->parts[i].mask);
+    free(a->parts);
     free(a->cpus);
     free(a);
 }
 
-int nn_arena_probe(nn_arena *a)
+static int probe_binding(const nn_binding *b)
 {
     nn_mapping m;
     nn_prefault_plan none = {NN_PREFAULT_NONE, 0, NULL, 0};
-    int rc = nn_map(&a->binding, nn_base_page_size(), 0, NN_HUGE_NONE, &none, NN_MAP_STRICT, &m);
+    int rc = nn_map(b, nn_base_page_size(), 0, NN_HUGE_NONE, &none, NN_MAP_STRICT, &m);
     if (rc == 0)
         nn_unmap(&m);
     return rc;
+}
+
+int nn_arena_probe(nn_arena *a)
+{
+    int rc = probe_binding(&a->binding);
+    for (int i = 0; rc == 0 && i < a->nparts; i++)
+        rc = probe_binding(&a->parts[i]);
+    return rc;
+}
+
+int nn_arena_set_parts(nn_arena *a, const nn_binding *parts, int nparts)
+{
+    if (nparts < 1 || nparts > NN_MAX_PARTS || is_hugetlb(a->huge) || a->nparts)
+        return -EINVAL;
+    nn_binding *copy = calloc((size_t)nparts, sizeof *copy);
+    if (!copy)
+        return -ENOMEM;
+    for (int i = 0; i < nparts; i++) {
+        copy[i] = parts[i];
+        copy[i].mask = NULL;
+        copy[i].nwords = parts[i].mask ? parts[i].nwords : 0;
+        if (copy[i].nwords) {
+            copy[i].mask = malloc(copy[i].nwords * sizeof *copy[i].mask);
+            if (!copy[i].mask) {
+                while (i--)
+                    free(copy[i].mask);
+                free(copy);
+                return -ENOMEM;
+            }
+            memcpy(copy[i].mask, parts[i].mask, copy[i].nwords * sizeof *copy[i].mask);
+        }
+    }
+    a->parts = copy;
+    a->nparts = nparts;
+    return 0;
 }
 
 void nn_arena_disable_binding(nn_arena *a, int err)
@@ -913,17 +963,99 @@ static size_t large_length(const nn_arena *a, size_t size)
     return (large_request(size) + page - 1) / page * page;
 }
 
+/* ---- partitioned blocks ---- */
+
+/* The calling thread's request for its next partitioned block. */
+static __thread struct {
+    int set, ncuts;
+    size_t granule;
+    size_t cut[NN_MAX_PARTS - 1];
+} next_block;
+
+void nn_arena_next_block(size_t granule, const size_t *cuts, int ncuts)
+{
+    next_block.set = granule > 0 || ncuts > 0;
+    next_block.granule = granule ? granule : 1;
+    next_block.ncuts = ncuts > 0 && ncuts < NN_MAX_PARTS ? ncuts : 0;
+    for (int i = 0; i < next_block.ncuts; i++)
+        next_block.cut[i] = cuts[i];
+}
+
+/* Least common multiple; 0 when it does not fit a size_t. */
+static size_t lcm(size_t a, size_t b)
+{
+    size_t x = a, y = b, out;
+    while (y) {
+        size_t t = x % y;
+        x = y;
+        y = t;
+    }
+    return __builtin_mul_overflow(a / x, b, &out) ? 0 : out;
+}
+
+/* The default split of `size` bytes into k parts: the largest unit (THP, then
+ * base page; each a multiple of `granule`) of which there are at least k,
+ * shared as evenly as possible; else granules shared evenly. */
+static void default_cuts(size_t size, size_t granule, int thp, int k, size_t *cut)
+{
+    size_t units[2] = {thp ? lcm((size_t)2 << 20, granule) : 0, lcm(nn_base_page_size(), granule)};
+    for (int u = 0; u < 2; u++) {
+        size_t unit = units[u], n = unit ? (size + unit - 1) / unit : 0;
+        if (unit && n >= (size_t)k) {
+            for (int i = 1; i < k; i++) {
+                size_t c = (size_t)((unsigned __int128)i * n / (unsigned)k) * unit;
+                cut[i - 1] = c < size ? c : size;
+            }
+            return;
+        }
+    }
+    size_t rows = size / granule;
+    for (int i = 1; i < k; i++)
+        cut[i - 1] = (size_t)((unsigned __int128)i * rows / (unsigned)k) * granule;
+}
+
+void nn_partition_cuts(size_t size, size_t granule, int thp, int k, size_t *cuts)
+{
+    if (k > 1)
+        default_cuts(size, granule ? granule : 1, thp, k, cuts);
+}
+
+/* The cuts of a's next block of `size` bytes (this thread's request, consumed). */
+static void block_cuts(const nn_arena *a, size_t size, int huge, size_t *cut)
+{
+    int k = a->nparts;
+    if (next_block.set && next_block.ncuts == k - 1) {
+        for (int i = 0; i < k - 1; i++)
+            cut[i] = next_block.cut[i] < size ? next_block.cut[i] : size;
+    } else {
+        default_cuts(size, next_block.set ? next_block.granule : 1, huge == NN_HUGE_TRANSPARENT,
+                     k, cut);
+    }
+    for (int i = 1; i < k - 1; i++) /* ascending, whatever the caller sent */
+        if (cut[i] < cut[i - 1])
+            cut[i] = cut[i - 1];
+    next_block.set = 0;
+}
+
+static part_cuts *cuts_of(const nn_mapping *m)
+{
+    return (part_cuts *)((char *)m->base + sizeof(large_head));
+}
+
 /* Best fit from the cache: no more than a quarter larger than needed. Fills
  * only what the caller uses, field by field (a whole-struct copy through the
  * stack costs store-forwarding stalls on the hottest path). */
-static int cache_take(nn_arena *a, size_t need, nn_mapping *out, int *lazy)
+static int cache_take(nn_arena *a, size_t need, const size_t *cut, nn_mapping *out, int *lazy)
 {
     int best = -1;
+    size_t cut_bytes = a->nparts ? (size_t)(a->nparts - 1) * sizeof *cut : 0;
     lock(a);
     for (int i = 0; i < a->ncached; i++) {
         size_t len = a->cache[i].map.length;
+        /* a partitioned mapping is bound range by range: only the same cuts fit */
         if (!a->cache[i].busy && len >= need && len - need <= need / 4 &&
-            (best < 0 || len < a->cache[best].map.length))
+            (best < 0 || len < a->cache[best].map.length) &&
+            (!cut_bytes || memcmp(cuts_of(&a->cache[i].map)->cut, cut, cut_bytes) == 0))
             best = i;
     }
     if (best >= 0) {
@@ -942,12 +1074,14 @@ static int cache_take(nn_arena *a, size_t need, nn_mapping *out, int *lazy)
     return best >= 0;
 }
 
-static void *large_publish(nn_arena *a, const nn_mapping *m, size_t size)
+static void *large_publish(nn_arena *a, const nn_mapping *m, size_t size, const size_t *cut)
 {
     large_head *h = m->base;
     h->owner = a;
     h->map = *m;
     h->map.status &= ~NN_MAP_MIGRATED;
+    if (a->nparts > 1)
+        memcpy(cuts_of(m)->cut, cut, (size_t)(a->nparts - 1) * sizeof *cut);
     char *ptr = (char *)m->base + large_lead(m->huge);
     block *b = header_of(ptr);
     b->size = size;
@@ -961,15 +1095,32 @@ static void *large_publish(nn_arena *a, const nn_mapping *m, size_t size)
     return ptr;
 }
 
+/* A new mapping for a large block: under the arena's binding, or range by
+ * range under its parts (from round_up(cut, page) after the header page). */
+static int large_map(nn_arena *a, size_t size, int huge, const size_t *cut, nn_mapping *m)
+{
+    size_t lead = large_lead(huge);
+    if (a->nparts == 0)
+        return nn_map(&a->binding, large_request(size), lead, huge, &a->prefault,
+                      map_options(a), m);
+    size_t offsets[NN_MAX_PARTS - 1], page = nn_base_page_size();
+    for (int i = 0; i < a->nparts - 1; i++)
+        offsets[i] = lead + (cut[i] + page - 1) / page * page;
+    return nn_map_parts(a->parts, a->nparts, offsets, large_request(size), lead, huge,
+                        &a->prefault, map_options(a), m);
+}
+
 static void *large_alloc(nn_arena *a, size_t size, int zero)
 {
     nn_mapping m;
     int lazy = 0;
     int huge = large_huge_mode(a, size);
-    int reuse = cache_take(a, large_length(a, size), &m, &lazy);
+    size_t cut[NN_MAX_PARTS - 1];
+    if (a->nparts)
+        block_cuts(a, size, huge, cut);
+    int reuse = cache_take(a, large_length(a, size), cut, &m, &lazy);
     if (!reuse) {
-        int rc = nn_map(&a->binding, large_request(size), large_lead(huge), huge,
-                        &a->prefault, map_options(a), &m);
+        int rc = large_map(a, size, huge, cut, &m);
         lock(a);
         if (rc)
             a->stats.last_error = -rc;
@@ -979,7 +1130,7 @@ static void *large_alloc(nn_arena *a, size_t size, int zero)
         if (rc)
             return NULL;
     }
-    char *ptr = large_publish(a, &m, size);
+    char *ptr = large_publish(a, &m, size, cut);
     if (reuse && zero) {
         /* Data runs page-aligned to the mapping's end: MADV_DONTNEED gives the
          * frames back and they fault in as zero, under the range's policy. Small
@@ -1235,6 +1386,23 @@ int nn_block_mapping(void *ptr, void **base, size_t *length)
     *base = large_of(ptr)->map.base;
     *length = large_of(ptr)->map.length;
     return 0;
+}
+
+int nn_block_parts(void *ptr, size_t *bounds, int max)
+{
+    block *b = header_of(ptr);
+    nn_arena *a = is_large(b) ? large_of(ptr)->owner
+                              : ((chunk_head *)((uintptr_t)ptr & ~(uintptr_t)(CHUNK_SIZE - 1)))->owner;
+    int k = !a->nparts ? 0 : is_large(b) ? a->nparts : 1;
+    if (k == 0 || max < k + 1)
+        return k;
+    bounds[0] = 0;
+    for (int i = 1; i < k; i++) {
+        size_t c = cuts_of(&large_of(ptr)->map)->cut[i - 1];
+        bounds[i] = c < b->size ? c : b->size; /* a block shrunk in place */
+    }
+    bounds[k] = b->size;
+    return k;
 }
 
 int nn_block_mark_migrated(void *ptr)

@@ -68,6 +68,34 @@ long long nn_arena_trim_by_id(unsigned long long id);
 nn_arena *nn_arena_new(const nn_binding *binding, int huge, const nn_prefault_plan *prefault,
                        int strict);
 void nn_arena_destroy(nn_arena *a);
+/* The largest request served from chunks (pages shared with other blocks). */
+#define NN_SMALL_MAX 65536
+
+/* Most parts one partitioned block is split into. */
+#define NN_MAX_PARTS 256
+
+/* Make the arena partitioned (before its first allocation): each large block
+ * is one mapping split into `nparts` contiguous ranges, range i bound by
+ * parts[i] (masks copied); small blocks follow the arena's own binding. By
+ * default the cuts fall on multiples of the THP unit (transparent huge pages)
+ * or the base page, the units shared as evenly as possible. 0, -EINVAL
+ * (nparts out of range, explicit huge pages) or -ENOMEM. */
+int nn_arena_set_parts(nn_arena *a, const nn_binding *parts, int nparts);
+/* For the calling thread's next large block from a partitioned arena (and
+ * only that one): with ncuts == nparts - 1, these cuts (bytes from the data
+ * start, ascending); else the default rule with cuts on multiples of
+ * `granule` bytes too (a row's size: rows are not split). (0, NULL, 0) clears. */
+void nn_arena_next_block(size_t granule, const size_t *cuts, int ncuts);
+/* The default rule's k - 1 cuts of `size` bytes (granule: a row's size; thp:
+ * the block is in transparent huge pages), for callers that split arrays the
+ * same way without allocating. */
+void nn_partition_cuts(size_t size, size_t granule, int thp, int k, size_t *cuts);
+/* For a pointer nn_block_owner accepted: the block's part bounds, nparts + 1
+ * byte offsets from 0 to its size into `bounds` (up to max), and returns
+ * nparts; 1 for a small block of a partitioned arena (the first part's policy),
+ * 0 for a block of an arena that is not partitioned. */
+int nn_block_parts(void *ptr, size_t *bounds, int max);
+
 /* Map, bind and release one page under the arena's policy: 0 or -errno. */
 int nn_arena_probe(nn_arena *a);
 /* Soft mode after a refused probe: allocate unbound and remember why. */

@@ -174,23 +174,48 @@ static int claim_hugetlb(const nn_binding *b, const nn_mapping *m)
     return (int)nn_fail(NN_STEP_HUGETLB_NODES, -ENOMEM);
 }
 
-/* mbind the whole mapping (and the home node): 0, or -errno with the step noted. */
-static int bind_mapping(const nn_binding *b, nn_mapping *out, int options)
+/* mbind each part's range (and its home node): 0, or -errno with the step
+ * noted. Soft mode leaves a refused range unbound and says so in `status`. */
+static int bind_mapping(const nn_binding *parts, int nparts, const size_t *cuts, nn_mapping *out,
+                        int options)
 {
     if (options & NN_MAP_NO_BIND) {
         out->status |= NN_MAP_POLICY_FALLBACK;
         return 0;
     }
-    if (b->mode == NN_MPOL_DEFAULT && b->home_node < 0)
-        return 0;
-    int rc = nn_apply_binding(b, out->base, out->length, 0);
-    if (rc && (options & NN_MAP_STRICT))
-        return rc;
-    if (rc) {
-        out->status |= NN_MAP_POLICY_FALLBACK;
-        out->error = -rc;
-    } else {
+    int bound = 0;
+    for (int i = 0; i < nparts; i++) {
+        const nn_binding *b = &parts[i];
+        size_t lo = i ? cuts[i - 1] : 0, hi = i < nparts - 1 ? cuts[i] : out->length;
+        if (hi > out->length)
+            hi = out->length;
+        if (lo >= hi || (b->mode == NN_MPOL_DEFAULT && b->home_node < 0))
+            continue;
+        int rc = nn_apply_binding(b, (char *)out->base + lo, hi - lo, 0);
+        if (rc && (options & NN_MAP_STRICT))
+            return rc;
+        if (rc) {
+            out->status |= NN_MAP_POLICY_FALLBACK;
+            out->error = -rc;
+        } else {
+            bound = 1;
+        }
+    }
+    if (bound && !(out->status & NN_MAP_POLICY_FALLBACK))
         out->status |= NN_MAP_BOUND;
+    return 0;
+}
+
+/* A BIND part's range must fit its nodes' free memory before it is populated. */
+static int parts_have_room(const nn_binding *parts, int nparts, const size_t *cuts,
+                           size_t length)
+{
+    for (int i = 0; i < nparts; i++) {
+        size_t lo = i ? cuts[i - 1] : 0, hi = i < nparts - 1 ? cuts[i] : length;
+        hi = hi < length ? hi : length;
+        int rc = hi > lo ? bind_has_room(&parts[i], hi - lo) : 0;
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -203,7 +228,7 @@ static int map_hugetlb_bound(const nn_binding *b, size_t size, int huge, int opt
     int rc = map_hugetlb(size, huge, out);
     if (rc)
         return rc;
-    rc = bind_mapping(b, out, options);
+    rc = bind_mapping(b, 1, NULL, out, options);
     if (rc == 0 && (out->status & NN_MAP_BOUND))
         rc = claim_hugetlb(b, out);
     if (rc) {
@@ -216,6 +241,13 @@ static int map_hugetlb_bound(const nn_binding *b, size_t size, int huge, int opt
 int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
            const nn_prefault_plan *prefault, int options, nn_mapping *out)
 {
+    return nn_map_parts(b, 1, NULL, size, lead, huge, prefault, options, out);
+}
+
+int nn_map_parts(const nn_binding *parts, int nparts, const size_t *cuts, size_t size,
+                 size_t lead, int huge, const nn_prefault_plan *prefault, int options,
+                 nn_mapping *out)
+{
     int strict = options & NN_MAP_STRICT;
     int rc = nn_take_fault(NN_FAULT_MMAP);
 
@@ -225,7 +257,9 @@ int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
     if (rc)
         return (int)nn_fail(NN_STEP_MMAP, rc);
     if (huge == NN_HUGE_EXPLICIT_2MB || huge == NN_HUGE_EXPLICIT_1GB) {
-        rc = map_hugetlb_bound(b, size, huge, options, out);
+        if (nparts != 1) /* a huge page cannot be split between nodes */
+            return -EINVAL;
+        rc = map_hugetlb_bound(parts, size, huge, options, out);
         if (rc && strict)
             return rc;
         if (rc) {
@@ -234,7 +268,7 @@ int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
             int why = -rc;
             rc = map_normal(size, round_up(lead, nn_base_page_size()), NN_HUGE_TRANSPARENT, out);
             if (rc == 0)
-                rc = bind_mapping(b, out, options);
+                rc = bind_mapping(parts, 1, NULL, out, options);
             if (rc) {
                 nn_unmap(out);
                 return rc;
@@ -246,7 +280,7 @@ int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
     } else {
         rc = map_normal(size, lead, huge, out);
         if (rc == 0)
-            rc = bind_mapping(b, out, options);
+            rc = bind_mapping(parts, nparts, cuts, out, options);
         if (rc) {
             nn_unmap(out);
             return rc;
@@ -254,7 +288,7 @@ int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
     }
 
     if (prefault && prefault->mode != NN_PREFAULT_NONE) {
-        rc = out->status & NN_MAP_BOUND ? bind_has_room(b, out->length) : 0;
+        rc = out->status & NN_MAP_BOUND ? parts_have_room(parts, nparts, cuts, out->length) : 0;
         if (rc == 0)
             rc = nn_populate(out->base, out->length, out->page_size, prefault);
         if (rc) {

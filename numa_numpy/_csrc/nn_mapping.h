@@ -66,6 +66,12 @@ int nn_hugetlb_flags(int huge);
  * 2 MiB-aligned, so a header in the lead never faults a whole huge page. */
 int nn_map(const nn_binding *b, size_t size, size_t lead, int huge,
            const nn_prefault_plan *prefault, int options, nn_mapping *out);
+/* nn_map with one policy per part: part i covers [cuts[i-1], cuts[i]) of the
+ * mapping (offsets from its base, base-page multiples; part 0 from 0, the last
+ * to the end). Normal pages only (-EINVAL for explicit huge pages). */
+int nn_map_parts(const nn_binding *parts, int nparts, const size_t *cuts, size_t size,
+                 size_t lead, int huge, const nn_prefault_plan *prefault, int options,
+                 nn_mapping *out);
 int nn_unmap(const nn_mapping *m);
 /* -ENOMEM when `len` bytes cannot fit in a BIND policy's nodes' free memory. */
 int nn_check_room(const nn_binding *b, size_t len);
