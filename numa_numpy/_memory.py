@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,21 +157,6 @@ class _Settings:
     limit: MemoryLimit = MemoryLimit(0, "")
     budget: int = 0
     decay_s: float | None = DEFAULT_DECAY_S
-
-
-# Caches of freed memory outside the arenas (partitioned arrays' mappings): each
-# keeps at most the budget, and free_all_blocks() empties them with the arenas'.
-_OTHER_CACHES: list[Callable[[], int]] = []
-
-
-def register_cache(clear: Callable[[], int]) -> None:
-    """Have free_all_blocks() call `clear` (it returns the bytes it unmapped)."""
-    _OTHER_CACHES.append(clear)
-
-
-def cache_budget() -> int:
-    """The process-wide budget of freed blocks kept for reuse, in bytes."""
-    return _Settings.budget
 
 
 def _apply() -> None:
@@ -385,7 +369,7 @@ def free_all_blocks() -> int:
     >>> nn.get_memory_pool().free_bytes()
     0
     """
-    return int(lib.nn_cache_trim()) + sum(clear() for clear in _OTHER_CACHES)
+    return int(lib.nn_cache_trim())
 
 
 def forget_handlers() -> int:
