@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _bridge, _handler
@@ -26,6 +26,7 @@ from ._options import (
     PrefaultLike,
 )
 from ._policy import Bind, Interleave, NodesLike, Policy, PolicyLike, as_policy
+from ._resume import run_inside
 from ._thread import thread_policy
 
 if TYPE_CHECKING:
@@ -218,90 +219,21 @@ class PolicyScope:
     def __call__(self, func: F) -> F:
         """Decorate a function, coroutine function, generator function or async
         generator function: its body runs inside the scope, and (generators) at
-        every resumption, without the scope reaching the caller in between."""
-        if inspect.isasyncgenfunction(func):
-            return self._wrap_async_generator(func)  # type: ignore[return-value]
-        if inspect.isgeneratorfunction(func):
-            return self._wrap_generator(func)  # type: ignore[return-value]
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def run_async(*args: Any, **kwargs: Any) -> Any:
-                with self:
-                    return await func(*args, **kwargs)
-
-            return run_async  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
-
-    def _wrap_generator(self, func: Callable[..., Generator[Any, Any, Any]]) -> Callable[..., Any]:
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-            gen = func(*args, **kwargs)
-            try:
-                with self:
-                    item = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            while True:
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    with self:
-                        gen.close()
-                    raise
-                except BaseException as thrown:  # g.throw(): pass it in, inside the scope
-                    try:
-                        with self:
-                            item = gen.throw(thrown)
-                    except StopIteration as stop:
-                        return stop.value
-                else:
-                    try:
-                        with self:
-                            item = gen.send(sent)
-                    except StopIteration as stop:
-                        return stop.value
-
-        return run
-
-    def _wrap_async_generator(
-        self, func: Callable[..., AsyncGenerator[Any, Any]]
-    ) -> Callable[..., Any]:
-        @functools.wraps(func)
-        async def run(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
-            agen = func(*args, **kwargs)
-            try:
-                with self:
-                    item = await agen.__anext__()
-            except StopAsyncIteration:
-                return
-            while True:
-                try:
-                    sent = yield item
-                except GeneratorExit:
-                    with self:
-                        await agen.aclose()
-                    raise
-                except BaseException as thrown:
-                    try:
-                        with self:
-                            item = await agen.athrow(thrown)
-                    except StopAsyncIteration:
-                        return
-                else:
-                    try:
-                        with self:
-                            item = await agen.asend(sent)
-                    except StopAsyncIteration:
-                        return
-
-        return run
+        every resumption, without the scope reaching the caller in between.
+        With ``thread=True`` the thread policy is set like `thread_policy`'s:
+        around each step of a coroutine, not while other tasks run."""
+        if self.thread is not None and (
+            inspect.isgeneratorfunction(func)
+            or inspect.iscoroutinefunction(func)
+            or inspect.isasyncgenfunction(func)
+        ):
+            # NumPy's allocator belongs to the task and may stay set across an
+            # await; the thread policy belongs to the OS thread, shared by every
+            # task, so it is set around each step only (see thread_policy).
+            o = self.options
+            numpy_part = scope_for(o.policy, o.strict, o.huge_pages, o.prefault)
+            return run_inside(numpy_part, self.thread(func), task_local=True)
+        return run_inside(self, func, task_local=True)
 
     def stats(self) -> dict[str, Any]:
         """This scope's handler: used, cached and mapped bytes, live blocks, fallbacks.

@@ -5,7 +5,6 @@ asyncio task."""
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -17,6 +16,7 @@ from ._lib import check, failed_step, lib
 from ._options import AllocationOptions
 from ._placement import range_policy
 from ._policy import Policy, PolicyLike, as_policy, parse_nodes, validate
+from ._resume import run_inside
 from ._topology import format_list, topology
 from .errors import InvalidNodeError, NumaError, describe_errno
 
@@ -79,12 +79,12 @@ class _ThreadScope:
         )
 
     def __call__(self, func: F) -> F:
-        @functools.wraps(func)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            with self:
-                return func(*args, **kwargs)
-
-        return run  # type: ignore[return-value]
+        """Decorate a function, generator function, coroutine function or async
+        generator function: its body runs under this state at every resumption,
+        and the caller, or another asyncio task running while it awaits, finds
+        the thread's own state between them (the state is the OS thread's, which
+        all tasks of an event loop share)."""
+        return run_inside(self, func, task_local=False)
 
     def __enter__(self) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -96,6 +96,13 @@ class _ThreadScope:
 class pinned(_ThreadScope):
     """Pin the calling thread to the CPUs of `node` (or to `cpus`), and restore
     its affinity on exit. A context manager and a decorator.
+
+    As a decorator it pins the body of a function, and of a generator, async
+    generator or coroutine function at every resumption: each ``next``,
+    ``send``, ``throw`` and ``close`` (``asend``, ``athrow``, ``aclose``), and
+    each step of a coroutine from one ``await`` to the next. Between them the
+    thread has its affinity from before, so the caller, and the other asyncio
+    tasks that run on the thread while the body awaits, are not pinned.
 
     Parameters
     ----------
@@ -120,7 +127,9 @@ class pinned(_ThreadScope):
     -----
     Pinning decides where the thread *runs*, not where its memory goes: with
     `Local` (first touch) the two coincide. Pinned contexts nest per thread and
-    must exit in order (an out-of-order exit raises).
+    must exit in order (an out-of-order exit raises). The affinity belongs to
+    the OS thread, not to an asyncio task: decorate a coroutine rather than
+    hold ``with pinned(...)`` across an ``await``.
 
     Examples
     --------
@@ -133,6 +142,35 @@ class pinned(_ThreadScope):
     True
     >>> nn.pinned(cpus=[0])
     <numa_numpy pinned cpus=0>
+
+    A decorated generator runs pinned at every resumption, its caller not:
+
+    >>> import asyncio, os
+    >>> before = os.sched_getaffinity(0)
+    >>> cpu = min(before)
+    >>> @nn.pinned(cpus=[cpu])
+    ... def rows(n):
+    ...     for i in range(n):
+    ...         yield os.sched_getaffinity(0) == {cpu}
+    >>> g = rows(2)
+    >>> next(g), os.sched_getaffinity(0) == before
+    (True, True)
+    >>> next(g), os.sched_getaffinity(0) == before
+    (True, True)
+
+    A decorated coroutine runs pinned from one ``await`` to the next; the
+    tasks that run meanwhile are not pinned:
+
+    >>> @nn.pinned(cpus=[cpu])
+    ... async def step():
+    ...     await asyncio.sleep(0)           # other tasks run here
+    ...     return os.sched_getaffinity(0) == {cpu}
+    >>> async def other():
+    ...     return os.sched_getaffinity(0) == before
+    >>> async def main():
+    ...     return await asyncio.gather(step(), other())
+    >>> asyncio.run(main())
+    [True, True]
     """
 
     def __init__(self, node: int | None = None, *, cpus: Iterable[int] | None = None) -> None:
@@ -210,6 +248,14 @@ class thread_policy(_ThreadScope):
     objects, other libraries' buffers, and NumPy arrays made outside
     numa_numpy scopes.
 
+    As a decorator it sets the policy for the body of a function, and of a
+    generator, async generator or coroutine function at every resumption:
+    each ``next``, ``send``, ``throw`` and ``close`` (``asend``, ``athrow``,
+    ``aclose``), and each step of a coroutine from one ``await`` to the next.
+    Between them the thread has its policy from before, so the caller, and
+    the other asyncio tasks that run on the thread while the body awaits,
+    allocate under their own.
+
     Parameters
     ----------
     policy : Policy or str
@@ -237,6 +283,20 @@ class thread_policy(_ThreadScope):
     Preferred(0)
     >>> scope
     <numa_numpy thread_policy preferred:0>
+
+    A decorated generator runs under the policy at every resumption, its
+    caller under its own:
+
+    >>> before = nn.get_thread_policy()      # Default() unless numactl set one
+    >>> @nn.thread_policy("bind:0")
+    ... def names(n):
+    ...     for i in range(n):
+    ...         yield [str(j) for j in range(1000)], nn.get_thread_policy()
+    >>> g = names(2)
+    >>> next(g)[1], nn.get_thread_policy() == before
+    (Bind(0), True)
+    >>> next(g)[1], nn.get_thread_policy() == before
+    (Bind(0), True)
     """
 
     def __init__(self, policy: PolicyLike) -> None:
