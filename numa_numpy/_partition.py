@@ -27,10 +27,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from . import _handler
 from ._creation import _allocate as _allocate_in
 from ._enforcement import warn
 from ._handler import handler_of_arena
@@ -164,8 +166,16 @@ def _nodes(nodes: NodesLike | Policy | None, policy: Policy | None) -> tuple[int
         if nodes is not None:
             raise TypeError("pass nodes= or policy=, not both")
         nodes = policy.nodes
+    return _checked_nodes(None if nodes is None else parse_nodes(nodes), _handler.generation)
+
+
+@lru_cache(maxsize=256)
+def _checked_nodes(nodes: tuple[int, ...] | None, _generation: int) -> tuple[int, ...]:
+    """The nodes, checked against the topology once per handler generation (as
+    scopes check theirs once, when their handler is made): reading sysfs would
+    cost a constructor 0.25 ms; `forget_handlers()` looks again."""
     topo = topology()
-    chosen = topo.usable_nodes if nodes is None else parse_nodes(nodes)
+    chosen = topo.usable_nodes if nodes is None else nodes
     for n in chosen:
         if not topo.node(n).has_memory:  # InvalidNodeError when it does not exist
             raise InvalidPolicyError(
@@ -227,8 +237,13 @@ def layout_of(a: Any) -> Layout | None:
 
 
 def _scope(nodes: tuple[int, ...], numa: dict[str, Any]) -> Any:
-    policy = Partitioned(nodes)
+    policy = _policy_of(nodes)
     return scope_for(policy, **numa) if numa else default_scope(policy)
+
+
+@lru_cache(maxsize=256)
+def _policy_of(nodes: tuple[int, ...]) -> Partitioned:
+    return Partitioned(nodes)  # parsing and interning cost a ufunc output 5 us
 
 
 def _allocate(
