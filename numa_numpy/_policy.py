@@ -771,7 +771,8 @@ class Partitioned(Policy):
     InvalidNodeError
         `nodes` does not parse.
     InvalidPolicyError
-        For a thread (`thread_policy`): the kernel has no such mode; with
+        Where one kernel policy must cover a thread or a whole range
+        (`thread_policy`, `migrate`, `NumaRegion`, shared arrays), and with
         explicit huge pages, which cannot be split.
 
     See Also
@@ -813,9 +814,10 @@ class Partitioned(Policy):
 
     def kernel_args(self, topo: Topology) -> tuple[int, list[int], int, int]:
         raise InvalidPolicyError(
-            "Partitioned splits one allocation between nodes; the kernel has no such "
-            "mode for a whole thread (thread_policy): use a scope or the partitioned_* "
-            "constructors",
+            "Partitioned splits one allocation between nodes range by range, which only "
+            "numa_numpy's allocator does (scopes, the numa_* and partitioned_* "
+            "constructors); the kernel has no such mode for a thread (thread_policy) or "
+            "a whole range (migrate, NumaRegion, shared arrays)",
             policy=self,
         )
 

@@ -90,6 +90,12 @@ def test_partitioned_policy_in_scopes():
         nn.partitioned_zeros(10, huge_pages="2mb")
     a = nn.partitioned_zeros(10, policy=nn.Partitioned(0))
     assert nn.blocks(a) == [(0, slice(0, 10))]
+    built = nn.numa_ones((3, 1 << 18), policy="partitioned")  # the numa_* constructors too
+    assert built.flags.owndata and [n for n, _ in nn.blocks(built)] == usable
+    # one kernel policy for a whole range: a clear refusal, nothing moved or mapped
+    for refused in (lambda: nn.migrate(built, p), lambda: nn.NumaRegion(1 << 20, policy=p)):
+        with pytest.raises(nn.InvalidPolicyError, match="whole range"):
+            refused()
 
 
 def test_partitioned_arrays_own_memory_through_the_handler():
