@@ -203,3 +203,42 @@ def test_the_c_layer_reports_the_failing_step():
     assert failed_step().startswith("the free-memory check")
     with pytest.raises(nn.NumaAllocationError):
         check(-errno.ENOMEM, "x", nn.NumaAllocationError, size=1, policy=None)
+
+
+# -- partitioned: a binding per range, each one enforced --------------------------------
+
+
+def test_partitioned_refused_soft_warns_once_and_is_unbound(fresh_handlers):
+    inject(lib.NN_FAULT_MBIND, errno.EPERM)
+    with pytest.warns(nn.NumaWarning, match="EPERM") as record:
+        a = nn.partitioned_full(1 << 20, 2.0)
+    assert len(record) == 1
+    where = nn.placement(a)
+    assert where.enforcement.level is nn.EnforcementLevel.NONE
+    assert where.policy == nn.Default(), "fallback memory must really be unbound"
+    assert nn.blocks(a)[0][0] == nn.topology().usable_nodes[0] and (a == 2.0).all()
+
+
+def test_partitioned_refused_strict_raises_and_maps_nothing(fresh_handlers):
+    inject(lib.NN_FAULT_MBIND, errno.EPERM)
+    with pytest.raises(nn.PolicyNotEnforcedError, match="EPERM") as info:
+        nn.partitioned_zeros(1 << 20, strict=True)
+    assert isinstance(info.value.policy, nn.Partitioned)
+    # after the probe: a later range's mbind refused fails the allocation itself
+    nn.partitioned_zeros(1 << 20, strict=True)  # probed and working
+    before = bound_bytes()
+    inject(lib.NN_FAULT_MBIND, errno.EINVAL)
+    with pytest.raises(nn.NumaAllocationError):
+        nn.partitioned_zeros(3 << 20, strict=True)
+    assert bound_bytes() <= before  # the refused mapping was unmapped, not kept
+
+
+def test_partitioned_refused_after_the_probe_soft_marks_the_block(fresh_handlers):
+    with nn.policy(nn.Partitioned()):
+        np.ones(1)  # handler made and probed
+        inject(lib.NN_FAULT_MBIND, errno.EPERM)
+        a = np.ones(1 << 17)  # a large block: its own mapping, its first range refused
+        b = np.ones(1 << 17)
+    assert nn.placement(a).policy == nn.Default()
+    assert nn.placement(a).enforcement.level is nn.EnforcementLevel.NONE
+    assert nn.placement(b).policy == nn.Bind(nn.topology().usable_nodes[0])
