@@ -24,6 +24,44 @@ def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) 
     return int((~(present[:, None] == list(allowed)).any(axis=1)).sum()) if present.size else 0
 
 
+def range_cuts(nbytes: int, granule: int, k: int, thp: bool = False) -> list[int]:
+    """The k - 1 cuts (byte offsets) that split `nbytes` between k nodes: the C
+    allocator's rule (`nn_partition_cuts`), never inside a `granule` (a row)."""
+    if k <= 1:
+        return []
+    cuts = ffi.new("size_t[]", k - 1)
+    lib.nn_partition_cuts(nbytes, max(granule, 1), int(thp), k, cuts)
+    return [int(c) for c in cuts]
+
+
+def _pieces(
+    policy: Policy,
+    topo: Topology,
+    address: int,
+    length: int,
+    page_size: int,
+    split: tuple[int, int, bool] | None,
+) -> list[tuple[Policy, int, int]]:
+    """(policy, address, length) of each range to bind: the whole range, or
+    for Partitioned one range per node, cut by the allocator's rule over
+    split = (bytes, row size, THP), each cut rounded up to the page (the page
+    holding a cut is the earlier node's)."""
+    parts = policy.parts(topo)
+    if parts is None:
+        return [(policy, address, length)]
+    nbytes, granule, thp = split or (length, 1, False)
+    ends = [
+        min(length, -(-c // page_size) * page_size)
+        for c in range_cuts(nbytes, granule, len(parts), thp)
+    ]
+    bounds = [0, *ends, length]
+    return [
+        (part, address + lo, hi - lo)
+        for part, lo, hi in zip(parts, bounds[:-1], bounds[1:], strict=True)
+        if hi > lo
+    ]
+
+
 def bind_range(
     address: int,
     length: int,
@@ -32,25 +70,32 @@ def bind_range(
     *,
     move: bool = False,
     extra_reason: str = "",
+    split: tuple[int, int, bool] | None = None,
 ) -> Enforcement:
     """Apply options.policy to [address, address+length), populate it when asked,
-    verify it when strict. Raises as the options say; returns the enforcement."""
+    verify it when strict. Raises as the options say; returns the enforcement.
+    A Partitioned policy binds one range per node, cut by `split` (bytes, row
+    size, THP; default: the whole range, by the byte)."""
     policy = options.policy
     topo = validate(policy)
     reasons = [r for r in (node_shortfall(policy, topo), extra_reason) if r]
     if reasons:
         refuse_or_warn(options, "; ".join(reasons))
     level = EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT
-    binding, _mask = binding_struct(policy, topo)
+    pieces = _pieces(policy, topo, address, length, page_size, split)
+    structs = [binding_struct(part, topo) for part, _a, _n in pieces]  # (binding, mask)
     flags = lib.NN_MPOL_MF_MOVE if move else 0
-    rc = lib.nn_apply_binding(binding, ffi.cast("void *", address), length, flags)
-    if rc < 0:
-        reason = describe_errno(-rc, failed_step("mbind"))
-        refuse_or_warn(options, f"the kernel refused it: {reason}", -rc)
-        return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
+    for (binding, _mask), (_part, start, size) in zip(structs, pieces, strict=True):
+        rc = lib.nn_apply_binding(binding, ffi.cast("void *", start), size, flags)
+        if rc < 0:
+            reason = describe_errno(-rc, failed_step("mbind"))
+            refuse_or_warn(options, f"the kernel refused it: {reason}", -rc)
+            return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
     if options.prefault is not Prefault.NONE:
         plan, _cpus = prefault_plan(options, topo)
-        rc = lib.nn_check_room(binding, length)
+        rc = 0
+        for (binding, _mask), (_part, _start, size) in zip(structs, pieces, strict=True):
+            rc = rc or lib.nn_check_room(binding, size)
         if rc == 0:
             rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)
         if rc < 0:  # the room check or the populate: the step says which
@@ -61,12 +106,14 @@ def bind_range(
                 size=length,
                 policy=policy,
             )
-        off = off_policy_pages(address, length, policy, topo) if options.strict else 0
-        if off:  # verified only when strict: a soft binding is not read back
-            allowed = policy.allowed_nodes(topo) or frozenset()
-            refuse(
-                options,
-                f"strict {policy}: {off} pages are off node {format_list(allowed)}",
-                reason=f"{off} pages off-policy",
-            )
+        if options.strict:  # verified only when strict: a soft binding is not read back
+            for part, start, size in pieces:
+                off = off_policy_pages(start, size, part, topo)
+                if off:
+                    allowed = part.allowed_nodes(topo) or frozenset()
+                    refuse(
+                        options,
+                        f"strict {policy}: {off} pages are off node {format_list(allowed)}",
+                        reason=f"{off} pages off-policy",
+                    )
     return Enforcement(level, "; ".join(reasons))

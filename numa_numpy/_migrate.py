@@ -16,7 +16,7 @@ from ._options import AllocationOptions
 from ._placement import Placement, owner_of, placement, span_of
 from ._policy import Bind, Default, Interleave, Local, Policy, PolicyLike, as_policy, validate
 from ._topology import current_node, format_list
-from .errors import MigrationError, describe_errno
+from .errors import InvalidPolicyError, MigrationError, describe_errno
 
 __all__ = ["migrate"]
 
@@ -65,6 +65,9 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
         or the target is `Default` (it has no place).
     InvalidNodeError, NumaUnavailableError
         The target names nodes that do not exist, or a mode the kernel lacks.
+    InvalidPolicyError
+        The target is `Partitioned`: an array's split lives with the memory it
+        was allocated in; allocate a partitioned copy instead.
     PolicyNotEnforcedError
         ``strict=True`` and pages stayed where they were.
 
@@ -108,6 +111,13 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
         )
     if a.nbytes == 0:
         return placement(a)
+    if target.parts(topo) is not None:
+        raise InvalidPolicyError(
+            f"migrate() cannot move pages to {target}: the split of an array lives with the "
+            "memory it was allocated in (blocks() reads it there); allocate a partitioned "
+            "copy instead: partitioned_empty(a.shape, a.dtype) and assign",
+            policy=target,
+        )
     options = AllocationOptions(target, bool(strict))
     if get_handler_name(a) == HANDLER_NAME:
         base, length = ffi.new("void **"), ffi.new("size_t *")

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import _handler
+from ._binding import range_cuts
 from ._creation import _allocate as _allocate_in
 from ._enforcement import warn
 from ._handler import handler_of_arena
@@ -40,6 +41,7 @@ from ._lib import ffi, lib
 from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike
 from ._policy import NodesLike, Partitioned, Policy, parse_nodes
 from ._scope import default_scope, scope_for
+from ._shared import partition_of
 
 try:
     from numpy.lib.array_utils import normalize_axis_tuple
@@ -77,15 +79,13 @@ class Layout:
 
 
 def _split(nrows: int, rowbytes: int, k: int, thp: bool) -> tuple[int, ...]:
-    """Row boundaries for k blocks by the arena's own rule (numa_numpy's C
-    layer, the one rule for every partitioned block; see the module's layout
-    rule): cuts on multiples of the THP unit when `thp`, else of the base
-    page, never inside a row; rows shared evenly when no unit gives every
-    block one."""
+    """Row boundaries for k blocks by the allocator's one rule (see the
+    module's layout rule): cuts on multiples of the THP unit when `thp`, else
+    of the base page, never inside a row; rows shared evenly when no unit
+    gives every block one."""
     if k <= 1 or not nrows or not rowbytes:
         return (0,) + (nrows,) * k
-    cuts = ffi.new("size_t[]", k - 1)
-    lib.nn_partition_cuts(nrows * rowbytes, rowbytes, int(thp), k, cuts)
+    cuts = range_cuts(nrows * rowbytes, rowbytes, k, thp)
     return (0,) + tuple(c // rowbytes for c in cuts) + (nrows,)
 
 
@@ -222,6 +222,13 @@ def layout_of(a: Any) -> Layout | None:
     layout = getattr(a, "_layout", None)
     if layout is not None or not isinstance(a, np.ndarray) or not a.size or not a.ndim:
         return layout
+    shared = partition_of(a)
+    if shared is not None:  # a shared array: the split follows from its header
+        nodes, shared_order = shared
+        axis = a.ndim - 1 if shared_order == "F" and a.ndim > 1 else 0
+        nrows = a.shape[axis]
+        bounds = _split(nrows, a.nbytes // nrows if nrows else 0, len(nodes), False)
+        return Layout(a.shape, axis, nodes, bounds, shared_order)
     order = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else None
     if order is None:
         return None

@@ -392,7 +392,7 @@ class Policy(metaclass=_Interned):
         >>> nn.Bind(0).allowed_nodes(nn.topology()), nn.Preferred(0).allowed_nodes(nn.topology())
         (frozenset({0}), None)
         """
-        if isinstance(self, (Bind, Interleave)) and not self.relative_nodes:
+        if isinstance(self, (Bind, Interleave, Partitioned)) and not self.relative_nodes:
             return frozenset(self.resolved_nodes(topo))
         return None
 
@@ -752,12 +752,13 @@ class WeightedInterleave(Interleave):
 class Partitioned(Policy):
     """Split each allocation into contiguous ranges, one per node, in order.
 
-    A block of NumPy's (in a scope) or a ``partitioned_*`` array is one
-    mapping whose first range is bound to the first node, the next range to
-    the next node, and so on (a Bind per range), so node *i*'s workers find
-    their rows on node *i*. Range boundaries fall on multiples of the 2 MiB
-    THP unit (blocks of 4 MiB and more) or of the base page, the units shared
-    as evenly as possible; `blocks` gives each node's rows. Blocks of 64 KiB
+    A block of NumPy's (in a scope), a ``partitioned_*`` array, a
+    `NumaRegion` or a shared array is one mapping whose first range is bound
+    to the first node, the next range to the next node, and so on (a Bind per
+    range), so node *i*'s workers find their rows on node *i*. Range
+    boundaries fall on multiples of the 2 MiB THP unit (blocks of 4 MiB and
+    more) or of the base page, the units shared as evenly as possible;
+    `blocks` gives each node's rows (shared arrays included). Blocks of 64 KiB
     and less share pages with other blocks and are bound to the first node.
 
     Parameters
@@ -771,9 +772,8 @@ class Partitioned(Policy):
     InvalidNodeError
         `nodes` does not parse.
     InvalidPolicyError
-        Where one kernel policy must cover a thread or a whole range
-        (`thread_policy`, `migrate`, `NumaRegion`, shared arrays), and with
-        explicit huge pages, which cannot be split.
+        For a thread (`thread_policy`) and for `migrate` (pages already
+        placed), and with explicit huge pages, which cannot be split.
 
     See Also
     --------
@@ -814,10 +814,9 @@ class Partitioned(Policy):
 
     def kernel_args(self, topo: Topology) -> tuple[int, list[int], int, int]:
         raise InvalidPolicyError(
-            "Partitioned splits one allocation between nodes range by range, which only "
-            "numa_numpy's allocator does (scopes, the numa_* and partitioned_* "
-            "constructors); the kernel has no such mode for a thread (thread_policy) or "
-            "a whole range (migrate, NumaRegion, shared arrays)",
+            "Partitioned splits an allocation between nodes range by range (scopes, "
+            "constructors, NumaRegion, shared arrays); the kernel has no such mode for a "
+            "thread (thread_policy)",
             policy=self,
         )
 

@@ -143,7 +143,12 @@ class NumaRegion(mmap.mmap):
         region._address = buffer_address(region)
         try:
             enforcement = bind_range(
-                region._address, len(region), page, options, extra_reason=reason if reason else ""
+                region._address,
+                len(region),
+                page,
+                options,
+                extra_reason=reason if reason else "",
+                split=(len(region), 1, huge is HugePages.TRANSPARENT),
             )
         except BaseException:
             region.close()

@@ -51,7 +51,7 @@ import numpy as np
 from ._binding import bind_range
 from ._enforcement import Enforcement
 from ._options import AllocationOptions, HugePages, Prefault, PrefaultLike, resolve
-from ._policy import Local, NodesLike, PolicyLike, validate
+from ._policy import Local, NodesLike, Partitioned, PolicyLike, as_policy, validate
 from ._region import buffer_address
 from .errors import InvalidPolicyError, NumaError
 
@@ -377,7 +377,9 @@ def shared_empty(
     [7, 7, 7, 7]
     """
     chosen = resolve(node, policy or None) or Local()
-    validate(chosen)
+    topo = validate(chosen)
+    if chosen.parts(topo) is not None:  # the split must mean the same in every process
+        chosen = Partitioned(chosen.resolved_nodes(topo))
     dtype, dtype_spec = _shareable(dtype)
     dims = _shape(shape)
     if order not in ("C", "F"):
@@ -409,7 +411,11 @@ def shared_empty(
         segment[:8] = MAGIC  # last: a reader never sees a half-written header as valid
         options = AllocationOptions(chosen, bool(strict), HugePages.NONE, Prefault.coerce(prefault))
         segment.enforcement = bind_range(
-            buffer_address(segment) + data_offset, data_bytes, page, options
+            buffer_address(segment) + data_offset,
+            data_bytes,
+            page,
+            options,
+            split=_row_split(dims, dtype.itemsize, order),
         )
     except BaseException:
         _unlink(name)
@@ -450,6 +456,30 @@ def shared_zeros(
     np.float64(0.0)
     """
     return shared_empty(shape, dtype, order, **options)
+
+
+def _row_split(dims: tuple[int, ...], itemsize: int, order: str) -> tuple[int, int, bool]:
+    """(bytes, row size, THP) for a Partitioned binding: rows along axis 0, or
+    the last axis in F order, as partitioned arrays are split."""
+    nbytes = math.prod(dims) * itemsize
+    nrows = dims[-1 if order == "F" and len(dims) > 1 else 0] if dims else 1
+    return nbytes, (nbytes // nrows if nrows else 1) or 1, False
+
+
+def partition_of(a: Any) -> tuple[tuple[int, ...], str] | None:
+    """(nodes, order) of a whole shared array made under `Partitioned`, read from
+    its segment's header (in any process attached to it); None otherwise."""
+    segment = _segment_of(a)
+    if segment is None:
+        return None
+    data_offset, meta = _header(segment)
+    policy = as_policy(meta["policy"])
+    whole = a.ctypes.data == buffer_address(segment) + data_offset and list(a.shape) == list(
+        meta["shape"]
+    )
+    if not whole or not isinstance(policy, Partitioned) or policy.nodes is None:
+        return None
+    return policy.nodes, str(meta["order"])
 
 
 def _array(segment: _Segment, data_offset: int, meta: dict[str, Any]) -> SharedArray:

@@ -92,10 +92,6 @@ def test_partitioned_policy_in_scopes():
     assert nn.blocks(a) == [(0, slice(0, 10))]
     built = nn.numa_ones((3, 1 << 18), policy="partitioned")  # the numa_* constructors too
     assert built.flags.owndata and [n for n, _ in nn.blocks(built)] == usable
-    # one kernel policy for a whole range: a clear refusal, nothing moved or mapped
-    for refused in (lambda: nn.migrate(built, p), lambda: nn.NumaRegion(1 << 20, policy=p)):
-        with pytest.raises(nn.InvalidPolicyError, match="whole range"):
-            refused()
 
 
 def test_partitioned_arrays_own_memory_through_the_handler():
@@ -425,3 +421,72 @@ def test_map_blocks(team):
     np.testing.assert_array_equal(team.map_blocks(np.sqrt, plain), np.sqrt(plain))
     with pytest.raises(TypeError):
         team.map_blocks(lambda: 1)
+
+
+# -- Partitioned over a range: regions and shared arrays -----------------------------
+
+
+class _ThreeModes(nn.Partitioned):
+    """On one node, parts told apart by their modes (numa_maps shows each)."""
+
+    def parts(self, topo):
+        return (nn.Bind(0), nn.Preferred(0), nn.Interleave(0))
+
+
+def test_region_binds_one_range_per_part():
+    from kernel_view import mapping_of, numa_maps_entry
+
+    from numa_numpy._binding import range_cuts
+
+    size = 3 * (1 << 20) + 5 * PAGE  # no THP: cuts on pages
+    region = nn.NumaRegion(size, policy=_ThreeModes(), huge_pages="none", prefault="touch")
+    base = np.frombuffer(region, np.uint8).ctypes.data
+    cuts = range_cuts(len(region), 1, 3)
+    bounds = [0, *cuts, len(region)]
+    assert all(c % PAGE == 0 for c in cuts) and cuts[0] > 0
+    for (lo, hi), policy in zip(
+        zip(bounds, bounds[1:], strict=False), ("bind:0", "prefer:0", "interleave:0"), strict=True
+    ):
+        assert numa_maps_entry(base + lo).policy == policy
+        assert numa_maps_entry(base + hi - 1).policy == policy
+        if lo:
+            assert mapping_of(base + lo)[0] == base + lo  # each range its own VMA
+    region.close()
+
+
+def test_shared_array_binds_rows_per_part_and_blocks_read_the_header():
+    import pickle
+
+    from kernel_view import numa_maps_entry
+
+    from numa_numpy._shared import _row_split
+    from numa_numpy._binding import range_cuts
+
+    # 700 rows of 3000 bytes: cuts fall between rows, on page multiples when they can
+    shape, dtype = (700, 375), np.float64
+    a = nn.shared_zeros(shape, dtype, policy=nn.Partitioned())
+    try:
+        usable = nn.topology().usable_nodes
+        assert [n for n, _ in nn.blocks(a)] == list(usable)
+        assert nn.blocks(pickle.loads(pickle.dumps(a))) == nn.blocks(a)  # in any process
+        nbytes, rowbytes, _ = _row_split(shape, 8, "C")
+        assert (nbytes, rowbytes) == (700 * 3000, 3000)
+        assert all(c % rowbytes == 0 for c in range_cuts(nbytes, rowbytes, 3))
+        with pytest.raises(TypeError):
+            nn.blocks(a[1:])  # a view: not the whole array
+        assert numa_maps_entry(a.ctypes.data).policy == f"bind:{usable[0]}"
+    finally:
+        a.unlink()
+    f = nn.shared_zeros((5, 6000), np.float32, order="F", policy="partitioned")
+    try:
+        assert nn.blocks(f)[-1][1].stop == 6000  # F order: split along the last axis
+    finally:
+        f.unlink()
+
+
+def test_migrate_to_partitioned_is_refused_and_moves_nothing():
+    a = nn.numa_ones(1 << 20, node=0)
+    before = nn.placement(a)
+    with pytest.raises(nn.InvalidPolicyError, match="partitioned copy"):
+        nn.migrate(a, nn.Partitioned())
+    assert nn.placement(a).pages == before.pages and (a == 1).all()
