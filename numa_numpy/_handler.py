@@ -91,7 +91,8 @@ def _new_arena(options: AllocationOptions, topo: Topology) -> Any:
 
 def _check_parts(options: AllocationOptions, parts: tuple[Policy, ...]) -> None:
     """What a split allocation cannot be: empty, wider than the C layer's
-    table, or in explicit huge pages (one page cannot be split between nodes)."""
+    table, or in explicit huge pages (a block's header shares its first huge
+    page, so its cuts would not be the caller's)."""
     policy = options.policy
     if not parts or len(parts) > lib.NN_MAX_PARTS:
         raise InvalidPolicyError(
@@ -100,7 +101,8 @@ def _check_parts(options: AllocationOptions, parts: tuple[Policy, ...]) -> None:
     if options.huge_pages.c_value in (lib.NN_HUGE_EXPLICIT_2MB, lib.NN_HUGE_EXPLICIT_1GB):
         raise InvalidPolicyError(
             f"{policy} cannot use explicit huge pages ({options.huge_pages.name.lower()}): "
-            "a hugetlb page cannot be split between nodes; use huge_pages='transparent'",
+            "NumPy's blocks are split in base or transparent huge pages only; use "
+            "huge_pages='transparent' (or a NumaRegion, which splits hugetlb memory)",
             policy=policy,
         )
 

@@ -357,7 +357,8 @@ def partitioned_empty(
         binding, instead of warning once and allocating unbound.
     huge_pages : HugePages or str, default "auto"
         "auto" (transparent huge pages from 4 MiB), "transparent" or "none";
-        explicit huge pages cannot be split between nodes (InvalidPolicyError).
+        explicit huge pages raise InvalidPolicyError (a block's header shares
+        its first huge page; a `NumaRegion` splits hugetlb memory instead).
     prefault : Prefault, str or bool, default "none"
         "touch" or "parallel" faults every page in now, each on its node.
 

@@ -773,7 +773,8 @@ class Partitioned(Policy):
         `nodes` does not parse.
     InvalidPolicyError
         For a thread (`thread_policy`) and for `migrate` (pages already
-        placed), and with explicit huge pages, which cannot be split.
+        placed); for NumPy's blocks (scopes, constructors) in explicit huge
+        pages.
 
     See Also
     --------
