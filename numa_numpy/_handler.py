@@ -139,6 +139,8 @@ class Handler:
     def __init__(self, options: AllocationOptions) -> None:
         self.options = options
         topo = validate(options.policy)
+        # the nodes as the arena was made with them (a Partitioned block's parts)
+        self.nodes: tuple[int, ...] = tuple(options.policy.resolved_nodes(topo))
         enforcement = _shortfall(options, topo)
         arena = _new_arena(options, topo)
         enforcement = _probe(arena, options, enforcement)

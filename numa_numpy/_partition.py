@@ -236,7 +236,7 @@ def layout_of(a: Any) -> Layout | None:
     if found is None:
         return None
     handler, byte_bounds = found
-    nodes = tuple(handler.policy.resolved_nodes(topology()))
+    nodes = handler.nodes  # as the arena split it, whatever the topology says now
     axis = a.ndim - 1 if order == "F" and a.ndim > 1 else 0
     nrows = a.shape[axis]
     bounds = _rows(byte_bounds, a.nbytes // nrows, nrows, len(nodes))
