@@ -285,9 +285,7 @@ def _allocate(
         root = _allocate_in(_scope(nodes, numa or {}), lambda: make(shape, dtype, order))
     finally:
         lib.nn_arena_next_block(0, ffi.NULL, 0)  # unused by a small block: not for the next
-    if bounds is not None and root.nbytes > lib.NN_SMALL_MAX:
-        actual = tuple(bounds)  # a block of its own, cut where asked
-    elif rowbytes:  # where the allocator cut it (a small block: all on the first node)
+    if rowbytes:  # where the allocator cut it (a small block: all on the first node)
         out = ffi.new("size_t[]", k + 1)
         parts = lib.nn_block_parts(ffi.cast("void *", root.ctypes.data), out, k + 1)
         actual = _rows([min(int(b), root.nbytes) for b in out[0 : parts + 1]], rowbytes, nrows, k)
