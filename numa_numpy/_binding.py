@@ -4,6 +4,8 @@ handler does the same in C for its own blocks."""
 
 from __future__ import annotations
 
+import math
+
 from ._cstructs import binding_struct, prefault_plan
 from ._enforcement import Enforcement, EnforcementLevel, node_shortfall, refuse, refuse_or_warn
 from ._lib import error, failed_step, ffi, lib
@@ -32,6 +34,14 @@ def range_cuts(nbytes: int, granule: int, k: int, thp: bool = False) -> list[int
     cuts = ffi.new("size_t[]", k - 1)
     lib.nn_partition_cuts(nbytes, max(granule, 1), int(thp), k, cuts)
     return [int(c) for c in cuts]
+
+
+def row_split(shape: tuple[int, ...], itemsize: int, order: str) -> tuple[int, int, int]:
+    """(axis, rows, bytes per row) of an array split into contiguous blocks of
+    rows: axis 0, or the last axis in F order (each block one byte range)."""
+    axis = len(shape) - 1 if order == "F" and len(shape) > 1 else 0
+    nrows = shape[axis] if shape else 1
+    return axis, nrows, math.prod(shape) * itemsize // nrows if nrows else 0
 
 
 def _pieces(

@@ -24,7 +24,6 @@ pages with other small blocks: all their rows are on the first node.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,15 +31,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _handler
-from ._binding import range_cuts
+from ._binding import range_cuts, row_split
 from ._creation import _allocate as _allocate_in
+from ._creation import _scope as placement_scope
 from ._enforcement import warn
 from ._handler import handler_of_arena
 from ._lib import ffi, lib
 from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike
 from ._policy import NodesLike, Partitioned, Policy, parse_nodes
-from ._scope import default_scope, scope_for
+from ._scope import PolicyScope, default_scope
 from ._shared import partition_of
 
 try:
@@ -48,7 +47,6 @@ try:
 except ImportError:  # NumPy 1
     from numpy.core.numeric import normalize_axis_tuple  # type: ignore[attr-defined,no-redef,unused-ignore]
 from ._team import NodeTeam, active_team
-from ._topology import format_list, topology
 from .errors import InvalidPolicyError
 
 __all__ = [
@@ -157,7 +155,10 @@ def _numpy(ufunc: np.ufunc, method: str, inputs: tuple[Any, ...], kwargs: dict[s
 # -- constructors ------------------------------------------------------------------
 
 
-def _nodes(nodes: NodesLike | Policy | None, policy: Policy | None) -> tuple[int, ...]:
+def _policy(nodes: NodesLike | None, policy: Policy | None) -> Partitioned:
+    """The constructors' policy. Whether its nodes exist, have memory and are
+    allowed is the handler's to check, once, as for every policy (strict
+    raises, soft warns)."""
     if policy is not None:
         if not isinstance(policy, Partitioned):
             raise InvalidPolicyError(
@@ -165,24 +166,13 @@ def _nodes(nodes: NodesLike | Policy | None, policy: Policy | None) -> tuple[int
             )
         if nodes is not None:
             raise TypeError("pass nodes= or policy=, not both")
-        nodes = policy.nodes
-    return _checked_nodes(None if nodes is None else parse_nodes(nodes), _handler.generation)
+        return policy
+    return Partitioned() if nodes is None else _policy_of(parse_nodes(nodes))
 
 
 @lru_cache(maxsize=256)
-def _checked_nodes(nodes: tuple[int, ...] | None, _generation: int) -> tuple[int, ...]:
-    """The nodes, checked against the topology once per handler generation (as
-    scopes check theirs once, when their handler is made): reading sysfs would
-    cost a constructor 0.25 ms; `forget_handlers()` looks again."""
-    topo = topology()
-    chosen = topo.usable_nodes if nodes is None else nodes
-    for n in chosen:
-        if not topo.node(n).has_memory:  # InvalidNodeError when it does not exist
-            raise InvalidPolicyError(
-                f"node {n} has no memory; nodes with memory: {format_list(topo.memory_nodes)}",
-                policy=Partitioned(chosen),
-            )
-    return tuple(chosen)
+def _policy_of(nodes: tuple[int, ...]) -> Partitioned:
+    return Partitioned(nodes)  # interning costs a ufunc's output 3 us
 
 
 def _shape(shape: Any) -> tuple[int, ...]:
@@ -191,21 +181,12 @@ def _shape(shape: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def _block_bounds(address: int, size: int) -> tuple[Any, list[int]] | None:
-    """The handler of the partitioned arena that owns the block at `address`
-    and the block's part bounds (bytes, 0..size), from the C layer; None for
-    memory that is not such a block's start."""
-    status = ffi.new("int *")
-    ptr = ffi.cast("void *", address)
-    arena = lib.nn_block_owner(ptr, ffi.NULL, status)
-    if arena == ffi.NULL:
-        return None
-    bounds = ffi.new("size_t[]", lib.NN_MAX_PARTS + 1)
-    k = lib.nn_block_parts(ptr, bounds, lib.NN_MAX_PARTS + 1)
-    handler = handler_of_arena(int(ffi.cast("uintptr_t", arena)))
-    if k <= 0 or handler is None:
-        return None
-    return handler, [min(int(b), size) for b in bounds[0 : k + 1]]
+def _byte_bounds(address: int, size: int, k: int) -> list[int] | None:
+    """The part bounds (bytes, 0..size) the allocator recorded for the block
+    at `address` (nn_block_owner accepted it); None if it is not split."""
+    out = ffi.new("size_t[]", k + 1)
+    parts = lib.nn_block_parts(ffi.cast("void *", address), out, k + 1)
+    return [min(int(b), size) for b in out[0 : parts + 1]] if 0 < parts <= k else None
 
 
 def _rows(byte_bounds: list[int], rowbytes: int, nrows: int, k: int) -> tuple[int, ...]:
@@ -216,64 +197,49 @@ def _rows(byte_bounds: list[int], rowbytes: int, nrows: int, k: int) -> tuple[in
 
 
 def layout_of(a: Any) -> Layout | None:
-    """A partitioned array's layout: a PartitionedArray's own, or, for an array
-    NumPy allocated in a ``policy(Partitioned(...))`` scope (or a contiguous
-    view starting where its memory starts), the split the allocator recorded."""
+    """A partitioned array's layout: a PartitionedArray's own, a partitioned
+    shared array's (from its header), or, for an array NumPy allocated in a
+    ``policy(Partitioned(...))`` scope (or a contiguous view starting where its
+    memory starts), the split the allocator recorded."""
     layout = getattr(a, "_layout", None)
     if layout is not None or not isinstance(a, np.ndarray) or not a.size or not a.ndim:
         return layout
     shared = partition_of(a)
-    if shared is not None:  # a shared array: the split follows from its header
-        nodes, shared_order = shared
-        axis = a.ndim - 1 if shared_order == "F" and a.ndim > 1 else 0
-        nrows = a.shape[axis]
-        bounds = _split(nrows, a.nbytes // nrows if nrows else 0, len(nodes), False)
-        return Layout(a.shape, axis, nodes, bounds, shared_order)
-    order = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else None
-    if order is None:
+    if shared is not None:  # the split follows from the header's nodes and order
+        nodes, order = shared
+        axis, nrows, rowbytes = row_split(a.shape, a.itemsize, order)
+        return Layout(a.shape, axis, nodes, _split(nrows, rowbytes, len(nodes), False), order)
+    contiguous = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else None
+    arena = lib.nn_block_owner(ffi.cast("void *", a.ctypes.data), ffi.NULL, ffi.NULL)
+    handler = handler_of_arena(int(ffi.cast("uintptr_t", arena))) if arena != ffi.NULL else None
+    if contiguous is None or handler is None:
         return None
-    found = _block_bounds(a.ctypes.data, a.nbytes)
-    if found is None:
-        return None
-    handler, byte_bounds = found
     nodes = handler.nodes  # as the arena split it, whatever the topology says now
-    axis = a.ndim - 1 if order == "F" and a.ndim > 1 else 0
-    nrows = a.shape[axis]
-    bounds = _rows(byte_bounds, a.nbytes // nrows, nrows, len(nodes))
-    return Layout(a.shape, axis, nodes, bounds, order)
-
-
-def _scope(nodes: tuple[int, ...], numa: dict[str, Any]) -> Any:
-    policy = _policy_of(nodes)
-    return scope_for(policy, **numa) if numa else default_scope(policy)
-
-
-@lru_cache(maxsize=256)
-def _policy_of(nodes: tuple[int, ...]) -> Partitioned:
-    return Partitioned(nodes)  # parsing and interning cost a ufunc output 5 us
+    byte_bounds = _byte_bounds(a.ctypes.data, a.nbytes, len(nodes))
+    if byte_bounds is None:
+        return None
+    axis, nrows, rowbytes = row_split(a.shape, a.itemsize, contiguous)
+    bounds = _rows(byte_bounds, rowbytes, nrows, len(nodes))
+    return Layout(a.shape, axis, nodes, bounds, contiguous)
 
 
 def _allocate(
     shape: tuple[int, ...],
     dtype: np.dtype[Any],
     order: str,
-    nodes: tuple[int, ...],
+    scope: PolicyScope,
     bounds: tuple[int, ...] | None = None,
-    axis: int | None = None,
-    numa: dict[str, Any] | None = None,
     zero: bool = False,
 ) -> PartitionedArray:
-    """One block of the Partitioned(nodes) arena: split by the arena's rule,
-    never inside a row, or at `bounds` (a ufunc's output follows its input)."""
+    """One block of a Partitioned scope's arena: split by the arena's rule,
+    never inside a row, or at `bounds` (a ufunc's output follows its input).
+    The layout is what the allocator recorded."""
     if order not in ("C", "F"):
         raise ValueError(f"order must be 'C' or 'F', not {order!r}")
     if any(s < 0 for s in shape):
         raise ValueError(f"negative dimensions are not allowed: {shape}")
-    ndim = len(shape)
-    if axis is None:
-        axis = ndim - 1 if order == "F" and ndim > 1 else 0
-    nrows = shape[axis] if ndim else 1
-    rowbytes = math.prod(shape) * dtype.itemsize // nrows if nrows else 0
+    axis, nrows, rowbytes = row_split(shape, dtype.itemsize, order)
+    nodes = scope.handler.nodes
     k = len(nodes)
     if bounds is not None and rowbytes and k > 1:
         cuts = ffi.new("size_t[]", [b * rowbytes for b in bounds[1:-1]])
@@ -282,24 +248,41 @@ def _allocate(
         lib.nn_arena_next_block(max(rowbytes, 1), ffi.NULL, 0)
     make: Any = np.zeros if zero else np.empty
     try:
-        root = _allocate_in(_scope(nodes, numa or {}), lambda: make(shape, dtype, order))
+        root = _allocate_in(scope, lambda: make(shape, dtype, order))
     finally:
         lib.nn_arena_next_block(0, ffi.NULL, 0)  # unused by a small block: not for the next
-    if rowbytes:  # where the allocator cut it (a small block: all on the first node)
-        out = ffi.new("size_t[]", k + 1)
-        parts = lib.nn_block_parts(ffi.cast("void *", root.ctypes.data), out, k + 1)
-        actual = _rows([min(int(b), root.nbytes) for b in out[0 : parts + 1]], rowbytes, nrows, k)
-    else:  # an empty array: no rows to place
-        actual = (0,) + (nrows,) * k
+    byte_bounds = _byte_bounds(root.ctypes.data, root.nbytes, k) if rowbytes else None
+    if byte_bounds is None:  # an empty array: no rows to place
+        actual: tuple[int, ...] = (0,) + (nrows,) * k
+    else:
+        actual = _rows(byte_bounds, rowbytes, nrows, k)
     arr = root.view(PartitionedArray)
     arr._layout = Layout(shape, axis, nodes, actual, order)
     return arr  # type: ignore[no-any-return]
 
 
-def _numa(strict: bool, huge_pages: HugePagesLike, prefault: PrefaultLike) -> dict[str, Any]:
-    if strict is False and huge_pages is HugePages.AUTO and prefault is Prefault.NONE:
-        return {}
-    return {"strict": strict, "huge_pages": huge_pages, "prefault": prefault}
+def _output(shape: tuple[int, ...], dtype: np.dtype[Any], layout: Layout) -> PartitionedArray:
+    """An output split like `layout`'s array (a ufunc's, map_blocks')."""
+    scope = default_scope(_policy_of(layout.nodes))
+    return _allocate(shape, dtype, layout.order, scope, layout.bounds)
+
+
+def _new(
+    shape: Any,
+    dtype: Any,
+    order: str,
+    nodes: NodesLike | None,
+    policy: Partitioned | None,
+    strict: bool,
+    huge_pages: HugePagesLike,
+    prefault: PrefaultLike,
+    zero: bool = False,
+) -> PartitionedArray:
+    """What the constructors share: the policy and its (cached) scope."""
+    scope = placement_scope(
+        policy=_policy(nodes, policy), strict=strict, huge_pages=huge_pages, prefault=prefault
+    )
+    return _allocate(_shape(shape), np.dtype(dtype), order, scope, zero=zero)
 
 
 def _fill(arr: PartitionedArray, value: Any) -> None:
@@ -371,10 +354,10 @@ def partitioned_empty(
     InvalidNodeError
         A node does not exist or `nodes` does not parse.
     InvalidPolicyError
-        A node has no memory, `policy` is not Partitioned, or explicit huge
-        pages were asked for.
+        `policy` is not Partitioned, or explicit huge pages were asked for.
     PolicyNotEnforcedError
-        `strict` and the kernel refused a binding.
+        `strict` and a node without memory, outside this process's cpuset, or
+        whose binding the kernel refused (soft mode warns once instead).
     NumaAllocationError
         The memory could not be had (with prefault: not enough on a node).
     ValueError
@@ -387,13 +370,7 @@ def partitioned_empty(
     >>> nn.blocks(a)
     [(0, slice(0, 1024, None))]
     """
-    return _allocate(
-        _shape(shape),
-        np.dtype(dtype),
-        order,
-        _nodes(nodes, policy),
-        numa=_numa(strict, huge_pages, prefault),
-    )
+    return _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault)
 
 
 def partitioned_zeros(
@@ -435,14 +412,7 @@ def partitioned_zeros(
     """
     team = active_team()
     in_team = team is not None and bool(team._workers)
-    arr = _allocate(
-        _shape(shape),
-        np.dtype(dtype),
-        order,
-        _nodes(nodes, policy),
-        numa=_numa(strict, huge_pages, prefault),
-        zero=not in_team,
-    )
+    arr = _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault, not in_team)
     if in_team:
         _fill(arr, 0)
     return arr
@@ -537,8 +507,7 @@ def partitioned_full(
     """
     if dtype is None:
         dtype = np.array(fill_value).dtype
-    numa = _numa(strict, huge_pages, prefault)
-    arr = _allocate(_shape(shape), np.dtype(dtype), order, _nodes(nodes, policy), numa=numa)
+    arr = _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault)
     _fill(arr, fill_value)
     return arr
 
@@ -757,10 +726,7 @@ def _parallel_call(
         # NumPy's own type resolution (and its errors), on zero rows
         probe = ufunc(*pieces(0, 0), **kw)
         probes = probe if isinstance(probe, tuple) else (probe,)
-        outs = tuple(
-            _allocate(shape, p.dtype, layout.order, layout.nodes, layout.bounds, axis)
-            for p in probes
-        )
+        outs = tuple(_output(shape, p.dtype, layout) for p in probes)
     else:
         empty = (slice(None),) * axis + (slice(0, 0),)
         ufunc(*pieces(0, 0), out=tuple(_plain(o)[empty] for o in out), **kw)
@@ -858,11 +824,9 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
         if first is None:
             raise TypeError("map_blocks() needs at least one array with rows to split")
         order = "F" if first.flags.f_contiguous and not first.flags.c_contiguous else "C"
-        axis = first.ndim - 1 if order == "F" and first.ndim > 1 else 0
-        nodes = team.nodes
-        rowbytes = first.nbytes // first.shape[axis] if first.shape[axis] else 0
-        bounds = _split(first.shape[axis], rowbytes, len(nodes), False)
-        layout = Layout(first.shape, axis, nodes, bounds, order)
+        axis, nrows, rowbytes = row_split(first.shape, first.itemsize, order)
+        bounds = _split(nrows, rowbytes, len(team.nodes), False)
+        layout = Layout(first.shape, axis, team.nodes, bounds, order)
     axis = layout.axis
     nrows = layout.shape[axis] if layout.shape else 1
     ndim = len(layout.shape)
@@ -908,8 +872,7 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
         for s in shapes:
             s[axis] = nrows
         outs: tuple[np.ndarray, ...] = tuple(
-            _allocate(tuple(s), x.dtype, layout.order, layout.nodes, layout.bounds, axis)
-            for s, x in zip(shapes, per[0], strict=True)
+            _output(tuple(s), x.dtype, layout) for s, x in zip(shapes, per[0], strict=True)
         )
     else:
         outs = out if isinstance(out, tuple) else (out,)

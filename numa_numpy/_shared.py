@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from ._binding import bind_range
+from ._binding import bind_range, row_split
 from ._enforcement import Enforcement
 from ._options import AllocationOptions, HugePages, Prefault, PrefaultLike, resolve
 from ._policy import Local, NodesLike, Partitioned, PolicyLike, as_policy, validate
@@ -415,7 +415,11 @@ def shared_empty(
             data_bytes,
             page,
             options,
-            split=_row_split(dims, dtype.itemsize, order),
+            split=(
+                math.prod(dims) * dtype.itemsize,
+                row_split(dims, dtype.itemsize, order)[2],
+                False,
+            ),
         )
     except BaseException:
         _unlink(name)
@@ -456,14 +460,6 @@ def shared_zeros(
     np.float64(0.0)
     """
     return shared_empty(shape, dtype, order, **options)
-
-
-def _row_split(dims: tuple[int, ...], itemsize: int, order: str) -> tuple[int, int, bool]:
-    """(bytes, row size, THP) for a Partitioned binding: rows along axis 0, or
-    the last axis in F order, as partitioned arrays are split."""
-    nbytes = math.prod(dims) * itemsize
-    nrows = dims[-1 if order == "F" and len(dims) > 1 else 0] if dims else 1
-    return nbytes, (nbytes // nrows if nrows else 1) or 1, False
 
 
 def partition_of(a: Any) -> tuple[tuple[int, ...], str] | None:

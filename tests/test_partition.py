@@ -459,8 +459,7 @@ def test_shared_array_binds_rows_per_part_and_blocks_read_the_header():
 
     from kernel_view import numa_maps_entry
 
-    from numa_numpy._shared import _row_split
-    from numa_numpy._binding import range_cuts
+    from numa_numpy._binding import range_cuts, row_split
 
     # 700 rows of 3000 bytes: cuts fall between rows, on page multiples when they can
     shape, dtype = (700, 375), np.float64
@@ -469,7 +468,8 @@ def test_shared_array_binds_rows_per_part_and_blocks_read_the_header():
         usable = nn.topology().usable_nodes
         assert [n for n, _ in nn.blocks(a)] == list(usable)
         assert nn.blocks(pickle.loads(pickle.dumps(a))) == nn.blocks(a)  # in any process
-        nbytes, rowbytes, _ = _row_split(shape, 8, "C")
+        _axis, nrows, rowbytes = row_split(shape, 8, "C")
+        nbytes = nrows * rowbytes
         assert (nbytes, rowbytes) == (700 * 3000, 3000)
         assert all(c % rowbytes == 0 for c in range_cuts(nbytes, rowbytes, 3))
         with pytest.raises(TypeError):

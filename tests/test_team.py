@@ -193,7 +193,7 @@ def test_lab_workers_run_on_their_nodes_cpus():
 @pytest.mark.numa(min_nodes=2)
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_lab_partitioned_blocks_on_their_nodes(count):
-    from numa_numpy._partition import THP_UNIT, _block_bounds, layout_of
+    from numa_numpy._partition import THP_UNIT, _byte_bounds, layout_of
     from numa_numpy.testing import assert_placed
 
     usable = nn.topology().usable_nodes
@@ -223,7 +223,7 @@ def test_lab_partitioned_blocks_on_their_nodes(count):
                 # a scope's block is cut by the byte (a row may straddle a cut):
                 # check the byte ranges the allocator recorded, and that each
                 # row is in the block where it starts
-                _handler, cuts = _block_bounds(base, plain.nbytes)
+                cuts = _byte_bounds(base, plain.nbytes, len(nodes))
                 rowbytes = plain.nbytes // layout.shape[layout.axis]
                 starts = [r.start for _, r in nn.blocks(arr)][: len(cuts) - 1]
                 assert starts == [-(-c // rowbytes) for c in cuts[:-1]]

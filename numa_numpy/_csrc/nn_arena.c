@@ -24,7 +24,7 @@
 #define HEADER 16 /* keeps malloc's 16-byte alignment */
 #define LARGE_HUGETLB_OFFSET 64
 #define CHUNK_SIZE ((size_t)1 << 20)
-#define SMALL_MAX ((size_t)NN_SMALL_MAX)
+#define SMALL_MAX ((size_t)64 << 10) /* largest small request */
 #define NCLASSES 44 /* size_class(SMALL_MAX) + 1 */
 /* The class tables below assume these: 8 classes of 16 bytes up to 128, then
  * four per power of two up to SMALL_MAX (2^16), whose class is the last. */
@@ -619,6 +619,12 @@ size_t nn_arena_check_size_classes(void)
 }
 
 static block *header_of(void *ptr) { return (block *)((char *)ptr - HEADER); }
+
+/* The chunk a small block lies in (chunks are CHUNK_SIZE-aligned). */
+static chunk_head *chunk_of(void *ptr)
+{
+    return (chunk_head *)((uintptr_t)ptr & ~(uintptr_t)(CHUNK_SIZE - 1));
+}
 
 static int is_large(const block *b) { return b->kind == KIND_LARGE || b->kind == KIND_HUGETLB; }
 
@@ -1363,7 +1369,7 @@ nn_arena *nn_block_owner(void *ptr, size_t *size, int *status)
         st = h.map.status;
     } else if (b.kind < NCLASSES) {
         chunk_head c;
-        if (read_safely((void *)((uintptr_t)ptr & ~(uintptr_t)(CHUNK_SIZE - 1)), &c, sizeof c))
+        if (read_safely(chunk_of(ptr), &c, sizeof c))
             return NULL;
         owner = c.owner;
         st = c.status;
@@ -1391,8 +1397,7 @@ int nn_block_mapping(void *ptr, void **base, size_t *length)
 int nn_block_parts(void *ptr, size_t *bounds, int max)
 {
     block *b = header_of(ptr);
-    nn_arena *a = is_large(b) ? large_of(ptr)->owner
-                              : ((chunk_head *)((uintptr_t)ptr & ~(uintptr_t)(CHUNK_SIZE - 1)))->owner;
+    nn_arena *a = is_large(b) ? large_of(ptr)->owner : chunk_of(ptr)->owner;
     int k = !a->nparts ? 0 : is_large(b) ? a->nparts : 1;
     if (k == 0 || max < k + 1)
         return k;

@@ -68,9 +68,6 @@ long long nn_arena_trim_by_id(unsigned long long id);
 nn_arena *nn_arena_new(const nn_binding *binding, int huge, const nn_prefault_plan *prefault,
                        int strict);
 void nn_arena_destroy(nn_arena *a);
-/* The largest request served from chunks (pages shared with other blocks). */
-#define NN_SMALL_MAX 65536
-
 /* Most parts one partitioned block is split into. */
 #define NN_MAX_PARTS 256
 

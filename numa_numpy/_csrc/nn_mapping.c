@@ -174,6 +174,14 @@ static int claim_hugetlb(const nn_binding *b, const nn_mapping *m)
     return (int)nn_fail(NN_STEP_HUGETLB_NODES, -ENOMEM);
 }
 
+/* Part i's range [*lo, *hi) of a mapping of `length` bytes (see nn_map_parts). */
+static void part_range(const size_t *cuts, int nparts, int i, size_t length, size_t *lo,
+                       size_t *hi)
+{
+    *lo = i ? cuts[i - 1] : 0;
+    *hi = i < nparts - 1 && cuts[i] < length ? cuts[i] : length;
+}
+
 /* mbind each part's range (and its home node): 0, or -errno with the step
  * noted. Soft mode leaves a refused range unbound and says so in `status`. */
 static int bind_mapping(const nn_binding *parts, int nparts, const size_t *cuts, nn_mapping *out,
@@ -186,9 +194,8 @@ static int bind_mapping(const nn_binding *parts, int nparts, const size_t *cuts,
     int bound = 0;
     for (int i = 0; i < nparts; i++) {
         const nn_binding *b = &parts[i];
-        size_t lo = i ? cuts[i - 1] : 0, hi = i < nparts - 1 ? cuts[i] : out->length;
-        if (hi > out->length)
-            hi = out->length;
+        size_t lo, hi;
+        part_range(cuts, nparts, i, out->length, &lo, &hi);
         if (lo >= hi || (b->mode == NN_MPOL_DEFAULT && b->home_node < 0))
             continue;
         int rc = nn_apply_binding(b, (char *)out->base + lo, hi - lo, 0);
@@ -211,8 +218,8 @@ static int parts_have_room(const nn_binding *parts, int nparts, const size_t *cu
                            size_t length)
 {
     for (int i = 0; i < nparts; i++) {
-        size_t lo = i ? cuts[i - 1] : 0, hi = i < nparts - 1 ? cuts[i] : length;
-        hi = hi < length ? hi : length;
+        size_t lo, hi;
+        part_range(cuts, nparts, i, length, &lo, &hi);
         int rc = hi > lo ? bind_has_room(&parts[i], hi - lo) : 0;
         if (rc)
             return rc;
