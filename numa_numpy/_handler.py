@@ -61,11 +61,10 @@ def _shortfall(options: AllocationOptions, topo: Topology) -> Enforcement:
     return Enforcement(EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT)
 
 
-def _new_arena(options: AllocationOptions, topo: Topology) -> Any:
+def _new_arena(
+    options: AllocationOptions, topo: Topology, parts: tuple[Policy, ...] | None
+) -> Any:
     policy = options.policy
-    parts = policy.parts(topo)
-    if parts is not None:
-        _check_parts(options, parts)
     # a partitioned arena's small blocks (sharing pages) follow its first part
     binding, _mask = binding_struct(parts[0] if parts else policy, topo)
     plan, _cpus = prefault_plan(options, topo)
@@ -141,8 +140,13 @@ class Handler:
         topo = validate(options.policy)
         # the nodes as the arena was made with them (a Partitioned block's parts)
         self.nodes: tuple[int, ...] = tuple(options.policy.resolved_nodes(topo))
+        # what no kernel could honour is said first, before the pool and node checks
+        # (which warn in soft mode and name a fix that would not help)
+        parts = options.policy.parts(topo)
+        if parts is not None:
+            _check_parts(options, parts)
         enforcement = _shortfall(options, topo)
-        arena = _new_arena(options, topo)
+        arena = _new_arena(options, topo, parts)
         enforcement = _probe(arena, options, enforcement)
         lib.nn_arena_set_cache_limit(arena, default_cache_limit(options.policy, topo))
         capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())

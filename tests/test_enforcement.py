@@ -112,6 +112,24 @@ def test_explicit_huge_pages_without_a_pool(fresh_handlers):
         nn.numa_zeros(1 << 20, node=0, huge_pages="1gb", strict=True)
 
 
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("size", ["2mb", "1gb"])
+def test_partitioned_explicit_huge_pages_says_the_real_reason_first(fresh_handlers, strict, size):
+    # no pool check (its "reserve huge pages" would not help) and no warning first:
+    # one InvalidPolicyError naming what no kernel can do, strict or soft
+    from pathlib import Path
+    kb = {"2mb": 2048, "1gb": 1048576}[size]
+    pool = Path(f"/sys/devices/system/node/node0/hugepages/hugepages-{kb}kB/free_hugepages")
+    if pool.exists() and int(pool.read_text()) > 0:
+        pytest.skip(f"{size} huge pages are reserved here: the pool check would pass anyway")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(nn.InvalidPolicyError, match="cannot use explicit huge pages"):
+            nn.partitioned_empty(10, huge_pages=size, strict=strict)
+        with pytest.raises(nn.InvalidPolicyError, match="cannot use explicit huge pages"):
+            nn.numa_empty(1 << 20, policy=nn.Partitioned(), huge_pages=size, strict=strict)
+
+
 def test_nonexistent_node_always_raises_even_soft(fresh_handlers):
     with pytest.raises(nn.InvalidNodeError) as info:
         nn.numa_zeros(10, node=max(nn.topology().node_ids) + 1)
