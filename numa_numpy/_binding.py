@@ -95,12 +95,15 @@ def bind_range(
     pieces = _pieces(policy, topo, address, length, page_size, split)
     structs = [binding_struct(part, topo) for part, _a, _n in pieces]  # (binding, mask)
     flags = lib.NN_MPOL_MF_MOVE if move else 0
+    refused = ""  # soft: a refused range stays unbound, the others are bound and all prefaulted
     for (binding, _mask), (_part, start, size) in zip(structs, pieces, strict=True):
         rc = lib.nn_apply_binding(binding, ffi.cast("void *", start), size, flags)
-        if rc < 0:
-            reason = describe_errno(-rc, failed_step("mbind"))
-            refuse_or_warn(options, f"the kernel refused it: {reason}", -rc)
-            return Enforcement(EnforcementLevel.NONE, f"the kernel refused it: {reason}")
+        if rc < 0 and not refused:
+            refused = f"the kernel refused it: {describe_errno(-rc, failed_step('mbind'))}"
+            refuse_or_warn(options, refused, -rc)  # strict raises here
+    if refused:
+        level = EnforcementLevel.NONE
+        reasons.append(refused)
     if options.prefault is not Prefault.NONE:
         plan, _cpus = prefault_plan(options, topo)
         rc = 0

@@ -260,3 +260,32 @@ def test_partitioned_refused_after_the_probe_soft_marks_the_block(fresh_handlers
     assert nn.placement(a).policy == nn.Default()
     assert nn.placement(a).enforcement.level is nn.EnforcementLevel.NONE
     assert nn.placement(b).policy == nn.Bind(nn.topology().usable_nodes[0])
+
+
+@pytest.mark.parametrize("make", ["shared", "region", "numa_empty"])
+def test_soft_refusal_still_prefaults(fresh_handlers, make):
+    # one binding path, one behaviour: a refused mbind leaves the memory unbound,
+    # and prefault still faults in every page (it did only for NumPy's own blocks)
+    n = 1 << 18  # 2 MiB of float64: 512 base pages
+    inject(lib.NN_FAULT_MBIND, errno.EPERM)
+    with pytest.warns(nn.NumaWarning, match="refused"):
+        if make == "shared":
+            owner = a = nn.shared_zeros(n, node=0, prefault="touch")
+        elif make == "region":
+            owner = nn.NumaRegion(n * 8, "bind:0", prefault="touch", huge_pages="none")
+            a = owner.as_array((n,), np.float64)
+        else:
+            owner = a = nn.numa_empty(n, node=0, prefault="touch", huge_pages="none")
+    where = nn.placement(a)
+    assert where.not_present == 0, where
+    assert sum(where.pages.values()) >= 512
+    if make == "shared":
+        from numa_numpy._shared import _segment_of
+        enforcement = _segment_of(a).enforcement
+    else:
+        enforcement = owner.enforcement if make == "region" else where.enforcement
+    assert enforcement.level is nn.EnforcementLevel.NONE
+    assert "refused" in enforcement.reason
+    del a
+    if make == "region":
+        owner.close()
