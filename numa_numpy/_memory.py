@@ -364,10 +364,10 @@ def free_all_blocks() -> int:
     >>> import numa_numpy as nn
     >>> a = nn.numa_empty(1 << 22, node=0)   # a 32 MiB block
     >>> del a                                # freed into the cache
-    >>> nn.free_all_blocks() >= 0
+    >>> nn.free_all_blocks() >= 32 << 20     # the block (and its header page)
     True
-    >>> nn.get_memory_pool().free_bytes()
-    0
+    >>> nn.get_memory_pool().free_bytes(), nn.free_all_blocks()
+    (0, 0)
     """
     return int(lib.nn_cache_trim())
 
@@ -391,8 +391,12 @@ def forget_handlers() -> int:
     Examples
     --------
     >>> import numa_numpy as nn
-    >>> nn.forget_handlers() >= 0
+    >>> first = nn.on_node(0).handler
+    >>> a = nn.numa_empty(1 << 22, node=0); del a  # a cached block
+    >>> nn.forget_handlers() >= 32 << 20     # released with the handlers
     True
+    >>> nn.on_node(0).handler is first       # the next scope makes a new one
+    False
     """
     released = free_all_blocks()
     release_handlers()
@@ -429,7 +433,10 @@ class MemoryPool:
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> nn.get_memory_pool().used_bytes() >= 0
+        >>> pool = nn.get_memory_pool()
+        >>> before = pool.used_bytes()
+        >>> a = nn.numa_empty(1 << 20, node=0)  # 8 MiB, live
+        >>> pool.used_bytes() - before >= a.nbytes
         True
         """
         return int(memory_stats()["process"]["used_bytes"])
@@ -440,7 +447,10 @@ class MemoryPool:
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> nn.get_memory_pool().free_bytes() >= 0
+        >>> pool = nn.get_memory_pool()
+        >>> _ = pool.free_all_blocks()
+        >>> a = nn.numa_empty(1 << 20, node=0); del a  # 8 MiB freed, kept for reuse
+        >>> pool.free_bytes() >= 8 << 20
         True
         """
         out = ffi.new("nn_cache_stats *")
@@ -453,7 +463,8 @@ class MemoryPool:
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> nn.get_memory_pool().total_bytes() >= 0
+        >>> pool = nn.get_memory_pool()
+        >>> pool.total_bytes() == pool.used_bytes() + pool.free_bytes()
         True
         """
         return self.used_bytes() + self.free_bytes()
@@ -465,8 +476,10 @@ class MemoryPool:
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> nn.get_memory_pool().free_all_blocks() >= 0
-        True
+        >>> pool = nn.get_memory_pool()
+        >>> a = nn.numa_empty(1 << 20, node=0); del a  # 8 MiB freed into the cache
+        >>> pool.free_all_blocks() >= 8 << 20, pool.free_bytes()
+        (True, 0)
         """
         return free_all_blocks()
 

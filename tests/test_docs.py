@@ -9,9 +9,6 @@
   ``# doctest: +MULTINODE`` need two NUMA nodes with memory: they are skipped
   on one node and run in the NUMA lab (the ``multinode`` test below);
 - the public objects have a ``repr()`` that says what they are.
-
-Names still waiting for their docstrings are listed in PENDING, by name: the
-list only shrinks.
 """
 
 from __future__ import annotations
@@ -32,10 +29,6 @@ from numa_numpy._docstrings import DOC_PARTS
 
 PACKAGE = Path(nn.__file__).resolve().parent
 MULTINODE = doctest.register_optionflag("MULTINODE")
-
-# Public names without a full numpydoc docstring yet (qualified names).
-PENDING: set[str] = set()
-
 
 def _own_members(cls: type) -> list[tuple[str, object]]:
     """The public methods and properties `cls` defines itself (not those of
@@ -103,14 +96,25 @@ ITEMS = public_items()
 
 @pytest.mark.parametrize("name,obj", ITEMS, ids=[n for n, _ in ITEMS])
 def test_public_name_is_documented(name, obj):
-    if name in PENDING:
-        pytest.skip("docstring pending (listed in PENDING)")
     assert not problems(name, obj), f"{name}: {', '.join(problems(name, obj))}"
 
 
-def test_pending_lists_only_public_names():
-    names = {n for n, _ in ITEMS}
-    assert PENDING <= names, sorted(PENDING - names)
+def test_the_docstring_check_finds_what_is_missing():
+    def bare(x, *, node=None):
+        """A summary only."""
+
+    def examples_only(x):
+        """A summary.
+
+        Examples
+        --------
+        >>> examples_only(1)
+        """
+
+    assert problems("bare", bare) == ["no Parameters section", "no Examples section"]
+    assert problems("examples_only", examples_only) == ["no Parameters section"]
+    assert problems("nothing", lambda: None) == ["no docstring"]
+    assert len(ITEMS) > 100 and {"numa_zeros", "NodeTeam.run"} <= {n for n, _ in ITEMS}
 
 
 CONSTRUCTORS = [
