@@ -146,3 +146,44 @@ def test_hugepages_and_prefault_coercion():
         nn.HugePages.coerce("4mb")
     with pytest.raises(nn.InvalidPolicyError, match="prefault='eager'"):
         nn.Prefault.coerce("eager")
+
+
+# What the kernel calls each mode in /proc/self/numa_maps (mm/mempolicy.c's
+# policy_modes[]), and its uapi number (include/uapi/linux/mempolicy.h): written
+# here from the kernel, not read back through the package's own table.
+KERNEL_NAMES = [
+    (lambda: nn.Bind(0), 2, "bind:0"),
+    (lambda: nn.Preferred(0), 1, "prefer:0"),
+    (lambda: nn.PreferredMany([0]), 5, "prefer (many):0"),
+    (lambda: nn.Interleave([0]), 3, "interleave:0"),
+    (lambda: nn.Local(), 4, "local"),
+]
+
+
+@pytest.mark.parametrize("make,number,shown", KERNEL_NAMES, ids=[s for _, _, s in KERNEL_NAMES])
+def test_each_policy_reaches_the_kernel_as_its_own_mode(make, number, shown):
+    from pathlib import Path
+
+    from kernel_view import mapping_of
+
+    policy = make()
+    try:
+        policy.check_kernel(nn.topology())
+    except nn.NumaUnavailableError as exc:
+        pytest.skip(str(exc))
+    assert policy.kernel_mode() == number
+    a = nn.numa_zeros(1 << 20, policy=policy, strict=True)
+    start, _ = mapping_of(a.__array_interface__["data"][0])
+    lines = [line for line in Path("/proc/self/numa_maps").read_text().splitlines()
+             if int(line.split()[0], 16) == start]
+    assert len(lines) == 1
+    assert lines[0].split(" ", 1)[1].startswith(shown + " "), lines[0]
+
+
+def test_a_home_node_that_does_not_exist_raises_even_soft():
+    missing = max(nn.topology().node_ids) + 1
+    for policy in (nn.Bind(0, home_node=missing), nn.PreferredMany([0], home_node=missing)):
+        with pytest.raises(nn.InvalidNodeError, match=f"node {missing} does not exist"):
+            policy.check_nodes(nn.topology())
+        with pytest.raises(nn.InvalidNodeError, match=f"node {missing} does not exist"):
+            nn.numa_zeros(10, policy=policy)
