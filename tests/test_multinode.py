@@ -448,3 +448,26 @@ def test_a_bound_node_whose_pool_runs_out_later(huge_pages_on_node_0_only):
     strict = run_huge_child(nbytes, node, strict=True)
     assert strict.get("raised") == "NumaAllocationError", strict
     assert "huge-page pool of the bound nodes" in strict["message"], strict
+
+
+def test_per_page_targets_past_one_batch_go_where_asked():
+    # move_pages is called 4096 pages at a time; a target list that cycles over 3
+    # nodes does not repeat at that boundary (over 1, 2 or 4 nodes it would), so a
+    # batch that lost its offset into the targets shows here
+    if len(nodes()) < 3:
+        pytest.skip(f"needs 3 nodes with memory; this machine has {len(nodes())}")
+    from numa_numpy._lib import ffi, lib
+
+    page = int(lib.nn_base_page_size())
+    npages = 3 * 4096 + 7
+    region = nn.NumaRegion(npages * page, "local", huge_pages="none", prefault="touch")
+    targets = np.resize(np.asarray(nodes()[:3], dtype=np.intc), npages)
+    status = np.empty(npages, dtype=np.intc)
+    rc = lib.nn_move_range(ffi.cast("void *", region.address), npages, page,
+                           ffi.cast("int *", targets.ctypes.data), npages, 0,
+                           ffi.cast("int *", status.ctypes.data))
+    assert rc == 0
+    where = region.placement()
+    assert where.not_present == 0
+    np.testing.assert_array_equal(where.node_of_page, targets)
+    region.close()
