@@ -107,17 +107,24 @@ class PartitionedArray(np.ndarray):
     """
 
     _layout: Layout | None = None
+    #: What `_layout` was made for (see `_fingerprint`): NumPy lets an array's
+    #: shape, dtype, strides (and, in NumPy 1, data) change in place, and a
+    #: layout of other rows would split the wrong memory.
+    _made_for: tuple[Any, ...] | None = None
 
     def __array_finalize__(self, obj: Any) -> None:
         self._layout = None  # views do not keep the layout: their rows differ
+        self._made_for = None
 
     def __reduce__(self) -> Any:  # pickles as a plain ndarray
         return np.asarray(self).view(np.ndarray).__reduce__()
 
     @property
     def layout(self) -> Layout | None:
-        """The row split (None for views)."""
-        return self._layout
+        """The row split (None for views, and for arrays whose shape, dtype or
+        strides were changed in place to rows the allocator's split does not
+        describe)."""
+        return _valid_layout(self)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         team = _ACTIVE_GET()
@@ -130,6 +137,28 @@ class PartitionedArray(np.ndarray):
 
 def _ACTIVE_GET() -> NodeTeam | None:  # noqa: N802 - a hot alias
     return active_team()
+
+
+def _fingerprint(x: np.ndarray) -> tuple[Any, ...]:
+    """What a layout is valid for: the memory, shape, strides and item size."""
+    return (x.ctypes.data, x.shape, x.strides, x.itemsize, x.nbytes)
+
+
+def _valid_layout(x: PartitionedArray) -> Layout | None:
+    """`x`'s layout if it still describes `x`; else (its shape, dtype, strides
+    or memory were changed in place: ``a.shape = ...``, ``a.dtype = ...``)
+    the split the allocator recorded, read again for what `x` is now, or None
+    (then NumPy's own path runs)."""
+    layout = x._layout
+    if layout is None:
+        return None
+    now = _fingerprint(x)
+    if x._made_for == now:
+        return layout
+    fresh = _allocator_layout(x)
+    if fresh is not None:  # else keep the old one: valid again if x changes back
+        x._layout, x._made_for = fresh, now
+    return fresh
 
 
 def _plain(x: Any) -> Any:
@@ -201,14 +230,23 @@ def layout_of(a: Any) -> Layout | None:
     shared array's (from its header), or, for an array NumPy allocated in a
     ``policy(Partitioned(...))`` scope (or a contiguous view starting where its
     memory starts), the split the allocator recorded."""
-    layout = getattr(a, "_layout", None)
-    if layout is not None or not isinstance(a, np.ndarray) or not a.size or not a.ndim:
-        return layout
+    if isinstance(a, PartitionedArray) and a._layout is not None:
+        return _valid_layout(a)
+    if not isinstance(a, np.ndarray) or not a.size or not a.ndim:
+        return None
     shared = partition_of(a)
     if shared is not None:  # the split follows from the header's nodes and order
         nodes, order = shared
         axis, nrows, rowbytes = row_split(a.shape, a.itemsize, order)
         return Layout(a.shape, axis, nodes, _split(nrows, rowbytes, len(nodes), False), order)
+    return _allocator_layout(a)
+
+
+def _allocator_layout(a: np.ndarray) -> Layout | None:
+    """The split the allocator recorded for the block `a` starts at, in rows
+    of `a` as it is now (None: not contiguous, not such a block, or empty)."""
+    if not a.size or not a.ndim:
+        return None
     contiguous = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else None
     arena = lib.nn_block_owner(ffi.cast("void *", a.ctypes.data), ffi.NULL, ffi.NULL)
     handler = handler_of_arena(int(ffi.cast("uintptr_t", arena))) if arena != ffi.NULL else None
@@ -258,6 +296,7 @@ def _allocate(
         actual = _rows(byte_bounds, rowbytes, nrows, k)
     arr = root.view(PartitionedArray)
     arr._layout = Layout(shape, axis, nodes, actual, order)
+    arr._made_for = _fingerprint(arr)
     return arr  # type: ignore[no-any-return]
 
 
@@ -661,12 +700,18 @@ def _convert_scalars(
     )
 
 
-def _lead(arrays: Sequence[Any], shape: tuple[int, ...] | None) -> PartitionedArray | None:
+def _lead(
+    arrays: Sequence[Any], shape: tuple[int, ...] | None
+) -> tuple[PartitionedArray, Layout] | tuple[None, None]:
+    """The first partitioned array (of `shape`) whose layout still describes
+    it, and that layout."""
     for x in arrays:
         if isinstance(x, PartitionedArray) and x._layout is not None:
             if shape is None or x.shape == shape:
-                return x
-    return None
+                layout = _valid_layout(x)
+                if layout is not None:
+                    return x, layout
+    return None, None
 
 
 def _parallel_call(
@@ -680,10 +725,12 @@ def _parallel_call(
             return NotImplemented
         if isinstance(x, (np.ndarray, np.generic)) and x.dtype.hasobject:
             return NotImplemented  # Python objects: the GIL serialises them anyway
-    lead = _lead(inputs, None)
+    lead, layout = _lead(inputs, None)
     if lead is None and out is not None:
-        lead = _lead(out, None)
-    if lead is None or lead.nbytes < team.min_bytes or lead.shape[lead._layout.axis] < 2:  # type: ignore[union-attr]
+        lead, layout = _lead([o for o in out if o is not None], None)
+    if lead is None or layout is None:
+        return NotImplemented
+    if lead.nbytes < team.min_bytes or lead.shape[layout.axis] < 2:
         return NotImplemented
     shape = lead.shape
     try:
@@ -692,8 +739,6 @@ def _parallel_call(
         return NotImplemented  # NumPy raises its own error
     if full != shape:
         return NotImplemented  # the result would broadcast past the blocks
-    layout = lead._layout
-    assert layout is not None
     axis, ndim = layout.axis, len(shape)
     if out is not None:
         for o in out:
@@ -751,7 +796,10 @@ def _parallel_reduce(
     if ufunc not in _REDUCE_UFUNCS or len(inputs) != 1:
         return NotImplemented
     (a,) = inputs
-    if not isinstance(a, PartitionedArray) or a._layout is None or a.nbytes < team.min_bytes:
+    if not isinstance(a, PartitionedArray) or a.nbytes < team.min_bytes:
+        return NotImplemented
+    layout = _valid_layout(a)
+    if layout is None:
         return NotImplemented
     if a.dtype.hasobject:
         return NotImplemented
@@ -761,7 +809,6 @@ def _parallel_reduce(
         return NotImplemented
     if not {"axis", "dtype", "keepdims", "where", "out"}.issuperset(kwargs):
         return NotImplemented
-    layout = a._layout
     ndim = a.ndim
     axis = kwargs.get("axis", 0)
     try:
@@ -811,8 +858,7 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
     from ._replicas import Replicas
 
     team._require_running()
-    lead = _lead(arrays, None)
-    found = lead._layout if lead is not None else None
+    _, found = _lead(arrays, None)
     for x in arrays if found is None else ():  # NumPy's arrays from a Partitioned scope
         found = layout_of(x) if isinstance(x, np.ndarray) else None
         if found is not None:

@@ -389,6 +389,51 @@ def test_out_and_in_place(team):
     assert type(w) is np.ndarray
 
 
+def _set_strides(a, strides):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # NumPy 2.4 deprecates it
+        a.strides = strides
+
+
+def test_a_layout_is_used_only_for_what_it_was_made_for():
+    """Shape, dtype and strides changed in place: the split is read again for
+    the array as it is now (or NumPy's path runs), never the old rows."""
+    with nn.node_team(min_bytes=1) as team:
+        a = nn.partitioned_ones((1 << 14, 2))
+        a.shape = (1 << 15,)
+        assert float((a + 1).sum()) == 2.0 * (1 << 15)
+        np.testing.assert_array_equal(a + 1, np.full(1 << 15, 2.0))
+        assert float(a.sum()) == 1 << 15 and a.max() == 1.0
+        assert nn.blocks(a)[-1][1].stop == 1 << 15 and a.layout.shape == (1 << 15,)
+        np.testing.assert_array_equal(team.map_blocks(np.negative, a), -np.ones(1 << 15))
+
+        b = nn.partitioned_zeros(1 << 15)
+        b.dtype = np.float32  # twice the items in the same bytes
+        assert b.shape == (1 << 16,) and float((b + 1).sum()) == 1 << 16
+        assert float(np.add(b, 1, out=b).sum()) == 1 << 16 and float(b.sum()) == 1 << 16
+        assert nn.blocks(b)[-1][1].stop == 1 << 16
+
+        c = nn.partitioned_ones((1 << 12, 4))
+        c.shape = (1 << 11, 8)  # same rows' bytes, half the rows
+        assert float(c.sum()) == 1 << 14 and c.sum(axis=0).tolist() == [2048.0] * 8
+
+        d = nn.partitioned_full((1 << 14, 2), 1.0)
+        d[:, 1] = 5.0
+        _set_strides(d, (16, 0))  # each row's first item twice: not contiguous
+        assert d.layout is None  # nothing the allocator split describes
+        assert float((d + 1).sum()) == 2.0 * (1 << 15) and float(d.sum()) == 1 << 15
+        _set_strides(d, (8, 8 << 14))  # the same bytes read in F order
+        assert d.layout is not None and d.layout.axis == 1
+        np.testing.assert_array_equal(d + 1, np.array(d) + 1)
+        assert float(d.sum()) == 6.0 * (1 << 14)
+        assert d.sum(axis=0).tolist() == np.array(d).sum(axis=0).tolist()
+
+        e = nn.partitioned_ones(1 << 15)
+        e.shape = (1 << 14, 2)
+        e.shape = (1 << 15,)  # back: valid again
+        assert e.layout is not None and float((e * 3).sum()) == 3.0 * (1 << 15)
+
+
 def test_fallbacks_without_team_and_non_elementwise():
     a = _partitioned(np.arange(12.0).reshape(3, 4), "C")
     r = a + 1
