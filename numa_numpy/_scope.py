@@ -251,9 +251,13 @@ class PolicyScope:
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> stats = nn.on_node(0).stats()
-        >>> isinstance(stats, dict)
-        True
+        >>> import numpy as np
+        >>> scope = nn.on_node(0)
+        >>> before = scope.stats()["live_blocks"]
+        >>> with scope:
+        ...     a = np.ones(1 << 20)             # one 8 MiB block of the scope's handler
+        >>> scope.stats()["live_blocks"] - before, scope.stats()["used_bytes"] >= a.nbytes
+        (1, True)
         """
         return self.handler.stats()
 
