@@ -842,7 +842,13 @@ def _parallel_reduce(
     _report(errs, "reduce")
     # combined in block order: deterministic for a given layout and team
     stacked = np.concatenate(partials, axis=layout.axis)
-    result = ufunc.reduce(stacked, axis=layout.axis, dtype=stacked.dtype, keepdims=True)
+    # the partials' dtype is the result's: named for integers and booleans (or
+    # add and multiply would widen an int32 sum=dtype asked for); others keep
+    # their dtype by themselves, and a unit (datetime64, timedelta64) or size
+    # may not be named in dtype= at all (TypeError)
+    kind = stacked.dtype.kind
+    combine = stacked.dtype if kind in "biu" else None
+    result = ufunc.reduce(stacked, axis=layout.axis, dtype=combine, keepdims=True)
     if not keepdims:
         result = result.reshape([s for d, s in enumerate(result.shape) if d not in axes])
         if result.ndim == 0:

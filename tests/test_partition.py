@@ -333,6 +333,31 @@ def test_reductions_equal_numpy(team, x, which, axis, keepdims, dtype):
         np.testing.assert_array_equal(g, e)  # integers, min/max: exact
 
 
+@pytest.mark.parametrize("dtype", ["M8[s]", "M8[D]", "m8[ms]", "m8[s]"])
+@pytest.mark.parametrize("nat", [None, 0, 777])
+def test_datetime_and_timedelta_reductions_equal_numpy(dtype, nat):
+    data = (np.arange(2000, dtype=np.int64) * 37 % 1000 - 300).astype(dtype).reshape(1000, 2)
+    if nat is not None:
+        data[nat, 1] = np.datetime64("NaT") if dtype[0] == "M" else np.timedelta64("NaT")
+    a = _partitioned(data, "C")
+    reductions = [
+        lambda x: x.max(),
+        lambda x: x.min(axis=0),
+        lambda x: np.minimum.reduce(x),
+        lambda x: np.maximum.reduce(x, axis=None, keepdims=True),
+        lambda x: np.fmax.reduce(x, axis=None),  # skips NaT
+        lambda x: np.fmin.reduce(x, axis=0),
+    ]
+    if dtype[0] == "m":
+        reductions += [lambda x: x.sum(), lambda x: np.add.reduce(x, axis=0)]
+    with nn.node_team(min_bytes=1):
+        for red in reductions:
+            _both(red, a)
+            got, expected = red(a), red(data)
+            assert np.asarray(got).dtype == np.asarray(expected).dtype
+            assert str(got) == str(expected)  # NaT where NumPy has NaT
+
+
 def test_integer_overflow_wraps_as_numpy(team):
     a = _partitioned(np.full(1000, 120, np.int8), "C")
     _both(np.add, a, a)
