@@ -177,7 +177,10 @@ def _numpy(ufunc: np.ufunc, method: str, inputs: tuple[Any, ...], kwargs: dict[s
             kwargs["where"] = _plain(kwargs["where"])
     result = getattr(ufunc, method)(*args, **kwargs)
     if out is not None:  # hand back the caller's own objects (a += 1 keeps a)
-        return out[0] if len(out) == 1 else tuple(out)
+        if len(out) == 1:
+            return out[0]
+        # a partial out= (out=(o, None)): NumPy's own result where none was given
+        return tuple(r if o is None else o for o, r in zip(out, result, strict=True))
     return result
 
 
@@ -742,6 +745,8 @@ def _parallel_call(
     axis, ndim = layout.axis, len(shape)
     if out is not None:
         for o in out:
+            if o is None:  # a partial out=: allocated here, as NumPy would
+                continue
             if not isinstance(o, np.ndarray) or o.shape != shape or o.dtype.hasobject:
                 return NotImplemented
             for x in inputs:
@@ -767,15 +772,19 @@ def _parallel_call(
         )
 
     kw = {k: v for k, v in kwargs.items() if k != "out"}
+    # NumPy's own type resolution (and its errors), on zero rows
     if out is None:
-        # NumPy's own type resolution (and its errors), on zero rows
         probe = ufunc(*pieces(0, 0), **kw)
-        probes = probe if isinstance(probe, tuple) else (probe,)
-        outs = tuple(_output(shape, p.dtype, layout) for p in probes)
     else:
         empty = (slice(None),) * axis + (slice(0, 0),)
-        ufunc(*pieces(0, 0), out=tuple(_plain(o)[empty] for o in out), **kw)
-        outs = tuple(out)
+        zero = tuple(None if o is None else _plain(o)[empty] for o in out)
+        probe = ufunc(*pieces(0, 0), out=zero, **kw)
+    probes = probe if isinstance(probe, tuple) else (probe,)
+    given = (None,) * len(probes) if out is None else out
+    outs = tuple(
+        _output(shape, p.dtype, layout) if o is None else o
+        for o, p in zip(given, probes, strict=True)
+    )
     plain_outs = tuple(_plain(o) for o in outs)
     errs: set[str] = set()
     call = ufunc.__call__

@@ -459,6 +459,29 @@ def test_a_layout_is_used_only_for_what_it_was_made_for():
         assert e.layout is not None and float((e * 3).sum()) == 3.0 * (1 << 15)
 
 
+@pytest.mark.parametrize("in_team", [False, True])
+def test_multi_output_ufuncs_with_a_partial_out(in_team):
+    data = np.arange(-500, 1500) / 7.0
+    p = _partitioned(data, "C")
+    with nn.node_team(min_bytes=1) if in_team else warnings.catch_warnings():
+        for call in (
+            lambda x, o: np.divmod(x, 3, out=(o, None)),
+            lambda x, o: np.divmod(x, 3, out=(None, o)),
+            lambda x, o: np.modf(x, None, o),
+            lambda x, o: np.modf(x, o, None),
+            lambda x, o: np.frexp(x, out=(None, o.view(np.ndarray).astype(np.int32))),
+        ):
+            o_us, o_np = nn.partitioned_empty(data.shape), np.empty(data.shape)
+            got, expected = call(p, o_us), call(data, o_np)
+            assert isinstance(got, tuple) and len(got) == len(expected) == 2
+            for g, e, mine, theirs in zip(got, expected, (o_us, o_us), (o_np, o_np)):
+                assert (g is mine) == (e is theirs)  # the caller's own out, else a new array
+                assert g is not None and g.dtype == e.dtype
+                np.testing.assert_array_equal(g, e)
+            if in_team and hasattr(np.add, "resolve_dtypes"):  # the parallel path allocated it
+                assert any(type(g) is nn.PartitionedArray and g is not o_us for g in got)
+
+
 def test_fallbacks_without_team_and_non_elementwise():
     a = _partitioned(np.arange(12.0).reshape(3, 4), "C")
     r = a + 1
