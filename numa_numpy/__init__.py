@@ -87,6 +87,7 @@ from .errors import (
     NumaUnavailableError,
     NumaWarning,
     PolicyNotEnforcedError,
+    SharedSegmentError,
 )
 
 __version__ = "0.1.0"
@@ -169,6 +170,7 @@ __all__ = [
     "PolicyNotEnforcedError",
     "CacheSettingError",
     "MigrationError",
+    "SharedSegmentError",
     "NumaWarning",
     "NodeTeam",
     "node_team",

@@ -32,6 +32,7 @@ The magic is written last, so a half-written segment is not mistaken for one.
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import math
 import mmap
@@ -42,18 +43,20 @@ import secrets
 import stat
 import struct
 import sys
+import warnings
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 
 from ._binding import bind_range, row_split
 from ._enforcement import Enforcement
 from ._options import AllocationOptions, HugePages, Prefault, PrefaultLike, resolve
-from ._policy import Local, NodesLike, Partitioned, PolicyLike, as_policy, validate
+from ._policy import Local, NodesLike, Partitioned, Policy, PolicyLike, as_policy, validate
 from ._region import buffer_address
-from .errors import InvalidPolicyError, NumaError
+from ._topology import MAX_NODE_ID, topology
+from .errors import NumaError, SharedSegmentError, describe_errno
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -67,6 +70,15 @@ VERSION = 2
 FIXED = struct.Struct("<8sIIQQQQQQ")  # the 64-byte fixed part of the header
 LEGACY_MAGIC = b'{"magic": "numa_numpy-shared-1"'  # format 1: JSON in a 4096-byte page
 _LEGACY_NAME = re.compile(rf"{PREFIX}(\d+)_[0-9a-f]+")
+NAME_MAX = 255  # bytes in one file name (Linux's NAME_MAX)
+META_KEYS = frozenset({"shape", "order", "dtype", "policy"})
+# a dtype leaf as dtype.str writes it: byte order, kind, size, a datetime unit
+_DTYPE_STR = re.compile(r"[<>|][a-zA-Z][0-9]{1,10}(\[[0-9]{0,10}[a-zA-Z]{1,8}\])?")
+_PLAIN_KINDS = frozenset("biufcmMSUV")  # elements that are their bytes: no pointers
+_MAX_NESTING = 32  # subarray / structure levels a header's dtype may have
+_MAX_DIMS = 32 if np.lib.NumpyVersion(np.__version__) < "2.0.0" else 64
+_FLAGS = ("static_nodes", "relative_nodes", "numa_balancing")
+_nodes_seen: frozenset[int] = frozenset()  # node ids the last topology read found
 
 _created: dict[str, int] = {}  # names this process created -> creator pid
 _hooked_pid = 0  # the process whose exit hooks are installed
@@ -87,6 +99,7 @@ class _Segment(mmap.mmap):
 
     name: str
     enforcement: Enforcement
+    header: _Header | None = None  # parsed and checked once, by _header
 
     def resize(self, newsize: int) -> None:
         raise NumaError(
@@ -229,30 +242,92 @@ def _pid_namespace() -> int:
         return 0
 
 
+def _check_name(name: Any) -> str:
+    """`name` if it can name a file directly in /dev/shm, else SharedSegmentError."""
+    if not isinstance(name, str):
+        raise TypeError(f"a shared memory name is a str, not {type(name).__name__}")
+    problem = None
+    if not name:
+        problem = "it is empty"
+    elif "/" in name:
+        problem = "it holds '/': a segment is a file directly in /dev/shm"
+    elif "\0" in name:
+        problem = "it holds a NUL character"
+    elif name in (".", ".."):
+        problem = "it names a directory"
+    else:
+        try:
+            length = len(os.fsencode(name))
+        except UnicodeError:
+            problem = "it cannot be encoded as a file name"
+        else:
+            if length > NAME_MAX:
+                problem = f"it is {length} bytes long; a name in /dev/shm has at most {NAME_MAX}"
+    if problem is not None:
+        raise SharedSegmentError(
+            f"invalid shared memory name {name!r}: {problem}", name=name, field="name"
+        )
+    return name
+
+
 def _open(name: str, size: int | None) -> _Segment:
-    if not name or "/" in name or name in (".", ".."):
-        raise InvalidPolicyError(f"invalid shared memory name {name!r}")
-    flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if size is not None else 0)
+    _check_name(name)
+    # as shm_open does: no symbolic links; O_NONBLOCK so a FIFO planted there cannot hang us
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    if size is not None:
+        flags |= os.O_CREAT | os.O_EXCL
     try:
         fd = os.open(SHM_DIR / name, flags, 0o600)
     except FileExistsError:
         raise NumaError(f"shared memory {name!r} already exists") from None
     except FileNotFoundError:
-        raise NumaError(f"no shared memory named {name!r}") from None
+        raise SharedSegmentError(
+            f"no shared memory named {name!r}", name=name, field="name"
+        ) from None
+    except IsADirectoryError:
+        raise SharedSegmentError(
+            f"{name!r} is a directory in /dev/shm, not a shared array", name=name, field="name"
+        ) from None
+    except OSError as exc:
+        why = (
+            "it is a symbolic link (shared memory is never opened through one)"
+            if exc.errno == errno.ELOOP
+            else describe_errno(exc.errno or 0, "open")
+        )
+        raise SharedSegmentError(
+            f"cannot open shared memory {name!r}: {why}", name=name, field="name", errno=exc.errno
+        ) from None
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SharedSegmentError(
+                f"{name!r} is not a numa_numpy shared array: not a regular file",
+                name=name,
+                field="name",
+            )
         if size is not None:
             os.ftruncate(fd, size)
         length = os.fstat(fd).st_size
         if length < FIXED.size:  # mmap refuses an empty file with a bare ValueError
-            raise NumaError(
+            raise SharedSegmentError(
                 f"{name!r} is not a numa_numpy shared array: it holds {length} bytes, "
-                f"fewer than the {FIXED.size}-byte header"
+                f"fewer than the {FIXED.size}-byte header",
+                name=name,
+                field="magic",
             )
         segment = _Segment(fd, length, flags=mmap.MAP_SHARED)
     finally:
         os.close(fd)
     segment.name = name
     return segment
+
+
+def _close(segment: _Segment) -> None:
+    """Unmap a segment that no array was made over (an attach that failed)."""
+    try:
+        segment.close()
+    except BufferError:  # still exported: the last reference unmaps it
+        pass
 
 
 def _dtype_to_json(dt: np.dtype) -> Any:
@@ -271,24 +346,6 @@ def _dtype_to_json(dt: np.dtype) -> Any:
     return dt.str
 
 
-def _dtype_from_json(spec: Any) -> np.dtype:
-    if isinstance(spec, str):
-        return np.dtype(spec)
-    if "subarray" in spec:
-        return np.dtype((_dtype_from_json(spec["subarray"]), tuple(spec["shape"])))
-    fields = spec["fields"]
-    layout: dict[str, Any] = {
-        "names": [f["name"] for f in fields],
-        "formats": [_dtype_from_json(f["dtype"]) for f in fields],
-        "offsets": [f["offset"] for f in fields],
-        "itemsize": spec["itemsize"],
-    }
-    if any("title" in f for f in fields):
-        layout["titles"] = [f.get("title") for f in fields]
-    made: np.dtype = np.dtype(layout, align=bool(spec["aligned"]))  # type: ignore[call-overload]
-    return made
-
-
 def _shareable(dtype: Any) -> tuple[np.dtype, Any]:
     """The dtype and its JSON form, or TypeError for one another process cannot read."""
     dt = np.dtype(dtype)
@@ -300,8 +357,9 @@ def _shareable(dtype: Any) -> tuple[np.dtype, Any]:
         )
     try:
         spec = _dtype_to_json(dt)
-        same = _dtype_from_json(json.loads(json.dumps(spec))) == dt
-    except (TypeError, ValueError):
+        # read back as attach_shared will read it: whatever is created can be attached
+        same = _header_dtype(json.loads(json.dumps(spec))) == dt
+    except (TypeError, ValueError, OverflowError, RecursionError, Warning):
         same = False
     if not same:
         raise TypeError(f"a shared array cannot describe the dtype {dt!r} to other processes")
@@ -323,10 +381,16 @@ def _attach_view(
 ) -> SharedArray:
     """Rebuild a pickled SharedArray (or a view of one) in this process."""
     segment = _open(name, None)
-    _header(segment)  # it is still one of ours
-    # frombuffer holds a buffer export, so the segment stays mapped under the view
-    flat = np.frombuffer(segment, np.uint8)
-    return np.ndarray(shape, dtype, buffer=flat, offset=offset, strides=strides).view(SharedArray)
+    try:
+        header = _header(segment)  # it is still one of ours
+        if not isinstance(dtype, np.dtype) or not _plain(dtype):
+            raise SharedSegmentError(
+                f"a view of {name!r} cannot have the dtype {dtype!r}", name=name, field="view"
+            )
+        return _over_data(segment, header, shape, dtype, offset - header.data_offset, strides)
+    except BaseException:
+        _close(segment)
+        raise
 
 
 def shared_empty(
@@ -365,8 +429,10 @@ def shared_empty(
     ------
     TypeError
         The dtype holds Python objects or pointers.
+    SharedSegmentError
+        The name is not a valid name in /dev/shm.
     NumaError
-        The name exists already, or is not a valid name.
+        The name exists already.
 
     Examples
     --------
@@ -424,7 +490,7 @@ def shared_empty(
     except BaseException:
         _unlink(name)
         raise
-    return _array(segment, data_offset, meta)
+    return _array(segment, _header(segment))
 
 
 class SharedKeywords(TypedDict, total=False):
@@ -468,55 +534,279 @@ def partition_of(a: Any) -> tuple[tuple[int, ...], str] | None:
     segment = _segment_of(a)
     if segment is None:
         return None
-    data_offset, meta = _header(segment)
-    policy = as_policy(meta["policy"])
-    whole = a.ctypes.data == buffer_address(segment) + data_offset and list(a.shape) == list(
-        meta["shape"]
+    header = _header(segment)
+    policy = header.policy
+    whole = (
+        a.ctypes.data == buffer_address(segment) + header.data_offset and a.shape == header.shape
     )
     if not whole or not isinstance(policy, Partitioned) or policy.nodes is None:
         return None
-    return policy.nodes, str(meta["order"])
+    return policy.nodes, header.order
 
 
-def _array(segment: _Segment, data_offset: int, meta: dict[str, Any]) -> SharedArray:
+class _Header(NamedTuple):
+    """A segment's header, every field checked against the segment."""
+
+    data_offset: int
+    data_bytes: int
+    shape: tuple[int, ...]
+    order: Literal["C", "F"]
+    dtype: np.dtype
+    policy: Policy
+
+
+def _over_data(
+    segment: _Segment,
+    header: _Header,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    offset: int = 0,
+    strides: tuple[int, ...] | None = None,
+) -> SharedArray:
+    """An array over the segment's data (never its header): NumPy checks that
+    the shape, strides and offset stay inside it."""
     # frombuffer holds a buffer export, so the segment stays mapped under the array
-    flat = np.frombuffer(segment, np.uint8)
-    return np.ndarray(
-        tuple(meta["shape"]),
-        _dtype_from_json(meta["dtype"]),
-        buffer=flat,
-        offset=data_offset,
-        order=meta["order"],
-    ).view(SharedArray)
+    data = np.frombuffer(segment, np.uint8, header.data_bytes, header.data_offset)
+    try:
+        if offset < 0:
+            raise ValueError(f"offset {offset} is before the data")
+        made = np.ndarray(
+            shape, dtype, buffer=data, offset=offset, strides=strides, order=header.order
+        )
+    except (ValueError, TypeError, OverflowError) as exc:
+        del data
+        raise SharedSegmentError(
+            f"{segment.name!r}: no array of shape {shape} and dtype {dtype} fits its data: {exc}",
+            name=segment.name,
+            field="view" if strides is not None else "shape",
+        ) from None
+    return made.view(SharedArray)
 
 
-def _header(segment: _Segment) -> tuple[int, dict[str, Any]]:
-    """(data offset, metadata) of a segment, or NumaError saying what is wrong."""
+def _array(segment: _Segment, header: _Header) -> SharedArray:
+    return _over_data(segment, header, header.shape, header.dtype)
+
+
+def _plain(dt: np.dtype) -> bool:
+    """Whether every element of `dt` is its bytes: no object, no StringDType, no
+    pointer of any kind (which would point into another process's memory)."""
+    if dt.hasobject or not isinstance(dt, np.dtype):
+        return False
+    if dt.subdtype is not None:
+        return _plain(dt.subdtype[0])
+    if dt.names is not None:
+        return all(_plain(dt.fields[n][0]) for n in dt.names)  # type: ignore[index]
+    return dt.kind in _PLAIN_KINDS and type(dt) is type(np.dtype(dt.str))
+
+
+def _header_int(value: Any, what: str, low: int = 0, high: int = sys.maxsize) -> int:
+    if type(value) is not int:  # not bool, not float: what json.dumps wrote is an int
+        raise ValueError(f"{what} is {value!r}, not an integer")
+    if not low <= value <= high:
+        raise ValueError(f"{what} is {value}, outside {low}..{high}")
+    return value
+
+
+def _header_dims(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or len(value) > _MAX_DIMS:
+        raise ValueError(f"{what} is {value!r}, not a list of at most {_MAX_DIMS} sizes")
+    dims = tuple(_header_int(d, f"a size in {what}") for d in value)
+    if math.prod(d for d in dims if d) > sys.maxsize:
+        raise ValueError(f"{what} {list(dims)} has more elements than an array can")
+    return dims
+
+
+def _header_dtype(spec: Any, depth: int = 0) -> np.dtype:
+    """The dtype a header describes, built only from the forms `_dtype_to_json` writes."""
+    if depth > _MAX_NESTING:
+        raise ValueError(f"nested more than {_MAX_NESTING} levels deep")
+    if isinstance(spec, str):
+        if spec.lstrip("<>|=")[:1] in ("O", "T"):
+            raise ValueError(f"is {spec!r}: {_POINTERS}")
+        if not _DTYPE_STR.fullmatch(spec):
+            raise ValueError(f"{spec!r} is not the form dtype.str writes")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a deprecated alias is not what we write
+            return np.dtype(spec)
+    if isinstance(spec, dict) and set(spec) == {"subarray", "shape"}:
+        base = _header_dtype(spec["subarray"], depth + 1)
+        made: np.dtype = np.dtype((base, _header_dims(spec["shape"], "a subarray's shape")))
+        return made
+    if not isinstance(spec, dict) or set(spec) != {"fields", "itemsize", "aligned"}:
+        raise ValueError(f"{_clip(spec)} is not a dtype description")
+    fields = spec["fields"]
+    if not isinstance(fields, list) or not isinstance(spec["aligned"], bool):
+        raise ValueError(f"{_clip(spec)} is not a structured dtype's description")
+    names, formats, offsets, titles = [], [], [], []
+    for field in fields:
+        if not isinstance(field, dict) or not {"name", "dtype", "offset"} <= set(field) <= {
+            "name",
+            "dtype",
+            "offset",
+            "title",
+        }:
+            raise ValueError(f"{_clip(field)} is not a field's description")
+        if not isinstance(field["name"], str) or not isinstance(field.get("title", ""), str):
+            raise ValueError(f"a field's name and title are strings, not {_clip(field)}")
+        names.append(field["name"])
+        formats.append(_header_dtype(field["dtype"], depth + 1))
+        offsets.append(_header_int(field["offset"], "a field's offset"))
+        titles.append(field.get("title"))
+    layout: dict[str, Any] = {
+        "names": names,
+        "formats": formats,
+        "offsets": offsets,
+        "itemsize": _header_int(spec["itemsize"], "the itemsize"),
+    }
+    if any(t is not None for t in titles):
+        layout["titles"] = titles
+    made = np.dtype(layout, align=spec["aligned"])  # type: ignore[call-overload]
+    return made
+
+
+def _clip(value: Any, length: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= length else text[: length - 3] + "..."
+
+
+def _header_policy(text: Any) -> Policy:
+    """The policy ``str(policy)`` wrote: mode, nodes, then flags (",static_nodes",
+    ",home=N"), which `as_policy` does not read."""
+    if not isinstance(text, str) or not text.isascii() or len(text) > 4096:
+        raise ValueError(f"{_clip(text)} is not a policy's text")
+    if any(len(n) > 5 or int(n) > MAX_NODE_ID for n in re.findall("[0-9]+", text)):
+        raise ValueError(f"{_clip(text)} names a node above the kernel's {MAX_NODE_ID}")
+    parts = text.split(",")
+    flags: dict[str, Any] = {}
+    while len(parts) > 1 and (parts[-1] in _FLAGS or parts[-1].startswith("home=")):
+        flag = parts.pop()
+        if flag.startswith("home="):
+            flags["home_node"] = _header_int(int(flag[5:]), "the home node")
+        else:
+            flags[flag] = True
+    policy = as_policy(",".join(parts))
+    if flags:
+        policy = type(policy)(policy.nodes, **flags)
+    if str(policy) != text:
+        raise ValueError(f"{text!r} is not the form str(policy) writes")
+    _check_nodes_exist(policy)
+    return policy
+
+
+def _check_nodes_exist(policy: Policy) -> None:
+    """InvalidNodeError unless the nodes `policy` names exist here; the topology
+    is read again (1 ms) only when one is not among the nodes last seen."""
+    global _nodes_seen
+    named = set(policy.nodes or ())
+    if policy.home_node is not None:
+        named.add(policy.home_node)
+    if policy.relative_nodes or named <= _nodes_seen:
+        return
+    topo = topology()
+    _nodes_seen = frozenset(topo.node_ids)
+    policy.check_nodes(topo)
+
+
+def _header(segment: _Segment) -> _Header:
+    """A segment's header, or SharedSegmentError naming the field that is wrong.
+
+    Everything is checked against the segment before any array is made over
+    it: the sizes and offsets lie inside it, the data is page-aligned and past
+    the metadata, the dtype is one `_dtype_to_json` writes and holds no
+    pointers, the array fits the data, the policy names nodes that exist.
+    Kept on the segment: the arrays over it were made from this reading."""
+    if segment.header is not None:
+        return segment.header
     name = segment.name
-    fixed = FIXED.unpack_from(segment, 0)
-    magic, version, meta_bytes, data_offset, data_bytes = fixed[:5]
+    size = len(segment)
+
+    def bad(field: str, why: str) -> SharedSegmentError:
+        return SharedSegmentError(
+            f"{name!r} has a corrupt header: {field} {why}", name=name, field=field
+        )
+
+    magic, version, meta_bytes, data_offset, data_bytes = FIXED.unpack_from(segment, 0)[:5]
     if magic != MAGIC:
         if bytes(segment[: len(LEGACY_MAGIC)]) == LEGACY_MAGIC:
-            raise NumaError(
+            raise SharedSegmentError(
                 f"{name!r} was made by an older numa_numpy (format 1); this one reads "
-                f"format {VERSION}: create it again"
+                f"format {VERSION}: create it again",
+                name=name,
+                field="version",
             )
-        raise NumaError(f"{name!r} is not a numa_numpy shared array (or not yet initialized)")
+        raise SharedSegmentError(
+            f"{name!r} is not a numa_numpy shared array (or not yet initialized)",
+            name=name,
+            field="magic",
+        )
     if version != VERSION:
-        raise NumaError(f"{name!r} has shared-array format {version}; this one reads {VERSION}")
-    if not FIXED.size + meta_bytes <= data_offset <= data_offset + data_bytes <= len(segment):
-        raise NumaError(f"{name!r} has a corrupt header (sizes beyond the segment)")
+        raise SharedSegmentError(
+            f"{name!r} has shared-array format {version}; this one reads {VERSION}",
+            name=name,
+            field="version",
+        )
+    page = mmap.PAGESIZE
+    if FIXED.size + meta_bytes > size:
+        raise bad(
+            "meta_bytes", f"is {meta_bytes}: the metadata would end past the {size}-byte segment"
+        )
+    if data_offset < FIXED.size + meta_bytes or data_offset % page or data_offset >= size:
+        raise bad(
+            "data_offset",
+            f"is {data_offset}: the data starts at the first multiple of the page size "
+            f"({page}) at or after the metadata's end ({FIXED.size + meta_bytes}), "
+            f"inside the {size}-byte segment",
+        )
+    if not 0 < data_bytes <= size - min(data_offset, size) or data_bytes % page:
+        raise bad(
+            "data_bytes",
+            f"is {data_bytes}: the data is whole pages of {page} bytes, from {data_offset} "
+            f"to at most the segment's end ({size})",
+        )
+    field = "metadata"
     try:
-        meta = json.loads(bytes(segment[FIXED.size : FIXED.size + meta_bytes]))
-        dtype = _dtype_from_json(meta["dtype"])
-        shape = _shape(meta["shape"])
-        if meta["order"] not in ("C", "F"):
-            raise ValueError(meta["order"])
-    except (ValueError, TypeError, KeyError) as exc:
-        raise NumaError(f"{name!r} has a corrupt header: {exc}") from None
-    if math.prod(shape) * dtype.itemsize > data_bytes:
-        raise NumaError(f"{name!r} has a corrupt header (the array exceeds its data)")
-    return data_offset, meta
+        text = bytes(segment[FIXED.size : FIXED.size + meta_bytes]).decode("utf-8")
+        meta = json.loads(text, parse_constant=_no_constant)
+        if not isinstance(meta, dict) or set(meta) != META_KEYS:
+            keys = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
+            raise ValueError(f"holds {_clip(keys)}, not the keys {sorted(META_KEYS)}")
+        field = "order"
+        order = meta["order"]
+        if order != "C" and order != "F":
+            raise ValueError(f"is {_clip(order)}, not 'C' or 'F'")
+        field = "shape"
+        shape = _header_dims(meta["shape"], "the shape")
+        field = "dtype"
+        dtype = _header_dtype(meta["dtype"])
+        if not _plain(dtype):
+            raise ValueError(f"is {dtype}: {_POINTERS}")
+        if _dtype_to_json(dtype) != meta["dtype"]:
+            raise ValueError(f"{_clip(meta['dtype'])} is not the form this numa_numpy writes")
+        field = "shape"
+        nbytes = math.prod(shape) * dtype.itemsize
+        if math.prod(d for d in shape if d) * max(dtype.itemsize, 1) > sys.maxsize:
+            raise ValueError(f"{list(shape)} of {dtype} is larger than any array can be")
+        if nbytes > data_bytes:
+            raise ValueError(
+                f"{list(shape)} of {dtype} needs {nbytes} bytes; the data holds {data_bytes}"
+            )
+        field = "policy"
+        policy = _header_policy(meta["policy"])
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError, Warning) as exc:
+        # InvalidNodeError and InvalidPolicyError are ValueErrors: a policy that does not parse
+        raise bad(field, str(exc) or type(exc).__name__) from None
+    segment.header = _Header(data_offset, data_bytes, shape, order, dtype, policy)
+    return segment.header
+
+
+_POINTERS = (
+    "its elements would be pointers into the creator's memory (Python objects, "
+    "StringDType's strings); a shared array holds plain bytes only"
+)
+
+
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"holds {text}, which is not JSON")
 
 
 def attach_shared(name: str) -> SharedArray:
@@ -534,9 +824,12 @@ def attach_shared(name: str) -> SharedArray:
 
     Raises
     ------
-    NumaError
-        No such segment, or it is not a numa_numpy shared array (empty, another
-        program's, an unknown format version, a corrupt header).
+    SharedSegmentError
+        An invalid name, no such segment (or a directory, a link, a FIFO), or
+        not a numa_numpy shared array: empty, another program's, an unknown
+        format version, or a header field that does not describe an array of
+        plain bytes inside the segment (``exc.field`` names it). Every field
+        is checked before an array is made; nothing stays mapped or open.
 
     Examples
     --------
@@ -546,10 +839,18 @@ def attach_shared(name: str) -> SharedArray:
     >>> b[0] = 5.0
     >>> float(a[0])
     5.0
+    >>> try:
+    ...     nn.attach_shared("no_such_segment")
+    ... except nn.SharedSegmentError as exc:
+    ...     print(exc.field, exc)
+    name no shared memory named 'no_such_segment'
     """
     segment = _open(name, None)
-    data_offset, meta = _header(segment)
-    return _array(segment, data_offset, meta)
+    try:
+        return _array(segment, _header(segment))
+    except BaseException:
+        _close(segment)
+        raise
 
 
 def _stale(path: Path, namespace: int) -> bool:

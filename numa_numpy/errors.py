@@ -15,6 +15,7 @@ __all__ = [
     "PolicyNotEnforcedError",
     "MigrationError",
     "CacheSettingError",
+    "SharedSegmentError",
     "NumaWarning",
 ]
 
@@ -176,6 +177,32 @@ class CacheSettingError(NumaError, ValueError):
     """
 
 
+class SharedSegmentError(NumaError, ValueError):
+    """A shared-memory name or segment that numa_numpy cannot use.
+
+    Raised by `attach_shared` (and by unpickling a `SharedArray`) for a name
+    that is not a valid name in /dev/shm (empty, holding ``/`` or a NUL, longer
+    than 255 bytes), that names nothing, a directory or another non-file, and
+    for a segment whose header numa_numpy did not write: another program's, an
+    older format, or any field that does not describe an array inside the
+    segment. Every field is checked before an array is made, and nothing stays
+    mapped or open after the error. Attributes: ``name`` and ``field`` (what
+    is at fault: ``"name"``, ``"magic"``, ``"version"``, ``"meta_bytes"``,
+    ``"data_offset"``, ``"data_bytes"``, ``"metadata"``, ``"dtype"``,
+    ``"shape"``, ``"order"``, ``"policy"`` or ``"view"``). It is a
+    `ValueError`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     nn.attach_shared("no/such/segment")
+    ... except nn.SharedSegmentError as exc:
+    ...     print(exc.field, isinstance(exc, ValueError))
+    name True
+    """
+
+
 class NumaWarning(RuntimeWarning):
     """A policy was not enforced and numa_numpy fell back (soft mode).
 
@@ -202,6 +229,7 @@ for _cls in (
     NumaUnavailableError,
     PolicyNotEnforcedError,
     MigrationError,
+    SharedSegmentError,
     NumaWarning,
 ):
     _cls.__module__ = "numa_numpy"

@@ -283,3 +283,265 @@ def test_the_segment_cannot_be_resized():
     with pytest.raises(nn.NumaError, match="cannot be resized"):
         segment.resize(1 << 20)
     assert len(segment) == os.path.getsize(SHM / a.shared_name)
+
+
+# --- attach_shared trusts nothing in a segment (issue 22 item 11) ---
+
+def _layout_of(name):
+    """(fixed fields, metadata) of a segment, read with the documented layout."""
+    raw = (SHM / name).read_bytes()
+    fixed = list(struct.unpack_from("<8sIIQQQQQQ", raw))
+    return fixed, json.loads(raw[64:64 + fixed[2]])
+
+
+def _forge(tag, meta=None, raw_meta=None, fill=b"\xff", **fields):
+    """A copy of a real segment (100 float64, bind:0) under a new name, with its
+    metadata replaced (re-encoded, meta_bytes kept right unless given) and fixed
+    fields overridden; the data is filled with `fill` (non-zero "pointers")."""
+    a = nn.shared_zeros(100, node=0)
+    fixed, real = _layout_of(a.shared_name)
+    raw = bytearray((SHM / a.shared_name).read_bytes())
+    a.unlink()
+    blob = raw_meta if raw_meta is not None else json.dumps(
+        real if meta is None else {**real, **meta}).encode()
+    fixed[2] = len(blob)
+    data_offset = -(-(64 + len(blob)) // mmap.PAGESIZE) * mmap.PAGESIZE
+    fixed[3] = data_offset
+    names = ["magic", "version", "meta_bytes", "data_offset", "data_bytes"]
+    for key, value in fields.items():
+        fixed[names.index(key)] = value
+    body = fill * mmap.PAGESIZE if fill else b""
+    raw = struct.pack("<8sIIQQQQQQ", *fixed) + blob
+    raw = raw.ljust(data_offset, b"\0") + body.ljust(mmap.PAGESIZE, b"\0")
+    name = f"nn_test_forged_{tag}_{os.getpid()}"
+    _raw_segment(name, bytes(raw))
+    return name
+
+
+def _open_here(name):
+    """This process's file descriptors and mappings of `name`."""
+    fds = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds += os.readlink(f"/proc/self/fd/{fd}").endswith("/" + name)
+        except OSError:
+            pass
+    maps = [line for line in Path("/proc/self/maps").read_text().splitlines()
+            if line.split(" ")[-1].startswith(str(SHM / name))]
+    return fds, maps
+
+
+_POINTER_DTYPES = [
+    "|O", "O", "T", "|T16",
+    {"fields": [{"name": "a", "dtype": "<f8", "offset": 0},
+                {"name": "b", "dtype": "|O", "offset": 8}], "itemsize": 16, "aligned": False},
+    {"subarray": "|O", "shape": [2]},
+]
+
+
+def test_a_header_naming_a_pointer_dtype_is_refused_not_crashed():
+    """A forged header saying object (|O) over bytes 0xff..: attaching built
+    object pointers into the shared bytes and reading them segfaulted;
+    StringDType ('T') raised MemoryError. Run in a child so a crash is a failure."""
+    names = [_forge(f"ptr{i}", {"dtype": spec}) for i, spec in enumerate(_POINTER_DTYPES)]
+    code = (
+        "import sys, numa_numpy as nn\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        a = nn.attach_shared(name)\n"
+        "        print('attached', name, a.dtype, repr(a)[:20])\n"
+        "    except nn.SharedSegmentError as exc:\n"
+        "        print('refused', exc.field, exc)\n"
+        "    except BaseException as exc:\n"
+        "        print('raw', type(exc).__name__, exc)\n"
+    )
+    try:
+        out = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code, *names],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        for name in names:
+            (SHM / name).unlink()
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0, f"rc {out.returncode}: {out.stdout}{out.stderr[-2000:]}"
+    assert len(lines) == len(names) and all(
+        line.startswith("refused dtype") for line in lines), out.stdout
+    assert all("pointers into the creator's memory" in line for line in lines), out.stdout
+
+
+_MAX_DIMS = 32 if np.lib.NumpyVersion(np.__version__) < "2.0.0" else 64
+# (what is forged, the field the error must name)
+_BAD_HEADERS = {
+    "magic": (dict(magic=b"NNSHAREX"), "magic"),
+    "version": (dict(version=3), "version"),
+    "meta_bytes_past_end": (dict(meta_bytes=1 << 31), "meta_bytes"),
+    "data_offset_zero": (dict(data_offset=0), "data_offset"),
+    "data_offset_unaligned": (dict(data_offset=mmap.PAGESIZE + 8), "data_offset"),
+    "data_offset_past_end": (dict(data_offset=1 << 40), "data_offset"),
+    "data_bytes_past_end": (dict(data_bytes=1 << 40), "data_bytes"),
+    "data_bytes_zero": (dict(data_bytes=0), "data_bytes"),
+    "data_bytes_partial_page": (dict(data_bytes=800), "data_bytes"),
+    "not_utf8": (dict(raw_meta=b'{"shape": [1], "\xff": 1}'), "metadata"),
+    "not_json": (dict(raw_meta=b'{"shape": [1'), "metadata"),
+    "a_list": (dict(raw_meta=b'[1, 2]'), "metadata"),
+    "deep_nesting": (dict(raw_meta=b"[" * 100_000 + b"]" * 100_000), "metadata"),
+    "nan": (dict(raw_meta=b'{"shape": [NaN], "order": "C", "dtype": "<f8", '
+                          b'"policy": "bind:0"}'), "metadata"),
+    "missing_key": (dict(raw_meta=b'{"shape": [1], "order": "C", "dtype": "<f8"}'), "metadata"),
+    "unknown_key": (dict(meta={"strides": [8]}), "metadata"),
+    "order_K": (dict(meta={"order": "K"}), "order"),
+    "order_number": (dict(meta={"order": 1}), "order"),
+    "order_list": (dict(meta={"order": ["C"]}), "order"),
+    "shape_negative": (dict(meta={"shape": [-1]}), "shape"),
+    "shape_float": (dict(meta={"shape": [1.5]}), "shape"),
+    "shape_bool": (dict(meta={"shape": [True]}), "shape"),
+    "shape_string": (dict(meta={"shape": "4"}), "shape"),
+    "shape_huge": (dict(meta={"shape": [1 << 63]}), "shape"),
+    "shape_overflows": (dict(meta={"shape": [0, 1 << 62, 1 << 62]}), "shape"),
+    "shape_too_many_dims": (dict(meta={"shape": [1] * (_MAX_DIMS + 1)}), "shape"),
+    "shape_beyond_data": (dict(meta={"shape": [10**6]}), "shape"),
+    "dtype_object": (dict(meta={"dtype": "|O"}), "dtype"),
+    "dtype_stringdtype": (dict(meta={"dtype": "T"}), "dtype"),
+    "dtype_junk": (dict(meta={"dtype": "<f8x"}), "dtype"),
+    "dtype_alias": (dict(meta={"dtype": "float64"}), "dtype"),
+    "dtype_number": (dict(meta={"dtype": 8}), "dtype"),
+    "dtype_huge_void": (dict(meta={"dtype": "|V9999999999"}), "dtype"),
+    "dtype_negative_subarray": (dict(meta={"dtype": {"subarray": "<f8", "shape": [-1]}}), "dtype"),
+    "dtype_huge_subarray": (dict(meta={"dtype": {"subarray": "<f8", "shape": [1 << 40]}}),
+                            "dtype"),
+    "dtype_deep": (dict(meta={"dtype": json.loads('{"subarray": ' * 200 + '"<f8"'
+                                                  + ', "shape": [1]}' * 200)}), "dtype"),
+    "dtype_field_negative_offset": (dict(meta={"dtype": {"fields": [
+        {"name": "a", "dtype": "<f8", "offset": -8}], "itemsize": 8, "aligned": False}}), "dtype"),
+    "dtype_field_bad_name": (dict(meta={"dtype": {"fields": [
+        {"name": 3, "dtype": "<f8", "offset": 0}], "itemsize": 8, "aligned": False}}), "dtype"),
+    "dtype_itemsize_bool": (dict(meta={"dtype": {"fields": [
+        {"name": "a", "dtype": "|u1", "offset": 0}], "itemsize": True, "aligned": False}}),
+        "dtype"),
+    "policy_number": (dict(meta={"policy": 5}), "policy"),
+    "policy_unknown": (dict(meta={"policy": "bogus:1"}), "policy"),
+    "policy_missing_node": (dict(meta={"policy": "bind:1000"}), "policy"),
+    "policy_giant_range": (dict(meta={"policy": "partitioned:0-99999999999"}), "policy"),
+    "policy_bad_flag": (dict(meta={"policy": "bind:0,home=x"}), "policy"),
+    "policy_not_canonical": (dict(meta={"policy": " BIND : 0 "}), "policy"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_HEADERS))
+def test_every_header_field_is_checked_before_an_array_is_made(case):
+    forged, field = _BAD_HEADERS[case]
+    name = _forge(case, **forged)
+    try:
+        assert _open_here(name) == (0, [])
+        with pytest.raises(nn.SharedSegmentError) as info:
+            nn.attach_shared(name)
+        assert info.value.field == field and info.value.name == name, info.value
+        assert isinstance(info.value, nn.NumaError) and isinstance(info.value, ValueError)
+        assert repr(name) in str(info.value)
+        assert pickle.loads(pickle.dumps(info.value)).field == field
+        del info
+        assert _open_here(name) == (0, [])  # nothing left mapped or open
+    finally:
+        (SHM / name).unlink()
+
+
+def test_the_forger_makes_a_valid_segment_when_told_nothing():
+    # the cases above fail for their field, not for the way they were made
+    name = _forge("valid", fill=b"")
+    try:
+        b = nn.attach_shared(name)
+        assert b.shape == (100,) and b.dtype == np.float64 and not b.any()
+    finally:
+        (SHM / name).unlink()
+
+
+def _fifo(path):
+    os.mkfifo(path)
+
+
+def _symlink(path):
+    os.symlink(SHM / "nn_test_nowhere", path)
+
+
+def _directory(path):
+    path.mkdir()
+
+
+@pytest.mark.parametrize("make", [_directory, _fifo, _symlink])
+def test_what_is_not_a_segment_file_is_refused(make):
+    # a directory gave a raw IsADirectoryError; a FIFO, mmap's ENODEV; a symlink
+    # was followed (shm_open never does)
+    name = f"nn_test_{make.__name__[1:]}_{os.getpid()}"
+    path = SHM / name
+    make(path)
+    try:
+        with pytest.raises(nn.SharedSegmentError) as info:
+            nn.attach_shared(name)
+        assert info.value.field == "name" and name in str(info.value)
+        assert _open_here(name) == (0, [])
+    finally:
+        path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+@pytest.mark.parametrize("name, why", [
+    ("", "empty"),
+    ("a\0b", "NUL"),
+    ("x" * 256, "256 bytes long"),
+    ("é" * 128, "256 bytes long"),
+    ("a/b", "'/'"),
+    (".", "directory"),
+    ("..", "directory"),
+])
+def test_names_that_cannot_name_a_segment(name, why):
+    # a NUL gave a raw ValueError, a long name a raw OSError (ENAMETOOLONG)
+    calls = [nn.attach_shared]
+    if name:  # shared_zeros(name="") picks a name of its own
+        calls.append(lambda n: nn.shared_zeros(1, name=n, node=0))
+    for call in calls:
+        with pytest.raises(nn.SharedSegmentError, match=why) as info:
+            call(name)
+        assert info.value.field == "name" and info.value.name == name
+    with pytest.raises(TypeError, match="a shared memory name is a str"):
+        nn.attach_shared(b"numa_numpy_x")
+
+
+def test_the_longest_name_works():
+    a = nn.shared_zeros(3, name="n" * 255, node=0)
+    assert nn.attach_shared("n" * 255).shape == (3,)
+    a.unlink()
+
+
+def test_a_missing_segment_is_a_shared_segment_error():
+    with pytest.raises(nn.SharedSegmentError, match="no shared memory named") as info:
+        nn.attach_shared(f"nn_test_missing_{os.getpid()}")
+    assert info.value.field == "name"
+
+
+@pytest.mark.parametrize("flags", [{"static_nodes": True}, {"relative_nodes": True}])
+def test_a_policy_with_flags_reads_back(flags):
+    # the header writes str(policy) ("bind:0,static_nodes"), which as_policy does
+    # not parse: every team path's layout lookup raised InvalidNodeError on it
+    a = nn.shared_zeros(1 << 14, policy=nn.Bind(0, **flags), node=None)
+    b = nn.attach_shared(a.shared_name)
+    assert nn._shared.partition_of(b) is None  # not partitioned: no layout
+    assert nn._shared._header(nn._shared._segment_of(b)).policy == nn.Bind(0, **flags)
+    with nn.node_team(min_bytes=1):
+        assert float((b + 1).sum()) == 1 << 14
+
+
+def test_a_pickled_view_cannot_reach_outside_the_data():
+    a = nn.shared_zeros(16, node=0)
+    start = _data_offset(a)
+    view = nn._shared._attach_view
+    w = view(a.shared_name, start + 8, (2,), (8,), np.dtype("<f8"))
+    w[0] = 3.0
+    assert a[1] == 3.0
+    for offset, shape, strides, dtype in [
+        (0, (8,), (1,), np.dtype("u1")),                   # the header
+        (start - 8, (2,), (8,), np.dtype("<f8")),          # straddling it
+        (start, (2,), (-8,), np.dtype("<f8")),             # backwards into it
+        (start, (10,), (mmap.PAGESIZE,), np.dtype("<f8")),  # past the data
+        (start, (2,), (8,), np.dtype(object)),             # pointers
+    ]:
+        with pytest.raises(nn.SharedSegmentError) as info:
+            view(a.shared_name, offset, shape, strides, dtype)
+        assert info.value.field == "view"
