@@ -327,22 +327,64 @@ def _new(
     return _allocate(_shape(shape), np.dtype(dtype), order, scope, zero=zero)
 
 
-def _fill(arr: PartitionedArray, value: Any) -> None:
-    """Write `value` everywhere: by each block's local workers when a team
-    runs (their writes are the first touch), else here."""
+#: dtype flags NPY_ITEM_REFCOUNT and NPY_NEEDS_INIT: items NumPy initialises
+#: itself (object references, StringDType's strings); never written by workers
+_NUMPY_INITIALISES = 0x01 | 0x08
+
+
+def _writers(dtype: np.dtype[Any]) -> NodeTeam | None:
+    """The running team whose workers write a new array's blocks (their
+    writes are the first touch), or None: written here, by NumPy."""
     team = active_team()
-    if team is not None and team._workers and not team.in_worker() and arr.size:
-        layout = arr._layout
-        assert layout is not None
-        flat = arr.view(np.ndarray)
+    if team is None or not team._workers or team.in_worker():
+        return None
+    return None if dtype.flags & _NUMPY_INITIALISES else team
 
-        def fill(lo: int, hi: int) -> None:
-            flat[_index(layout, lo, hi)].fill(value)
 
-        chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
-        team.run([(n, i, fill, (lo, hi)) for n, i, lo, hi in chunks])
-    else:
-        arr.view(np.ndarray).fill(value)
+def _zero(arr: PartitionedArray, team: NodeTeam) -> None:
+    """Zero bytes everywhere (what np.zeros gives every dtype it does not
+    initialise itself), each block by its node's workers."""
+    layout = arr._layout
+    if layout is None or not arr.nbytes:
+        return
+    raw = arr.view(np.ndarray).reshape(-1, order="A").view(np.uint8)  # memory order
+    rowbytes = row_split(arr.shape, arr.itemsize, layout.order)[2]
+
+    def zero(lo: int, hi: int) -> None:
+        raw[lo * rowbytes : hi * rowbytes] = 0
+
+    chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
+    team.run([(n, i, zero, (lo, hi)) for n, i, lo, hi in chunks])
+
+
+def _fill(arr: PartitionedArray, value: Any) -> None:
+    """Write `value` everywhere as np.full does (``copyto``, unsafe casting,
+    broadcasting): by each block's local workers when a team runs (their
+    writes are the first touch), else here."""
+    plain = arr.view(np.ndarray)
+    team = _writers(arr.dtype) if arr.size else None
+    layout = arr._layout
+    src = None
+    if team is not None and layout is not None:
+        try:  # converted once, here: NumPy's errors and warnings, once
+            src = np.empty(np.shape(value), arr.dtype)
+            np.copyto(src, value, casting="unsafe")
+            if np.broadcast_shapes(src.shape, plain.shape) != plain.shape:
+                src = None
+        except Exception:
+            src = None  # NumPy's own copyto below raises its own error
+    if team is None or layout is None or src is None:
+        np.copyto(plain, value, casting="unsafe")
+        return
+    axis = layout.axis - (plain.ndim - src.ndim)
+    spans = axis >= 0 and src.shape[axis] != 1
+
+    def fill(lo: int, hi: int) -> None:
+        part = src[(slice(None),) * axis + (slice(lo, hi),)] if spans else src
+        np.copyto(plain[_index(layout, lo, hi)], part)
+
+    chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
+    team.run([(n, i, fill, (lo, hi)) for n, i, lo, hi in chunks])
 
 
 def partitioned_empty(
@@ -427,10 +469,12 @@ def partitioned_zeros(
     prefault: PrefaultLike = Prefault.NONE,
 ) -> PartitionedArray:
     """Zeros split into one block of rows per node (see
-    :func:`partitioned_empty`). Outside a team the memory is zeroed as
-    `numa_zeros` does (fresh pages are left untouched: each faults in on its
-    node when first written); inside a running team each block is written
-    by its node's workers, faulting the pages in parallel.
+    :func:`partitioned_empty`): what ``np.zeros`` gives, for every dtype
+    (zero bytes; ``0`` in object fields). Outside a team the memory is zeroed
+    as `numa_zeros` does (fresh pages are left untouched: each faults in on
+    its node when first written); inside a running team each block's bytes
+    are zeroed by its node's workers, faulting the pages in parallel (dtypes
+    NumPy initialises itself, object and StringDType, are zeroed by NumPy).
 
     Parameters
     ----------
@@ -451,12 +495,14 @@ def partitioned_zeros(
     >>> import numa_numpy as nn
     >>> float(nn.partitioned_zeros((100, 3)).sum())
     0.0
+    >>> with nn.node_team(min_bytes=1):
+    ...     nn.partitioned_zeros(2, "U3").tolist()
+    ['', '']
     """
-    team = active_team()
-    in_team = team is not None and bool(team._workers)
-    arr = _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault, not in_team)
-    if in_team:
-        _fill(arr, 0)
+    team = _writers(np.dtype(dtype))
+    arr = _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault, team is None)
+    if team is not None:
+        _zero(arr, team)
     return arr
 
 
@@ -519,16 +565,18 @@ def partitioned_full(
     huge_pages: HugePagesLike = HugePages.AUTO,
     prefault: PrefaultLike = Prefault.NONE,
 ) -> PartitionedArray:
-    """`fill_value` everywhere, split into one block of rows per node. Inside
-    a running team each block is written by its node's workers (the first
-    touch); outside one, by the caller (the range policies place the pages
-    all the same).
+    """`fill_value` everywhere, split into one block of rows per node, written
+    as ``np.full`` writes it (unsafe casting; an array `fill_value`
+    broadcasts). Inside a running team each block is written by its node's
+    workers (the first touch); outside one, by the caller (the range
+    policies place the pages all the same).
 
     Parameters
     ----------
     shape, order, nodes, policy, strict, huge_pages, prefault
         As for :func:`partitioned_empty`.
-    fill_value : scalar
+    fill_value : scalar or array_like
+        Broadcast to `shape`, as for ``np.full``.
     dtype : data-type, optional
         Default: ``np.array(fill_value).dtype``, as for ``np.full``.
 
@@ -546,6 +594,8 @@ def partitioned_full(
     >>> import numa_numpy as nn
     >>> nn.partitioned_full((2, 3), 7).tolist()
     [[7, 7, 7], [7, 7, 7]]
+    >>> nn.partitioned_full((2, 3), [1, 2, 3]).tolist()
+    [[1, 2, 3], [1, 2, 3]]
     """
     if dtype is None:
         dtype = np.array(fill_value).dtype

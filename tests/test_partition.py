@@ -54,6 +54,28 @@ def test_constructors_values_dtypes_orders():
         nn.blocks(nn.partitioned_zeros(4)[1:])  # views carry no layout
 
 
+ZERO_DTYPES = ["U3", "S3", "V4", [("a", "S2"), ("b", "<i4"), ("c", "U2")], object,
+               [("o", object), ("s", "S2")], "M8[s]", "m8[D]", "c8", "?", "f2", ">i8"]
+
+
+def _same_values(got, expected):
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    if expected.dtype.hasobject or expected.dtype.kind == "T":
+        assert got.tolist() == expected.tolist()
+        assert [type(x) for x in got.ravel().tolist()] == [
+            type(x) for x in expected.ravel().tolist()]
+    else:
+        assert got.tobytes(order="A") == expected.tobytes(order="A")
+
+
+@pytest.mark.parametrize("dtype", ZERO_DTYPES, ids=str)
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_zeros_are_numpys_zeros_for_every_dtype(dtype, order):
+    with nn.node_team(min_bytes=1):
+        for shape in [(3000,), (700, 3), (0, 4)]:
+            _same_values(nn.partitioned_zeros(shape, dtype, order), np.zeros(shape, dtype, order))
+
+
 def test_blocks_cover_rows_in_node_order():
     a = nn.partitioned_zeros((1000, 3))
     got = nn.blocks(a)
