@@ -545,3 +545,59 @@ def test_a_pickled_view_cannot_reach_outside_the_data():
         with pytest.raises(nn.SharedSegmentError) as info:
             view(a.shared_name, offset, shape, strides, dtype)
         assert info.value.field == "view"
+
+
+# --- metadata ending at a page boundary (issue 22 item 18: the data offset must
+# count the 64-byte fixed header, or the data overlaps the metadata's last bytes) ---
+
+def _meta_bytes(name):
+    return _layout_of(name)[0][2]
+
+
+def _with_meta_bytes(target):
+    """A shared array whose JSON metadata is exactly `target` bytes: a structured
+    dtype whose first field's name is padded to length."""
+    def make(k):
+        return nn.shared_zeros(5, np.dtype([("n" * k, "<i4"), ("value", "<f8")]), node=0)
+    probe = make(1)
+    length = _meta_bytes(probe.shared_name)
+    probe.unlink()
+    a = make(1 + target - length)
+    assert _meta_bytes(a.shared_name) == target
+    return a
+
+
+def _check_in_child(names_and_offsets):
+    out = []
+    for name, expected_offset in names_and_offsets:
+        b = nn.attach_shared(name)
+        offset = _data_offset(b)
+        aligned = b.__array_interface__["data"][0] % mmap.PAGESIZE == 0
+        seen = b["value"].tolist(), b[b.dtype.names[0]].tolist()
+        b["value"] *= -1
+        out.append((offset == expected_offset, aligned, seen))
+    return out
+
+
+def test_metadata_ending_at_a_page_boundary_keeps_the_data_clear():
+    page = mmap.PAGESIZE
+    # the fixed header (64) plus the metadata ending 1 before, at, and 1 past a page
+    targets = [page - 64 - 1, page - 64, page - 64 + 1, 2 * page - 64, 2 * page - 64 + 1]
+    arrays, jobs = [], []
+    for target in targets:
+        a = _with_meta_bytes(target)
+        expected = -(-(64 + target) // page) * page
+        fixed, _meta = _layout_of(a.shared_name)  # the metadata still parses
+        assert fixed[3] == _data_offset(a) == expected, (target, fixed[3])
+        assert np.count_nonzero(a.view(np.uint8)) == 0  # no metadata byte in the data
+        a["value"] = np.arange(5) + 0.5
+        a[a.dtype.names[0]] = 7
+        arrays.append(a)
+        jobs.append((a.shared_name, expected))
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        results = pool.submit(_check_in_child, jobs).result(timeout=120)
+    for a, (same_offset, aligned, (values, firsts)) in zip(arrays, results):
+        assert same_offset and aligned
+        assert values == [0.5, 1.5, 2.5, 3.5, 4.5] and firsts == [7] * 5
+        np.testing.assert_array_equal(a["value"], -(np.arange(5) + 0.5))  # the child's writes
+        _layout_of(a.shared_name)  # and the metadata is still intact after them
