@@ -923,9 +923,9 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
     from ._replicas import Replicas
 
     team._require_running()
-    _, found = _lead(arrays, None)
+    _, found = _lead([x for x in arrays if getattr(x, "ndim", 0)], None)  # rows to split
     for x in arrays if found is None else ():  # NumPy's arrays from a Partitioned scope
-        found = layout_of(x) if isinstance(x, np.ndarray) else None
+        found = layout_of(x) if isinstance(x, np.ndarray) and x.ndim else None
         if found is not None:
             break
     if found is not None:
@@ -958,6 +958,9 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
         )
 
     chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
+    if not chunks:  # no rows: func still runs, once, on the empty rows (as NumPy's would)
+        server = team.plan(("one row", layout.nodes[0]), (0, 1), layout.nodes[:1])[0][0]
+        chunks = [(server, 0, 0, nrows)]
     results = team.run([(n, i, func, args_for(n, lo, hi)) for n, i, lo, hi in chunks])
     if all(r is None for r in results):
         return None

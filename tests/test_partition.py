@@ -538,6 +538,29 @@ def test_map_blocks(team):
         team.map_blocks(lambda: 1)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: nn.partitioned_zeros((0, 3), np.int16),
+    lambda: nn.partitioned_zeros(0, np.float32),
+    lambda: np.zeros((0, 2)),  # a plain array: split by the team's nodes
+], ids=["partitioned-2d", "partitioned-1d", "plain"])
+def test_map_blocks_of_no_rows_is_funcs_result_on_no_rows(make):
+    a = make()
+    with nn.node_team(min_bytes=1) as team:
+        for func in (np.sqrt, lambda x: x.astype("U2"), lambda x: (x, x * 2)):
+            got, expected = team.map_blocks(func, a), func(a.view(np.ndarray))
+            got = got if isinstance(got, tuple) else (got,)
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            assert len(got) == len(expected)
+            for g, e in zip(got, expected):
+                assert type(g) is nn.PartitionedArray and g.shape == e.shape and g.dtype == e.dtype
+        out = np.empty(a.shape)
+        assert team.map_blocks(np.negative, a, out=out) is out
+        assert [float(x) for x in team.map_blocks(np.sum, a)] == [0.0]  # one chunk's result
+        assert team.map_blocks(lambda x: None, a) is None
+        with pytest.raises(TypeError, match="rows to split"):
+            team.map_blocks(np.sqrt, nn.partitioned_zeros(()))  # no rows at all
+
+
 # -- Partitioned over a range: regions and shared arrays -----------------------------
 
 
