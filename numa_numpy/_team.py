@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import queue
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _pools
 from ._policy import Bind, NodesLike, parse_nodes
 from ._scope import on_node
 from ._thread import pinned, thread_policy
@@ -29,10 +32,24 @@ __all__ = ["NodeTeam", "node_team", "active_team"]
 #: than it saves (measured on a 2-core host, see benchmarks/teams.py).
 DEFAULT_MIN_BYTES = 16 << 20
 
-_ACTIVE: contextvars.ContextVar[NodeTeam | None] = contextvars.ContextVar(
+# The teams entered in this context, innermost first, as a linked list of
+# (team, next outer node): a ContextVar of immutable nodes, like the scopes'.
+# Each thread and asyncio task has its own; a copied context (a task created,
+# asyncio.to_thread, contextvars.copy_context) sees the teams entered where it
+# was copied, and never later changes. No ContextVar tokens: leaving a team
+# needs nothing from the context that entered it.
+_Entry = tuple["NodeTeam", Any]
+_ACTIVE: contextvars.ContextVar[_Entry | None] = contextvars.ContextVar(
     "numa_numpy_active_team", default=None
 )
 _STOP = object()
+#: Every team not yet collected, for the fork handler.
+_TEAMS: weakref.WeakSet[NodeTeam] = weakref.WeakSet()
+#: In a worker thread, ``state`` is its team's _State.
+_WORKER = threading.local()
+#: Seconds run() waits for a result before checking that the workers it
+#: queued to are alive (a worker that died cannot run what it was given).
+_LIVENESS = 1.0
 
 
 def active_team() -> NodeTeam | None:
@@ -52,13 +69,42 @@ def active_team() -> NodeTeam | None:
     ...     nn.active_team() is team
     True
     """
-    return _ACTIVE.get()
+    top = _ACTIVE.get()
+    return None if top is None else top[0]
+
+
+class _State:
+    """What the team's finalizer needs, kept apart from the team (the team
+    itself must be collectable): the running workers and the pool hold."""
+
+    __slots__ = ("workers", "hold", "forked")
+
+    def __init__(self) -> None:
+        self.workers: dict[int, list[_Worker]] = {}
+        self.hold: int | None = None
+        self.forked = False  # set in a forked child: the workers stayed in the parent
+
+
+def _finalize(state: _State) -> None:
+    """A team collected without close(): stop its workers (not joined: this
+    may run in any thread, a worker's included) and drop its pool hold."""
+    workers, state.workers = state.workers, {}
+    hold, state.hold = state.hold, None
+    for ws in workers.values():
+        for w in ws:
+            w.tasks.put(_STOP)
+    _pools.release(hold)
+
+
+def _after_fork_in_child() -> None:
+    for team in list(_TEAMS):
+        team._reset_after_fork()
 
 
 class _Worker:
     """One pinned thread with its own task queue."""
 
-    def __init__(self, team: NodeTeam, node: int, index: int, cpus: frozenset[int]) -> None:
+    def __init__(self, state: _State, node: int, index: int, cpus: frozenset[int]) -> None:
         self.node = node
         self.index = index
         self.cpus = cpus
@@ -68,10 +114,11 @@ class _Worker:
             name=f"numa-team-node{node}-{index}",
             daemon=True,  # a team never closed must not hang interpreter exit
         )
-        self._team_ref = weakref.ref(team)
+        self._state = state  # never the team: a team must be collectable while it runs
 
     def _main(self) -> None:
         started: queue.SimpleQueue[BaseException | None] = self._started
+        _WORKER.state = self._state
         try:
             with contextlib.ExitStack() as stack:
                 try:
@@ -104,9 +151,19 @@ class _Worker:
 class NodeTeam:
     """Worker threads per NUMA node; see :func:`node_team`.
 
-    A context manager (re-entrant, reusable, usable from several threads at
-    once): entering starts the workers if they are not running and makes the
-    team the caller's active team; leaving the last entry stops and joins them.
+    A context manager (re-entrant, reusable, usable from several threads and
+    asyncio tasks at once): entering starts the workers if they are not
+    running and makes the team the caller's active team (per thread and per
+    task, like the scopes); leaving the last entry stops and joins them.
+
+    Its life cycle is safe against the other users of a team: work submitted
+    while another thread stops it either runs (the stop waits for it) or is
+    refused (ufuncs and reductions then run on the calling thread, run() and
+    map_blocks raise NumaError), never left waiting. In a child forked while
+    the team runs, the team is stopped (its workers stayed in the parent):
+    ufuncs run on the child's thread, entering it again starts the child's own
+    workers. A team collected without close() stops its workers and releases
+    its BLAS/OpenMP cap.
 
     Parameters
     ----------
@@ -186,13 +243,17 @@ class NodeTeam:
             self.threads[n] = count
         self._cpus = cpus_of
         self.min_bytes = DEFAULT_MIN_BYTES if min_bytes is None else int(min_bytes)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the life cycle: start/close counts, launch, stop
+        # Taken around publishing or withdrawing the workers and around queueing
+        # tasks to them: a stop's _STOP lands after every task queued before it,
+        # and a worker runs its queue in order, so no queued task is left unrun.
+        self._gate = threading.Lock()
         self._entries = 0
         self._workers: dict[int, list[_Worker]] = {}
-        self._idents: frozenset[int] = frozenset()
-        self._limiter: Any = None
-        self._tokens = threading.local()
+        self._state = _State()
         self._plans: dict[Any, list[tuple[_Worker, int, int, int]]] = {}
+        weakref.finalize(self, _finalize, self._state).atexit = False
+        _TEAMS.add(self)
 
     # -- life cycle -------------------------------------------------------------
 
@@ -230,7 +291,9 @@ class NodeTeam:
 
     def close(self) -> None:
         """Undo one start(); the last one stops and joins every worker and
-        restores the BLAS/OpenMP pool sizes. Closing a stopped team does nothing.
+        releases the team's BLAS/OpenMP cap (the pools get their sizes from
+        before the first running team back when no team runs). Tasks queued
+        before the stop still run. Closing a stopped team does nothing.
 
         Examples
         --------
@@ -244,66 +307,109 @@ class NodeTeam:
             if self._entries == 0:
                 return
             self._entries -= 1
-            if self._entries == 0:
-                self._shutdown()
+            if self._entries:
+                return
+            every, hold = self._withdraw()
+        # Joined outside the lock: a worker's task may start or enter the team.
+        try:
+            me = threading.current_thread()
+            for w in every:
+                if w.thread is not me:  # the last close() from a worker's own task
+                    w.thread.join()
+        finally:
+            _pools.release(hold)
 
     def _launch(self) -> None:
-        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped,unused-ignore]
-
         started: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
         workers = {
-            n: [_Worker(self, n, i, self._cpus[n]) for i in range(self.threads[n])]
+            n: [_Worker(self._state, n, i, self._cpus[n]) for i in range(self.threads[n])]
             for n in self.worker_nodes
         }
         every = [w for ws in workers.values() for w in ws]
         for w in every:
             w.start(started)
         failures = [exc for exc in (started.get() for _ in every) if exc is not None]
-        if failures:
+        hold = None
+        try:
+            if failures:
+                raise failures[0]
+            # Process-wide (threadpoolctl cannot limit one thread): while the
+            # team runs, every BLAS/OpenMP pool has at most blas_threads threads.
+            hold = _pools.hold(self.blas_threads)
+        except BaseException:
             for w in every:
                 w.tasks.put(_STOP)
             for w in every:
                 w.thread.join()
-            raise failures[0]
-        self._workers = workers
-        self._idents = frozenset(w.thread.ident for w in every if w.thread.ident is not None)
-        # Process-wide (threadpoolctl cannot limit one thread): while the team
-        # runs, every BLAS/OpenMP pool has at most blas_threads threads.
-        self._limiter = threadpool_limits(limits=self.blas_threads)
+            raise
+        with self._gate:
+            self._state.workers = workers
+            self._state.hold = hold
+            self._state.forked = False
+            self._workers = workers
 
-    def _shutdown(self) -> None:
-        every = [w for ws in self._workers.values() for w in ws]
-        for w in every:
-            w.tasks.put(_STOP)
-        for w in every:
-            w.thread.join()
-        self._workers = {}
-        self._idents = frozenset()
+    def _withdraw(self) -> tuple[list[_Worker], int | None]:
+        """Stop taking tasks and tell every worker to stop after its queue."""
+        with self._gate:
+            every = [w for ws in self._workers.values() for w in ws]
+            hold = self._state.hold
+            self._workers = {}
+            self._state.workers = {}
+            self._state.hold = None
+            for w in every:
+                w.tasks.put(_STOP)
         self._plans.clear()
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
+        return every, hold
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: the workers (and the pool hold) stayed in the
+        parent. The team is stopped here; entering it again starts workers of
+        the child's own. Inherited ``with team:`` blocks leave it harmlessly."""
+        self._lock = threading.Lock()  # another thread may have held them at fork()
+        self._gate = threading.Lock()
+        self._entries = 0
+        self._workers = {}
+        self._state.forked = bool(self._state.workers) or self._state.forked
+        self._state.workers = {}
+        self._state.hold = None  # the pools dropped the parent's holds (_pools)
+        self._plans = {}
 
     def __enter__(self) -> NodeTeam:
         self.start()
-        try:
-            tokens = self._tokens.stack
-        except AttributeError:
-            tokens = self._tokens.stack = []
-        tokens.append(_ACTIVE.set(self))
+        _ACTIVE.set((self, _ACTIVE.get()))
         return self
 
     def __exit__(self, *exc: object) -> None:
         try:
-            _ACTIVE.reset(self._tokens.stack.pop())
+            top = _ACTIVE.get()
+            if top is not None and top[0] is self:
+                _ACTIVE.set(top[1])
+            else:
+                self._exit_out_of_order(top)
         finally:
             self.close()
 
-    def __del__(self) -> None:
-        if getattr(self, "_workers", None):
-            for ws in self._workers.values():
-                for w in ws:
-                    w.tasks.put(_STOP)
+    def _exit_out_of_order(self, top: _Entry | None) -> None:
+        newer: list[NodeTeam] = []  # the teams entered after this one, innermost first
+        node = top
+        while node is not None and node[0] is not self:
+            newer.append(node[0])
+            node = node[1]
+        if node is None:
+            warnings.warn(
+                f"numa_numpy: {self!r} exited in a context (thread or task) that has not "
+                "entered it, e.g. a generator resumed from another task: its start() is "
+                "undone, and the context that entered it still sees it as active",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return
+        # Splice this entry out: the teams entered after it stay active, and
+        # when they leave, the team from before this one is active again.
+        chain: _Entry | None = node[1]
+        for team in reversed(newer):
+            chain = (team, chain)
+        _ACTIVE.set(chain)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -348,10 +454,16 @@ class NodeTeam:
         ...     team.in_worker(), set(team.on_each_worker(team.in_worker))
         (False, {True})
         """
-        return threading.get_ident() in self._idents
+        return getattr(_WORKER, "state", None) is self._state
 
     def _require_running(self) -> None:
         if not self._workers:
+            if self._state.forked:
+                raise NumaError(
+                    f"{self!r} is not running in this process: its workers stayed in the "
+                    "parent when this process was forked; enter it again (with team: ...) "
+                    "to start workers of this process"
+                )
             raise NumaError(f"{self!r} is not running: enter it (with team: ...) or call start()")
 
     def run(
@@ -362,19 +474,28 @@ class NodeTeam:
     ) -> list[Any]:
         """Run ``func(*args)`` for each (node, worker index, func, args) and
         return the results in order; the first exception (in task order) is
-        raised here with the worker's traceback (and a note naming the worker).
+        raised here with the worker's traceback (and a note naming the worker,
+        or the calling thread for the task it ran itself).
 
         With ``assist=True`` the calling thread runs one task of the node it is
         running on itself instead of waiting (one thread wake-up fewer per call;
         the team's ufuncs and reductions do, map_blocks never does: user
-        functions always run in workers, under the worker's scopes).
+        functions always run in workers, under the worker's scopes); and if the
+        team is not running (another thread stopped it, or this process was
+        forked from the one that started it), the calling thread runs every
+        task itself.
+
+        Every task is either queued to a running worker, which runs it (a
+        team's stop waits for the tasks queued before it), or not queued at
+        all: run() never waits for a task that no thread will run.
 
         Parameters
         ----------
         tasks : sequence of (node, worker index, func, args)
             The worker index is taken modulo the node's worker count.
         assist : bool
-            Let the calling thread run one task of its current node.
+            Let the calling thread run one task of its current node (every
+            task, when the team is not running).
 
         Returns
         -------
@@ -384,7 +505,8 @@ class NodeTeam:
         Raises
         ------
         NumaError
-            The team is not running.
+            The team is not running (without `assist`), or a worker given a
+            task exited without running it.
         Exception
             The first (in task order) exception a task raised.
 
@@ -395,8 +517,9 @@ class NodeTeam:
         ...     n = team.worker_nodes[0]
         ...     team.run([(n, 0, pow, (2, 3)), (n, 1, pow, (3, 2))])
         [8, 9]
+        >>> team.run([(n, 0, pow, (2, 5))], assist=True)  # stopped: the caller runs it
+        [32]
         """
-        self._require_running()
         if self.in_worker():  # nested call from a worker: run inline, no deadlock
             return [func(*args) for _n, _i, func, args in tasks]
         results: queue.SimpleQueue[tuple[int, BaseException | None, Any]] = queue.SimpleQueue()
@@ -404,18 +527,27 @@ class NodeTeam:
         if assist and len(tasks) > 1:
             here = current_node()
             mine = next((i for i, task in enumerate(tasks) if task[0] == here), -1)
-        workers = self._workers
-        for slot, (node, index, func, args) in enumerate(tasks):
-            if slot != mine:
-                ws = workers[node]
-                ws[index % len(ws)].tasks.put((func, args, results, slot))
+        given: dict[int, _Worker] = {}
+        with self._gate:  # see __init__: a stop cannot come between these puts
+            workers = self._workers
+            if workers:
+                for slot, (node, index, func, args) in enumerate(tasks):
+                    if slot != mine:
+                        ws = workers[node]
+                        w = given[slot] = ws[index % len(ws)]
+                        w.tasks.put((func, args, results, slot))
+        if not workers:
+            if assist:
+                return [func(*args) for _n, _i, func, args in tasks]
+            self._require_running()
+        outcome: tuple[int, BaseException | None, Any] | None = None
         if mine >= 0:
             func, args = tasks[mine][2], tasks[mine][3]
             try:
-                results.put((mine, None, func(*args)))
+                outcome = (mine, None, func(*args))
             except BaseException as exc:
-                results.put((mine, exc, None))
-        return _collect(results, tasks, self)
+                outcome = (mine, exc, None)
+        return _collect(results, tasks, given, outcome)
 
     def on_each_worker(self, func: Callable[..., Any], *args: Any) -> list[Any]:
         """Call ``func(*args)`` once in every worker; results in worker order.
@@ -562,23 +694,57 @@ def _nearest(topo: Any, node: int, candidates: Sequence[int]) -> int:
 def _collect(
     results: queue.SimpleQueue[tuple[int, BaseException | None, Any]],
     tasks: Sequence[tuple[int, int, Callable[..., Any], tuple[Any, ...]]],
-    team: NodeTeam,
+    given: dict[int, _Worker],
+    outcome: tuple[int, BaseException | None, Any] | None,
 ) -> list[Any]:
+    """Wait for the result of every task given to a worker; raise the first
+    exception in task order (the caller's own task's, `outcome`, included)."""
     values: list[Any] = [None] * len(tasks)
     errors: dict[int, BaseException] = {}
-    for _ in tasks:
-        slot, exc, value = results.get()
+    waiting = set(given)
+
+    def take(item: tuple[int, BaseException | None, Any]) -> None:
+        slot, exc, value = item
+        waiting.discard(slot)
         if exc is not None:
             errors[slot] = exc
         else:
             values[slot] = value
+
+    if outcome is not None:
+        take(outcome)
+    while waiting:
+        try:
+            take(results.get(timeout=_LIVENESS))
+            continue
+        except queue.Empty:
+            pass
+        # A worker runs its queue in order until _STOP, and puts each result
+        # before it exits: one that exited with a task of ours not reported
+        # (checked again after reading what is there) never ran that task.
+        dead = {slot for slot in waiting if not given[slot].thread.is_alive()}
+        while dead:
+            try:
+                take(results.get_nowait())
+            except queue.Empty:
+                break
+        lost = sorted(dead & waiting)
+        if lost:
+            w = given[lost[0]]
+            raise NumaError(
+                f"numa_numpy team worker {w.index} of node {w.node} exited without running "
+                f"{len(lost)} task(s) it was given"
+            )
     if errors:
         slot = min(errors)
         exc = errors[slot]
-        node, index = tasks[slot][0], tasks[slot][1]
+        if slot in given:
+            where = f"team worker {given[slot].index} of node {given[slot].node}"
+        else:
+            where = f"the calling thread, which ran the task of node {tasks[slot][0]} itself"
         if hasattr(exc, "add_note"):  # Python 3.11+
             exc.add_note(
-                f"(raised in numa_numpy team worker {index} of node {node}"
+                f"(raised in numa_numpy {where}"
                 + (f"; {len(errors) - 1} other task(s) failed too)" if len(errors) > 1 else ")")
             )
         raise exc
@@ -606,7 +772,9 @@ def node_team(
     While the team runs, BLAS/OpenMP pools are capped to `blas_threads`
     threads through threadpoolctl. That cap is process-wide (threadpoolctl
     sets the libraries' global pool sizes): workers x blas_threads never
-    exceeds a node's CPUs; the previous sizes are restored when the team stops.
+    exceeds a node's CPUs. With several teams running, the smallest of their
+    `blas_threads` applies; the sizes from before the first of them are
+    restored when the last one stops (or is collected).
 
     ``with team:`` starts the workers (if not running) and makes the team the
     active one for the calling thread or task: inside it, ufuncs and
@@ -654,3 +822,7 @@ def node_team(
     return NodeTeam(
         nodes, threads_per_node=threads_per_node, blas_threads=blas_threads, min_bytes=min_bytes
     )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

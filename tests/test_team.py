@@ -280,9 +280,9 @@ def test_lab_replicas_on_their_nodes():
 def test_docstring_examples_run():
     import doctest
 
-    from numa_numpy import _partition, _replicas, _team
+    from numa_numpy import _partition, _pools, _replicas, _team
 
-    for module in (_team, _partition, _replicas):
+    for module in (_team, _pools, _partition, _replicas):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0
