@@ -3,6 +3,7 @@ weighted-interleave weights, THP mode, and whether mbind is permitted here."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,19 +12,12 @@ from ._cstructs import binding_struct
 from ._lib import failed_step, ffi, lib
 from ._numa_maps import numa_maps
 from ._policy import Bind, Default, Interleave, Local, Preferred, PreferredMany, WeightedInterleave
-from ._topology import NODE_ROOT, kernel_version, topology
+from ._topology import NODE_ROOT, KernelFiles, kernel_version, topology
 from .errors import describe_errno
 
 __all__ = ["Capabilities", "capabilities", "process_memory"]
 
 WEIGHTS = Path("/sys/kernel/mm/mempolicy/weighted_interleave")
-
-
-def _read_int(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 @dataclass(frozen=True)
@@ -161,26 +155,29 @@ def capabilities() -> Capabilities:
         for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
     }
     policies["weighted-interleave"] = policies["weighted-interleave"] and WEIGHTS.exists()
-    thp = "unavailable"
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-        thp = text[text.index("[") + 1 : text.index("]")]
-    except (OSError, ValueError):
-        pass
+    files = KernelFiles()  # what cannot be read is left out, as on a kernel without it
+    selected = re.search(
+        r"\[(\w+)\]", files.text(Path("/sys/kernel/mm/transparent_hugepage/enabled")) or ""
+    )
+    thp = selected.group(1) if selected else "unavailable"
     huge: dict[int, dict[str, tuple[int, int]]] = {}
     for node in topo.node_ids:
         pools = {}
-        for size_dir in sorted((NODE_ROOT / f"node{node}" / "hugepages").glob("hugepages-*kB")):
-            kib = int(size_dir.name.split("-")[1][:-2])
+        folder = NODE_ROOT / f"node{node}" / "hugepages"
+        for name in files.names(folder):
+            match = re.fullmatch(r"hugepages-([0-9]{1,12})kB", name, re.ASCII)
+            if match is None:
+                continue
+            kib = int(match.group(1))
             label = f"{kib >> 10}MB" if kib < (1 << 20) else f"{kib >> 20}GB"
             pools[label] = (
-                _read_int(size_dir / "nr_hugepages") or 0,
-                _read_int(size_dir / "free_hugepages") or 0,
+                files.integer(folder / name / "nr_hugepages") or 0,
+                files.integer(folder / name / "free_hugepages") or 0,
             )
         huge[node] = pools
     weights = {}
     for node in topo.node_ids:
-        weight = _read_int(WEIGHTS / f"node{node}")
+        weight = files.integer(WEIGHTS / f"node{node}", high=255)
         if weight is not None:
             weights[node] = weight
     refused = _probe_mbind()

@@ -22,7 +22,15 @@ from typing import Any
 import numpy as np
 
 from ._lib import clear_step, failed_step, ffi, lib
-from ._topology import Topology, cpuset_files, format_list, mask_bits, parse_list, read_topology
+from ._topology import (
+    MAX_NODE_ID,
+    KernelFiles,
+    Topology,
+    cpuset_files,
+    format_list,
+    mask_bits,
+    read_topology,
+)
 from .errors import describe_errno
 
 __all__ = ["Severity", "Finding", "Diagnosis", "doctor"]
@@ -68,7 +76,7 @@ class Finding:
     check : str
         The check's name ("policy-syscalls", "cpuset", "container", "thp",
         "numa-balancing", "huge-pages", "kernel", "tiers", "sockets",
-        "threads").
+        "threads", and "files" for the files that could not be read).
     severity : Severity
     summary : str
         What was found.
@@ -245,17 +253,16 @@ class Diagnosis:
 # ------------------------------------------------------------------ the host
 @dataclass
 class _Host:
-    """What every check reads: files under `root`, and the topology they describe."""
+    """What every check reads: files under `root` (through `files`, which notes
+    each one it cannot read), and the topology they describe."""
 
     root: Path
     topo: Topology
     live: bool
+    files: KernelFiles
 
-    def read(self, relative: str) -> str | None:
-        try:
-            return (self.root / relative).read_text()
-        except (OSError, UnicodeDecodeError):
-            return None
+    def read(self, where: str | Path) -> str | None:
+        return self.files.text(where)
 
     def status(self, key: str) -> str | None:
         match = re.search(rf"^{key}:\s*(.*?)\s*$", self.read("proc/self/status") or "", re.M)
@@ -263,7 +270,7 @@ class _Host:
 
     def shown(self, path: Path) -> str:
         """A path as it is on the machine described (without a fixture's root)."""
-        return "/" + str(path.relative_to(self.root)) if self.root != Path("/") else str(path)
+        return self.files.shown(path)
 
 
 def _bracketed(text: str | None) -> str | None:
@@ -339,7 +346,8 @@ _SECCOMP_FIX = (
 
 
 def _check_syscalls(host: _Host, probe: Callable[[Topology], dict[str, int]]) -> list[Finding]:
-    results = probe(host.topo)
+    # the calls ask the running kernel: about its own nodes, not a copy's
+    results = probe(host.topo if host.live else read_topology())
     refused = {call: err for call, err in results.items() if err}
     seccomp = host.status("Seccomp")
     details: dict[str, Any] = {
@@ -422,9 +430,9 @@ _RUNTIMES = {
 
 def _check_container(host: _Host) -> list[Finding]:
     evidence = []
-    if (host.root / ".dockerenv").exists():
+    if os.path.exists(host.root / ".dockerenv"):
         evidence.append(("Docker", "/.dockerenv exists"))
-    if (host.root / "run/.containerenv").exists():
+    if os.path.exists(host.root / "run/.containerenv"):
         evidence.append(("Podman", "/run/.containerenv exists"))
     for source in ("proc/self/cgroup", "proc/1/cgroup"):
         for line in (host.read(source) or "").splitlines():
@@ -456,18 +464,19 @@ def _check_cpuset(host: _Host) -> list[Finding]:
     allowed = tuple(n for n in machine_mems if n in set(topo.allowed_nodes))
     machine_cpus = tuple(sorted({c for n in topo.nodes for c in n.cpus}))
     cpus = tuple(c for c in topo.allowed_cpus if c in set(machine_cpus)) or topo.allowed_cpus
-    files = cpuset_files(host.root)
+    files = cpuset_files(files=host.files)
     cgroup: dict[str, Any] = {}
     cgroup_mems = None
     folder = None
     for version, candidate in files.items():
         names = ("cpuset.mems.effective",) if version == "v2" else ("cpuset.effective_mems",)
         for name in (*names, "cpuset.mems"):
-            text = host.read(str(candidate.relative_to(host.root) / name))
+            text = host.read(candidate / name)
             if text and text.strip():
                 cgroup[f"{version}:{name}"] = text.strip()
-                if cgroup_mems is None:
-                    cgroup_mems, folder = parse_list(text), candidate
+                mems = host.files.parse_ids(text, candidate / name, high=MAX_NODE_ID)
+                if cgroup_mems is None and mems is not None:
+                    cgroup_mems, folder = mems, candidate
     details = {
         "memory_nodes": list(machine_mems),
         "mems_allowed": list(topo.allowed_nodes),
@@ -617,10 +626,23 @@ def _check_thp(host: _Host) -> list[Finding]:
 
 # ---------------------------------------------------------- NUMA balancing
 def _check_balancing(host: _Host) -> list[Finding]:
-    text = host.read("proc/sys/kernel/numa_balancing")
-    if text is None or not text.strip().isdigit():
-        return [Finding("numa-balancing", Severity.OK, "no automatic NUMA balancing here")]
-    mode = int(text.strip())
+    where = "proc/sys/kernel/numa_balancing"
+    mode = host.files.integer(where, high=(1 << 31) - 1)
+    if mode is None:
+        why = host.files.problem(where)
+        if why is None:  # no such file: a kernel without NUMA balancing
+            return [Finding("numa-balancing", Severity.OK, "no automatic NUMA balancing here")]
+        return [
+            Finding(
+                "numa-balancing",
+                Severity.INFO,
+                f"whether automatic NUMA balancing is on is unknown: /{where} {why}",
+                "if it is on, the kernel moves default and preferred memory towards the "
+                "CPUs touching it",
+                "`sysctl kernel.numa_balancing` on the machine tells",
+                {"numa_balancing": None, "problem": why},
+            )
+        ]
     details = {"numa_balancing": mode}
     fix = "echo 0 > /proc/sys/kernel/numa_balancing (or boot with numa_balancing=disable)"
     if mode == 0:
@@ -670,17 +692,16 @@ def _check_balancing(host: _Host) -> list[Finding]:
 def _check_huge_pages(host: _Host) -> list[Finding]:
     pools: dict[str, dict[int, tuple[int, int]]] = {}
     for node in host.topo.memory_nodes:
-        base = host.root / f"sys/devices/system/node/node{node}/hugepages"
-        try:
-            folders = sorted(base.glob("hugepages-*kB"))
-        except OSError:
-            continue
-        for folder in folders:
-            size = folder.name.split("-")[1]
-            rel = str(folder.relative_to(host.root))
-            total = int((host.read(f"{rel}/nr_hugepages") or "0").split()[0] or 0)
-            free = int((host.read(f"{rel}/free_hugepages") or "0").split()[0] or 0)
-            pools.setdefault(size, {})[node] = (total, free)
+        base = f"sys/devices/system/node/node{node}/hugepages"
+        for name in host.files.names(base):
+            match = re.fullmatch(r"hugepages-([0-9]{1,12}kB)", name, re.ASCII)
+            if match is None or not os.path.isdir(host.root / base / name):
+                continue
+            total, free = (
+                host.files.integer(f"{base}/{name}/{count}", required=True) or 0
+                for count in ("nr_hugepages", "free_hugepages")
+            )
+            pools.setdefault(match.group(1), {})[node] = (total, free)
     details = {
         size: {str(n): {"total": t, "free": f} for n, (t, f) in per.items()}
         for size, per in pools.items()
@@ -767,7 +788,7 @@ def _check_kernel(host: _Host) -> list[Finding]:
                 details,
             )
         ]
-    if not (host.root / "sys/kernel/mm/mempolicy/weighted_interleave").is_dir():
+    if not os.path.isdir(host.root / "sys/kernel/mm/mempolicy/weighted_interleave"):
         return [
             Finding(
                 "kernel",
@@ -847,9 +868,13 @@ def _check_sockets(host: _Host) -> list[Finding]:
     for node in host.topo.nodes:
         packages = set()
         for cpu in node.cpus:
-            text = host.read(f"sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id")
-            if text is not None and text.strip().lstrip("-").isdigit():
-                packages.add(int(text))
+            package = host.files.integer(
+                f"sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id",
+                low=-1,  # what some architectures give when the firmware does not say
+                high=(1 << 31) - 1,
+            )
+            if package is not None:
+                packages.add(package)
         if packages:
             package_of[node.id] = packages
     nodes_of: dict[int, list[int]] = {}
@@ -944,6 +969,43 @@ def _check_threads(host: _Host) -> list[Finding]:
     ]
 
 
+# ------------------------------------------------------------------- files
+_FILES_SHOWN = 5
+
+
+def _check_files(host: _Host) -> list[Finding]:
+    """One finding for every file a check could not read, naming each and why;
+    nothing when every file read."""
+    problems = dict(host.files.problems)
+    if not problems:
+        return []
+    listed = "; ".join(f"{path} {why}" for path, why in list(problems.items())[:_FILES_SHOWN])
+    more = len(problems) - _FILES_SHOWN
+    if host.live:
+        fix = (
+            "run the doctor as a user who may read these files (root); a file the kernel "
+            "itself gives wrongly is a kernel or sandbox (gVisor, a FUSE /proc) defect"
+        )
+    else:
+        fix = (
+            "copy the files again from the machine (`cp -r` or `tar` keep them as the "
+            "kernel gives them; trailing NULs are fine), or repair the ones named"
+        )
+    return [
+        Finding(
+            "files",
+            Severity.WARNING,
+            f"{len(problems)} file(s) could not be read as the kernel writes them: {listed}"
+            + (f"; and {more} more" if more > 0 else ""),
+            "the checks that read them went on without them (a value missing, a node "
+            "without CPUs or memory, one node for an unreadable node list): their "
+            "findings may be wrong or missing",
+            fix,
+            {"files": problems},
+        )
+    ]
+
+
 # -------------------------------------------------------------------- doctor
 def doctor(*, root: str | os.PathLike[str] = "/", probe: bool | None = None) -> Diagnosis:
     """Find what refuses, undoes or slows memory placement here, and how to fix it.
@@ -983,7 +1045,8 @@ def doctor(*, root: str | os.PathLike[str] = "/", probe: bool | None = None) -> 
     where = Path(os.fspath(root))
     live = where.resolve() == Path("/")
     where = Path("/") if live else where
-    host = _Host(where, read_topology(where), live)
+    files = KernelFiles(where)
+    host = _Host(where, read_topology(where, files), live, files)
     if probe is None:
         probe = live
     checks: list[Callable[[], list[Finding]]] = [
@@ -1001,6 +1064,7 @@ def doctor(*, root: str | os.PathLike[str] = "/", probe: bool | None = None) -> 
     if live:
         checks.append(lambda: _check_threads(host))
     findings = [finding for check in checks for finding in check()]
+    findings += _check_files(host)  # last: what every check above could not read
     findings.sort(key=lambda f: -f.severity.rank)  # stable: check order within a severity
     return Diagnosis(tuple(findings))
 
@@ -1008,7 +1072,8 @@ def doctor(*, root: str | os.PathLike[str] = "/", probe: bool | None = None) -> 
 def refusal_hint() -> str:
     """For a failed self-check: which policy calls the kernel refuses here (if
     any), and where to look next."""
-    host = _Host(Path("/"), read_topology(), True)
+    files = KernelFiles()
+    host = _Host(Path("/"), read_topology(files=files), True, files)
     refused = {call: err for call, err in _probe_calls(host.topo).items() if err}
     pointer = "run `python -m numa_numpy doctor` for the cause and the exact fix"
     if not refused:

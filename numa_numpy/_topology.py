@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,19 +34,52 @@ NODE_ROOT = Path("/sys/devices/system/node")
 TIER_ROOT = Path("/sys/devices/virtual/memory_tiering")
 
 
-def parse_list(text: str) -> tuple[int, ...]:
-    """Parse the kernel's list syntax ("0-3,8,10-11") into sorted ids."""
+_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
+
+
+def parse_list(text: str, *, high: int | None = None) -> tuple[int, ...]:
+    """Parse the kernel's list syntax ("0-3,8,10-11") into sorted ids.
+
+    Parameters
+    ----------
+    text : str
+        The list; surrounding whitespace and empty items are ignored.
+    high : int, optional
+        The largest id accepted (a range up to 2**40 is not a CPU list).
+
+    Returns
+    -------
+    tuple of int
+
+    Raises
+    ------
+    ValueError
+        Not a list of ids: a word that is not a decimal id, a range that is
+        open ("0-") or descending ("5-2"), an id above `high`.
+
+    Examples
+    --------
+    >>> from numa_numpy._topology import parse_list
+    >>> parse_list("0-2,5\\n")
+    (0, 1, 2, 5)
+    >>> parse_list("5-2")
+    Traceback (most recent call last):
+    ...
+    ValueError: descending range '5-2'
+    """
     out: set[int] = set()
     for part in text.strip().split(","):
         part = part.strip()
         if not part:
             continue
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
-            raise ValueError(f"not a list of ids: {text!r}")
+        if not _ID.fullmatch(lo) or (sep and not _ID.fullmatch(hi)):
+            raise ValueError(f"{_clip(part)!r} is not an id or a range of ids")
         first, last = int(lo), int(hi) if sep else int(lo)
         if last < first:
-            raise ValueError(f"descending range {part!r} in {text!r}")
+            raise ValueError(f"descending range {part!r}")
+        if high is not None and last > high:
+            raise ValueError(f"id {last} is above {high}, the largest the kernel has")
         out.update(range(first, last + 1))
     return tuple(sorted(out))
 
@@ -64,52 +98,317 @@ def format_list(ids: tuple[int, ...] | list[int] | set[int] | frozenset[int]) ->
     return ",".join(runs)
 
 
-def _read(path: Path) -> str | None:
+# ------------------------------------------------- reading the kernel's files
+# What a file may hold before it is not a kernel file (sysfs gives at most a page,
+# /proc/self/status a few KiB).
+MAX_FILE_BYTES = 1 << 20
+# The largest ids the kernel has: MAX_NUMNODES is at most 1 << 10 (NODES_SHIFT
+# 10), NR_CPUS at most 8192 (x86 MAXSMP; 16384 leaves room).
+MAX_NODE_ID = (1 << 10) - 1
+MAX_CPU_ID = (1 << 14) - 1
+_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+def parse_int(text: str, *, low: int = 0, high: int = (1 << 63) - 1) -> int:
+    """The one integer a kernel file holds ("8\\n"), between `low` and `high`.
+
+    Parameters
+    ----------
+    text : str
+        The file's text; surrounding whitespace is ignored.
+    low, high : int
+        The range the value must lie in (inclusive).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        The text is not one decimal integer in range; the message says what it
+        holds instead.
+
+    Examples
+    --------
+    >>> from numa_numpy._topology import parse_int
+    >>> parse_int("8\\n")
+    8
+    >>> parse_int("n/a")
+    Traceback (most recent call last):
+    ...
+    ValueError: holds 'n/a', not a number
+    """
+    word = text.strip()
+    if not word:
+        raise ValueError("is empty, not a number")
+    if not _NUMBER.fullmatch(word):
+        raise ValueError(f"holds {_clip(word)!r}, not a number")
+    if len(word.lstrip("-")) > 19:
+        raise ValueError(f"holds {_clip(word)!r}, a number too large")
+    value = int(word)
+    if not low <= value <= high:
+        raise ValueError(f"holds {value}, outside {low}..{high}")
+    return value
+
+
+def _clip(text: str, most: int = 40) -> str:
+    return text if len(text) <= most else text[:most] + "..."
+
+
+def _decode(data: bytes) -> str:
+    """A kernel file's bytes as text; ValueError says why they are not.
+
+    Trailing NULs are dropped: ``tar`` pads a sysfs file (which claims a page
+    whatever it holds) with them up to that size.
+    """
+    data = data.rstrip(b"\0")
+    if b"\0" in data:
+        raise ValueError(f"holds a NUL byte at offset {data.index(0)}: not text")
     try:
-        return path.read_text()
-    except OSError:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+class KernelFiles:
+    """Reads kernel files (sysfs, /proc, cgroup) under a root folder, and keeps a
+    note of each file it could not read and why, instead of raising.
+
+    A file that does not exist reads as None without a note (most files are
+    optional: an older kernel, no HMAT, no cgroup v1). Everything else that is
+    not what the kernel writes is noted and reads as None: a folder or a device
+    where a file should be, a file where a folder should be, permission denied,
+    bytes that are not UTF-8 text, NULs inside the text (trailing NULs, which
+    ``tar`` adds to sysfs files, are dropped), more than 1 MiB, and for `integer`
+    and `ids` text that is not a number or an id list in range.
+
+    Parameters
+    ----------
+    root : path-like, default "/"
+        The folder the kernel's layout starts at (``root/sys``, ``root/proc``).
+
+    Attributes
+    ----------
+    problems : dict of str to str
+        The file as it is on the machine described (``/sys/...``) -> what was
+        wrong with it, in the order found.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from numa_numpy._topology import KernelFiles
+    >>> root = Path(tempfile.mkdtemp())
+    >>> _ = (root / "nr_hugepages").write_bytes(b"8\\n" + b"\\0" * 100)  # as tar pads it
+    >>> _ = (root / "cpulist").write_text("5-2\\n")
+    >>> files = KernelFiles(root)
+    >>> files.integer("nr_hugepages"), files.ids("cpulist"), files.text("absent")
+    (8, None, None)
+    >>> files.problems
+    {'/cpulist': "holds '5-2': descending range '5-2'"}
+    """
+
+    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
+        self.root = Path(os.fspath(root))
+        self.problems: dict[str, str] = {}
+
+    def path(self, where: str | os.PathLike[str]) -> Path:
+        """`where` under the root (an absolute Path is taken as it is)."""
+        if isinstance(where, Path) and where.is_absolute():
+            return where
+        return self.root / os.fspath(where).lstrip("/")
+
+    def shown(self, path: Path) -> str:
+        """A path as it is on the machine described (without the root's prefix)."""
+        if self.root == Path("/"):
+            return str(path)
+        try:
+            return "/" + str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def note(self, where: str | os.PathLike[str], why: str) -> None:
+        """Keep `why` as the problem of file `where` (the first problem found stays)."""
+        self.problems.setdefault(self.shown(self.path(where)), why)
+
+    def problem(self, where: str | os.PathLike[str]) -> str | None:
+        """What was wrong with `where` when it was read, or None."""
+        return self.problems.get(self.shown(self.path(where)))
+
+    def text(self, where: str | os.PathLike[str], *, required: bool = False) -> str | None:
+        """The text of a file, or None (noted unless the file does not exist,
+        and then too when `required`)."""
+        path = self.path(where)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if required:
+                self.note(path, "is missing")
+            return None
+        except NotADirectoryError:
+            self._not_a_folder(path)
+            return None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            self.note(path, f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+            return None
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+                self.note(path, f"is {kind}, not a file")
+                return None
+            chunks = []
+            size = 0
+            while size <= MAX_FILE_BYTES:
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            self.note(path, f"cannot be read: {exc.strerror or exc}")
+            return None
+        finally:
+            os.close(fd)
+        if size > MAX_FILE_BYTES:
+            self.note(path, f"holds more than {MAX_FILE_BYTES >> 20} MiB: not a kernel file")
+            return None
+        try:
+            return _decode(b"".join(chunks))
+        except ValueError as exc:
+            self.note(path, str(exc))
+            return None
+
+    def _not_a_folder(self, path: Path) -> None:
+        """Note the file on `path` that stands where a folder should."""
+        for parent in path.parents:
+            if os.path.exists(parent) and not os.path.isdir(parent):
+                self.note(parent, "is a file where a folder is expected")
+                return
+        self.note(path, "cannot be read: a folder on its path is a file")
+
+    def integer(
+        self,
+        where: str | os.PathLike[str],
+        *,
+        low: int = 0,
+        high: int = (1 << 63) - 1,
+        required: bool = False,
+    ) -> int | None:
+        """The integer a file holds (`parse_int`), or None (noted as for `text`)."""
+        text = self.text(where, required=required)
+        if text is None:
+            return None
+        try:
+            return parse_int(text, low=low, high=high)
+        except ValueError as exc:
+            self.note(where, str(exc))
+            return None
+
+    def ids(
+        self,
+        where: str | os.PathLike[str],
+        *,
+        high: int = MAX_CPU_ID,
+        required: bool = False,
+    ) -> tuple[int, ...] | None:
+        """The id list a file holds (`parse_list`, ids up to `high`), or None."""
+        text = self.text(where, required=required)
+        return None if text is None else self.parse_ids(text, where, high=high)
+
+    def parse_ids(
+        self, text: str, where: str | os.PathLike[str], *, high: int = MAX_CPU_ID
+    ) -> tuple[int, ...] | None:
+        """`text`, read from `where`, as an id list; None (noted) if it is not."""
+        try:
+            return parse_list(text, high=high)
+        except ValueError as exc:
+            self.note(where, f"holds {_clip(text.strip())!r}: {exc}")
+            return None
+
+    def names(self, where: str | os.PathLike[str]) -> list[str]:
+        """The sorted names in a folder; [] when it does not exist or cannot be
+        listed (noted)."""
+        path = self.path(where)
+        try:
+            return sorted(os.listdir(path))
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError:
+            if os.path.exists(path):
+                self.note(path, "is a file where a folder is expected")
+            else:
+                self._not_a_folder(path)
+            return []
+        except (OSError, ValueError) as exc:
+            self.note(path, f"cannot be listed: {getattr(exc, 'strerror', None) or exc}")
+            return []
+
+
+def _meminfo_kib(files: KernelFiles, where: str | os.PathLike[str], key: str) -> int | None:
+    """`key`'s value in a meminfo file (/proc/meminfo or a node's), in KiB; None
+    (noted) when the file has no such line or its value is not "N kB"."""
+    text = files.text(where, required=True)
+    if text is None:
         return None
+    match = re.search(rf"^(?:Node [0-9]+ )?{key}:[ \t]*(.*?)\s*$", text, re.MULTILINE)
+    if match is None:
+        files.note(where, f"has no {key} line")
+        return None
+    value = re.fullmatch(r"([0-9]{1,19}) kB", match.group(1), re.ASCII)
+    if value is None:
+        files.note(where, f"{key} is {_clip(match.group(1))!r}, not 'N kB'")
+        return None
+    return int(value.group(1))
 
 
-def _meminfo_kib(text: str, key: str) -> int | None:
-    match = re.search(rf"{key}:\s+(\d+) kB", text)
-    return int(match.group(1)) if match else None
+def _status_list(files: KernelFiles, key: str, *, high: int) -> tuple[int, ...] | None:
+    """The id list of `key` in /proc/self/status (None: absent or not a list, noted)."""
+    where = "proc/self/status"
+    match = re.search(rf"^{key}:[ \t]*(.*?)\s*$", files.text(where) or "", re.MULTILINE)
+    return files.parse_ids(match.group(1), where, high=high) if match else None
 
 
-def _status_list(key: str, root: Path = Path("/")) -> tuple[int, ...] | None:
-    text = _read(root / "proc/self/status") or ""
-    match = re.search(rf"^{key}:\s*(\S*)\s*$", text, re.MULTILINE)
-    return parse_list(match.group(1)) if match else None
-
-
-def cpuset_files(root: Path = Path("/")) -> dict[str, Path]:
+def cpuset_files(root: Path = Path("/"), files: KernelFiles | None = None) -> dict[str, Path]:
     """The cgroup folders of this process that hold cpuset files, by hierarchy
     ("v2", "v1"), from /proc/self/cgroup: where `cpuset.mems` and the CPUs live."""
+    files = files or KernelFiles(root)
+    root = files.root
     found: dict[str, Path] = {}
-    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+    for line in (files.text("proc/self/cgroup") or "").splitlines():
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
+        relative = path.strip().lstrip("/")
+        if ".." in Path(relative).parts:  # would read outside the cgroup tree
+            files.note("proc/self/cgroup", f"names a cgroup path with '..': {_clip(path)!r}")
+            continue
         if hierarchy == "0":
             base = root / "sys/fs/cgroup"
             # a hybrid host mounts the v2 tree at unified/; it then holds no cpuset
-            if not (base / "cgroup.controllers").exists() and (base / "unified").is_dir():
+            if not os.path.exists(base / "cgroup.controllers") and os.path.isdir(base / "unified"):
                 base = base / "unified"
-            found.setdefault("v2", base / path.lstrip("/"))
+            found.setdefault("v2", base / relative)
         elif "cpuset" in controllers.split(","):
-            found["v1"] = root / "sys/fs/cgroup/cpuset" / path.lstrip("/")
+            found["v1"] = root / "sys/fs/cgroup/cpuset" / relative
     return found
 
 
-def cpuset_cpus(root: Path = Path("/")) -> tuple[int, ...]:
+def cpuset_cpus(root: Path = Path("/"), files: KernelFiles | None = None) -> tuple[int, ...]:
     """CPUs this process's cpuset allows (cgroup v2 or v1), else the affinity of the
     main thread. Not the calling thread's affinity, which pinning narrows."""
-    for folder in cpuset_files(root).values():
+    files = files or KernelFiles(root)
+    for folder in cpuset_files(files=files).values():
         for name in ("cpuset.cpus.effective", "cpuset.effective_cpus"):
-            text = _read(folder / name)
+            text = files.text(folder / name)
             if text and text.strip():
-                return parse_list(text)
-    live = root == Path("/")
-    return _status_list("Cpus_allowed_list", root) or (
+                cpus = files.parse_ids(text, folder / name, high=MAX_CPU_ID)
+                if cpus:
+                    return cpus
+    live = files.root == Path("/")
+    return _status_list(files, "Cpus_allowed_list", high=MAX_CPU_ID) or (
         tuple(sorted(os.sched_getaffinity(0))) if live else ()
     )
 
@@ -447,105 +746,112 @@ class Topology:
         )
 
 
-def _int_file(path: Path) -> int | None:
-    text = _read(path)
-    try:
-        return int(text.split()[0]) if text else None
-    except (ValueError, IndexError):
-        return None
-
-
-def _access_classes(base: Path) -> tuple[AccessClass, ...]:
+def _access_classes(files: KernelFiles, base: Path) -> tuple[AccessClass, ...]:
     """nodeN/access0 and access1 (Linux 5.2+; present only with an HMAT)."""
     classes = []
     for access in (0, 1):
         folder = base / f"access{access}" / "initiators"
-        if not folder.is_dir():
+        if not os.path.isdir(folder):
             continue
-        try:
-            names = [p.name for p in folder.iterdir()]
-        except OSError:
-            continue
-        initiators = tuple(sorted(int(n[4:]) for n in names if re.fullmatch(r"node\d+", n)))
-        classes.append(
-            AccessClass(
-                access,
-                initiators,
-                _int_file(folder / "read_bandwidth"),
-                _int_file(folder / "write_bandwidth"),
-                _int_file(folder / "read_latency"),
-                _int_file(folder / "write_latency"),
-            )
+        names = files.names(folder)
+        initiators = tuple(
+            sorted(int(n[4:]) for n in names if re.fullmatch(r"node[0-9]{1,4}", n, re.ASCII))
         )
+        figures = [
+            files.integer(folder / name)
+            for name in ("read_bandwidth", "write_bandwidth", "read_latency", "write_latency")
+        ]
+        classes.append(AccessClass(access, initiators, *figures))
     return tuple(classes)
 
 
-def memory_tiers(root: Path = Path("/")) -> dict[int, tuple[int, ...]]:
+def memory_tiers(
+    root: Path = Path("/"), files: KernelFiles | None = None
+) -> dict[int, tuple[int, ...]]:
     """Kernel memory tier id -> nodes, from memory_tiering/memory_tierN/nodelist."""
-    base = TIER_ROOT if root == Path("/") else root / "sys/devices/virtual/memory_tiering"
+    files = files or KernelFiles(root)
+    live = files.root == Path("/")
+    base = TIER_ROOT if live else files.root / "sys/devices/virtual/memory_tiering"
     tiers: dict[int, tuple[int, ...]] = {}
-    try:
-        folders = list(base.glob("memory_tier*"))
-    except OSError:
-        return tiers
-    for folder in folders:
-        match = re.fullmatch(r"memory_tier(\d+)", folder.name)
-        text = _read(folder / "nodelist")
-        if match and text is not None:
-            try:
-                tiers[int(match.group(1))] = parse_list(text)
-            except ValueError:
-                continue
+    for name in files.names(base):
+        match = re.fullmatch(r"memory_tier([0-9]{1,9})", name, re.ASCII)
+        if match and os.path.isdir(base / name):
+            ids = files.ids(base / name / "nodelist", high=MAX_NODE_ID)
+            if ids is not None:
+                tiers[int(match.group(1))] = ids
     return dict(sorted(tiers.items()))
 
 
-def _node_from_sysfs(node_root: Path, node_id: int, tiers: dict[int, tuple[int, ...]]) -> Node:
+def _node_from_sysfs(
+    files: KernelFiles, node_root: Path, node_id: int, tiers: dict[int, tuple[int, ...]]
+) -> Node:
     base = node_root / f"node{node_id}"
-    cpus = parse_list(_read(base / "cpulist") or "")
-    meminfo = _read(base / "meminfo") or ""
-    total = _meminfo_kib(meminfo, "MemTotal") or 0
-    free = _meminfo_kib(meminfo, "MemFree") or 0
+    cpus = files.ids(base / "cpulist", high=MAX_CPU_ID, required=True) or ()
+    total = _meminfo_kib(files, base / "meminfo", "MemTotal") or 0
+    free = _meminfo_kib(files, base / "meminfo", "MemFree") or 0
     tier = next((t for t, ids in tiers.items() if node_id in ids), None)
-    return Node(node_id, cpus, total << 10, free << 10, {}, tier, _access_classes(base))
+    return Node(node_id, cpus, total << 10, free << 10, {}, tier, _access_classes(files, base))
 
 
-def _release(root: Path) -> tuple[int, int]:
-    if root == Path("/"):
+def _distances(
+    files: KernelFiles, node_root: Path, node_id: int, ids: tuple[int, ...]
+) -> dict[int, int]:
+    """Node `node_id`'s distance to each node: its distance file, or (none, or one
+    that does not hold a distance per node, noted) 10 to itself and 20 to others."""
+    where = node_root / f"node{node_id}" / "distance"
+    text = files.text(where)
+    if text is not None:
+        try:
+            row = [parse_int(word, low=0, high=255) for word in text.split()]
+        except ValueError:
+            files.note(where, f"holds {_clip(text.strip())!r}, not distances (0-255)")
+        else:
+            if len(row) == len(ids):
+                return dict(zip(ids, row, strict=True))
+            files.note(where, f"holds {len(row)} distances for {len(ids)} online nodes")
+    return {other: 10 if other == node_id else 20 for other in ids}
+
+
+def _release(files: KernelFiles) -> tuple[int, int]:
+    if files.root == Path("/"):
         return kernel_version()
-    match = re.match(r"(\d+)\.(\d+)", _read(root / "proc/sys/kernel/osrelease") or "")
+    text = files.text("proc/sys/kernel/osrelease") or ""
+    match = re.match(r"([0-9]{1,9})\.([0-9]{1,9})", text.strip(), re.ASCII)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-def read_topology(root: Path = Path("/")) -> Topology:
+def read_topology(root: Path = Path("/"), files: KernelFiles | None = None) -> Topology:
     """The topology as the files under `root` describe it: "/" for this machine,
     or a copy of another machine's /sys and /proc laid out as the kernel does
-    (tests, a snapshot sent in a bug report)."""
-    live = root == Path("/")
-    node_root = NODE_ROOT if live else root / "sys/devices/system/node"
-    allowed_cpus = cpuset_cpus(root)
-    online = _read(node_root / "online")
-    if online is None:
-        meminfo = _read(root / "proc/meminfo") or ""
-        total = (_meminfo_kib(meminfo, "MemTotal") or 0) << 10
-        free = (_meminfo_kib(meminfo, "MemFree") or 0) << 10
+    (tests, a snapshot sent in a bug report).
+
+    Never raises for what the files hold: a file that cannot be read, or does not
+    hold what the kernel writes there, is left out (a node list that cannot be
+    read makes it one node, as without sysfs) and noted in `files`, when given.
+    """
+    files = files or KernelFiles(root)
+    live = files.root == Path("/")
+    node_root = NODE_ROOT if live else files.root / "sys/devices/system/node"
+    allowed_cpus = cpuset_cpus(files=files)
+    ids = files.ids(node_root / "online", high=MAX_NODE_ID)
+    if not ids:
+        if ids == ():
+            files.note(node_root / "online", "names no node")
+        total = (_meminfo_kib(files, "proc/meminfo", "MemTotal") or 0) << 10
+        free = (_meminfo_kib(files, "proc/meminfo", "MemFree") or 0) << 10
         cpus = tuple(range(os.cpu_count() or 1)) if live else allowed_cpus
         node = Node(0, cpus, total, free, {0: 10})
-        return Topology((node,), (0,), (0,), allowed_cpus, _release(root), False)
-    ids = parse_list(online)
-    tiers = memory_tiers(root)
+        return Topology((node,), (0,), (0,), allowed_cpus, _release(files), False)
+    tiers = memory_tiers(files=files)
     nodes = []
     for node_id in ids:
-        node = _node_from_sysfs(node_root, node_id, tiers)
-        row = (_read(node_root / f"node{node_id}" / "distance") or "").split()
-        node.distances.update(
-            {other: int(d) for other, d in zip(ids, row, strict=True)}
-            if len(row) == len(ids)
-            else {other: 10 if other == node_id else 20 for other in ids}
-        )
+        node = _node_from_sysfs(files, node_root, node_id, tiers)
+        node.distances.update(_distances(files, node_root, node_id, ids))
         nodes.append(node)
-    possible = parse_list(_read(node_root / "possible") or online)
-    allowed_nodes = _status_list("Mems_allowed_list", root) or ids
-    return Topology(tuple(nodes), possible, allowed_nodes, allowed_cpus, _release(root), True)
+    possible = files.ids(node_root / "possible", high=MAX_NODE_ID) or ids
+    possible = tuple(sorted(set(possible) | set(ids)))
+    allowed_nodes = _status_list(files, "Mems_allowed_list", high=MAX_NODE_ID) or ids
+    return Topology(tuple(nodes), possible, allowed_nodes, allowed_cpus, _release(files), True)
 
 
 def topology() -> Topology:
@@ -580,8 +886,8 @@ def mask_bits() -> int:
     Sized from /sys/devices/system/node/possible (node ids may exceed 63); 1024
     (the kernel's largest MAX_NUMNODES) when sysfs is missing.
     """
-    text = _read(NODE_ROOT / "possible")
-    highest = max(parse_list(text)) if text and text.strip() else 1023
+    ids = KernelFiles().ids(NODE_ROOT / "possible", high=MAX_NODE_ID)
+    highest = max(ids) if ids else MAX_NODE_ID
     return max(64, (highest + 64) // 64 * 64)
 
 

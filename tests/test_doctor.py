@@ -633,3 +633,172 @@ def test_placement_answers_from_numa_maps_under_seccomp():
     source, pages, page_size = json.loads(done.stdout)
     assert source == "numa_maps"
     assert sum(pages.values()) * page_size >= 8 << 20
+
+
+# ------------------------------------------------ files the doctor did not write
+NODE0 = "sys/devices/system/node/node0"
+POOL0 = f"{NODE0}/hugepages/hugepages-2048kB"
+
+
+def tar_padded(root: Path) -> Path:
+    """What `tar` makes of sysfs: each file claims a page, holds less, and is padded
+    with NULs up to the size it claimed."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            path.write_bytes(data + b"\0" * (4096 - len(data) % 4096))
+    return root
+
+
+def test_a_tar_snapshot_padded_with_nuls_reads_as_its_files(tmp_path):
+    m = machine.lab(huge_pages={0: (8, 6)}, numa_balancing=1, cpus_allowed=(0,))
+    plain = diagnose(tmp_path / "plain", m)
+    padded = nn.doctor(root=tar_padded(m.write(tmp_path / "tar")))
+    assert [f.as_dict() for f in padded] == [f.as_dict() for f in plain]
+    assert not padded.of("files")
+    assert only(padded, "huge-pages").severity is Severity.WARNING  # the pools were read
+
+
+def _replace(root: Path, rel: str, content: bytes | None) -> None:
+    path = root / rel
+    if path.is_dir():
+        path.rmdir() if not any(path.iterdir()) else __import__("shutil").rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    if content is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+def _a_folder(root: Path, rel: str) -> None:
+    _replace(root, rel, None)
+    (root / rel).mkdir(parents=True)
+    (root / rel / "x").write_text("1\n")
+
+
+ODD_FILES = [
+    # (what the tree holds, the file named, what the finding says is wrong with it)
+    (f"{POOL0}/nr_hugepages", b"\n", f"/{POOL0}/nr_hugepages", "is empty, not a number"),
+    (f"{POOL0}/nr_hugepages", b"n/a\n", f"/{POOL0}/nr_hugepages", "holds 'n/a', not a number"),
+    (f"{POOL0}/nr_hugepages", b"-3\n", f"/{POOL0}/nr_hugepages", "holds -3, outside 0.."),
+    (f"{POOL0}/free_hugepages", b"9" * 40 + b"\n", f"/{POOL0}/free_hugepages", "too large"),
+    (f"{POOL0}/nr_hugepages", None, f"/{POOL0}/nr_hugepages", "is missing"),
+    (
+        f"{NODE0}/meminfo",
+        b"Node 0 MemTotal: \xff\xfe kB\n",
+        f"/{NODE0}/meminfo",
+        "is not UTF-8 text (byte 0xff at offset 17)",
+    ),
+    (f"{NODE0}/meminfo", b"Node 0 MemTotal: lots\n", f"/{NODE0}/meminfo", "MemTotal is 'lots'"),
+    (f"{NODE0}/cpulist", b"0-\n", f"/{NODE0}/cpulist", "holds '0-': '0-' is not an id"),
+    (f"{NODE0}/cpulist", b"5-2\n", f"/{NODE0}/cpulist", "descending range '5-2'"),
+    (f"{NODE0}/cpulist", b"a,b\n", f"/{NODE0}/cpulist", "'a' is not an id"),
+    (f"{NODE0}/cpulist", b"0-16384\n", f"/{NODE0}/cpulist", "id 16384 is above 16383"),
+    (f"{NODE0}/distance", b"10 x 30 30\n", f"/{NODE0}/distance", "not distances (0-255)"),
+    (f"{NODE0}/distance", b"10 20\n", f"/{NODE0}/distance", "2 distances for 4 online"),
+    (
+        "sys/devices/system/node/online",
+        b"0\x001\n",
+        "/sys/devices/system/node/online",
+        "holds a NUL byte at offset 1",
+    ),
+    (
+        "proc/self/status",
+        b"Cpus_allowed_list:\t1-0\nMems_allowed_list:\t0-3\n",
+        "/proc/self/status",
+        "descending range '1-0'",
+    ),
+    (
+        "proc/sys/kernel/numa_balancing",
+        "\u00b2\n".encode(),
+        "/proc/sys/kernel/numa_balancing",
+        "holds '\u00b2', not a number",
+    ),
+    (
+        "sys/devices/system/cpu/cpu0/topology/physical_package_id",
+        b"--1\n",
+        "/sys/devices/system/cpu/cpu0/topology/physical_package_id",
+        "holds '--1', not a number",
+    ),
+    (
+        "sys/fs/cgroup/cpuset.mems.effective",
+        b"0-1,x\n",
+        "/sys/fs/cgroup/cpuset.mems.effective",
+        "'x' is not an id",
+    ),
+    (
+        "sys/devices/virtual/memory_tiering/memory_tier4/nodelist",
+        b"\xc3\n",
+        "/sys/devices/virtual/memory_tiering/memory_tier4/nodelist",
+        "is not UTF-8 text",
+    ),
+    (
+        "sys/devices/system/node/online",
+        "folder",
+        "/sys/devices/system/node/online",
+        "is a folder, not a file",
+    ),
+    (NODE0, b"node0 is a file\n", f"/{NODE0}", "is a file where a folder is expected"),
+]
+
+
+@pytest.mark.parametrize(
+    "rel, content, shown, why",
+    ODD_FILES,
+    ids=[f"{Path(shown).name}-{why.split(',')[0][:24]}" for _, _, shown, why in ODD_FILES],
+)
+def test_a_file_it_cannot_read_is_a_finding_naming_it(tmp_path, rel, content, shown, why):
+    root = machine.lab(
+        huge_pages={0: (8, 6)}, cgroup_files={"cpuset.mems.effective": "0-3\n"}
+    ).write(tmp_path)
+    if content == "folder":
+        _a_folder(root, rel)
+    else:
+        _replace(root, rel, content)
+    report = nn.doctor(root=root)  # before: IndexError, ValueError, UnicodeDecodeError
+    finding = only(report, "files")
+    assert finding.severity is Severity.WARNING and report.healthy
+    assert shown in finding.details["files"], finding.details
+    assert why in finding.details["files"][shown]
+    assert f"{shown} {finding.details['files'][shown]}" in finding.summary
+    assert finding.fix.startswith("copy the files again from the machine")
+    assert json.loads(json.dumps(report.as_dict())) == report.as_dict()
+
+
+def test_unreadable_files_are_listed_five_at_most_in_the_summary(tmp_path):
+    root = machine.lab().write(tmp_path)
+    for n in range(4):
+        (root / f"sys/devices/system/node/node{n}/cpulist").write_bytes(b"\xff\n")
+        (root / f"sys/devices/system/node/node{n}/distance").write_bytes(b"?\n")
+    finding = only(nn.doctor(root=root), "files")
+    assert finding.summary.startswith("8 file(s) could not be read as the kernel writes them: ")
+    assert finding.summary.endswith("; and 3 more") and len(finding.details["files"]) == 8
+
+
+def test_an_unreadable_balancing_switch_is_unknown_not_off(tmp_path):
+    m = machine.lab()
+    root = m.write(tmp_path)
+    (root / "proc/sys/kernel/numa_balancing").write_text("on\n")
+    finding = only(nn.doctor(root=root), "numa-balancing")
+    assert finding.severity is Severity.INFO
+    assert finding.summary == (
+        "whether automatic NUMA balancing is on is unknown: "
+        "/proc/sys/kernel/numa_balancing holds 'on', not a number"
+    )
+    (root / "proc/sys/kernel/numa_balancing").unlink()
+    assert only(nn.doctor(root=root), "numa-balancing").summary == (
+        "no automatic NUMA balancing here"
+    )
+
+
+def test_the_probe_asks_about_this_machine_not_the_copy(tmp_path):
+    # the copy's node 900 would not fit this kernel's node masks
+    m = machine.Machine(cpus={0: (0,), 900: (1,)})
+    report = nn.doctor(root=m.write(tmp_path), probe=True)
+    assert only(report, "policy-syscalls").severity is Severity.OK
+    assert not report.of("files")
+
+
+def test_this_machine_reads_every_file():
+    report = nn.doctor()
+    assert not report.of("files"), [str(f) for f in report.of("files")]
