@@ -830,6 +830,8 @@ def _parallel_call(
         zero = tuple(None if o is None else _plain(o)[empty] for o in out)
         probe = ufunc(*pieces(0, 0), out=zero, **kw)
     probes = probe if isinstance(probe, tuple) else (probe,)
+    if any(p.dtype.flags & _NUMPY_INITIALISES for p in probes):
+        return NotImplemented  # object or StringDType results (dtype=object): NumPy's path
     given = (None,) * len(probes) if out is None else out
     outs = tuple(
         _output(shape, p.dtype, layout) if o is None else o
@@ -862,6 +864,11 @@ def _parallel_reduce(
         return NotImplemented
     if a.dtype.hasobject:
         return NotImplemented
+    try:  # dtype=object: Python objects, the GIL serialises them anyway
+        if np.dtype(kwargs.get("dtype")).flags & _NUMPY_INITIALISES:
+            return NotImplemented
+    except TypeError:
+        return NotImplemented  # NumPy raises its own error
     if kwargs.get("out") is not None or "initial" in kwargs:
         return NotImplemented
     if kwargs.get("where", True) is not True:

@@ -496,8 +496,8 @@ def test_multi_output_ufuncs_with_a_partial_out(in_team):
             o_us, o_np = nn.partitioned_empty(data.shape), np.empty(data.shape)
             got, expected = call(p, o_us), call(data, o_np)
             assert isinstance(got, tuple) and len(got) == len(expected) == 2
-            for g, e, mine, theirs in zip(got, expected, (o_us, o_us), (o_np, o_np)):
-                assert (g is mine) == (e is theirs)  # the caller's own out, else a new array
+            for g, e in zip(got, expected, strict=True):
+                assert (g is o_us) == (e is o_np)  # the caller's own out, else a new array
                 assert g is not None and g.dtype == e.dtype
                 np.testing.assert_array_equal(g, e)
             if in_team and hasattr(np.add, "resolve_dtypes"):  # the parallel path allocated it
@@ -551,7 +551,7 @@ def test_map_blocks_of_no_rows_is_funcs_result_on_no_rows(make):
             got = got if isinstance(got, tuple) else (got,)
             expected = expected if isinstance(expected, tuple) else (expected,)
             assert len(got) == len(expected)
-            for g, e in zip(got, expected):
+            for g, e in zip(got, expected, strict=True):
                 assert type(g) is nn.PartitionedArray and g.shape == e.shape and g.dtype == e.dtype
         out = np.empty(a.shape)
         assert team.map_blocks(np.negative, a, out=out) is out
