@@ -138,6 +138,44 @@ def test_refused_set_mempolicy_by_fault_injection(err):
     assert finding.summary.startswith("refused: set_mempolicy: ")
 
 
+SECCOMP_FIX = (
+    "Docker/Podman: run the container with `--cap-add SYS_NICE` (the default seccomp "
+    "profile then allows mbind, set_mempolicy, get_mempolicy, move_pages and "
+    "migrate_pages), or with `--security-opt seccomp=PROFILE.json` whose profile "
+    'allows them; Kubernetes: `securityContext: {capabilities: {add: ["SYS_NICE"]}}` '
+    "or a seccompProfile that allows them"
+)
+NO_FILTER_CAUSE = (
+    "Cause: no seccomp filter (Seccomp: {}): a security module (SELinux, AppArmor) or a "
+    "sandbox refuses them; look for denials in the audit log (`ausearch -m avc`, `dmesg`)"
+)
+FILTER_CAUSE = (
+    "Cause: a seccomp filter is installed in this process (Seccomp: 2 in /proc/self/status): "
+    "container runtimes' default profiles refuse these calls unless the container has "
+    "CAP_SYS_NICE"
+)
+
+
+@pytest.mark.parametrize("err", [errno.EACCES, errno.EPERM])
+def test_a_denied_mbind_gets_the_permission_fix(err):
+    # EACCES is what SELinux and AppArmor answer; EPERM what seccomp profiles do
+    with injected(lib.NN_FAULT_MBIND, err):
+        finding = only(nn.doctor(), "policy-syscalls")
+    seccomp = finding.details["seccomp"]
+    assert finding.severity is Severity.ERROR
+    assert finding.summary.startswith("refused: mbind: ")
+    assert finding.fix == SECCOMP_FIX
+    cause = FILTER_CAUSE if seccomp == "2" else NO_FILTER_CAUSE.format(seccomp or "?")
+    assert finding.impact.endswith(". " + cause)
+
+
+def test_an_errno_that_is_no_permission_gets_no_permission_fix():
+    with injected(lib.NN_FAULT_MBIND, errno.EINVAL):
+        finding = only(nn.doctor(), "policy-syscalls")
+    assert finding.fix == "see the errno: the call itself refused its arguments here"
+    assert "Cause:" not in finding.impact
+
+
 def run_under_seccomp(err: str, code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "tests/fixtures/seccomp.py"), err, "--"]
@@ -176,6 +214,18 @@ def test_refused_by_a_seccomp_filter(err):
         assert "Seccomp: 2" in finding["impact"] and "--cap-add SYS_NICE" in finding["fix"]
     else:
         assert "CONFIG_NUMA" in finding["impact"]
+
+
+@needs_seccomp
+def test_refused_with_eacces_by_a_seccomp_filter():
+    code = "import json, numa_numpy as nn; print(json.dumps(nn.doctor().as_dict()))"
+    done = run_under_seccomp("EACCES", code)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    finding = next(f for f in report["findings"] if f["check"] == "policy-syscalls")
+    assert finding["details"]["calls"]["mbind"] == "EACCES"
+    assert finding["fix"] == SECCOMP_FIX
+    assert finding["impact"].endswith(". " + FILTER_CAUSE)
 
 
 @needs_seccomp
@@ -385,6 +435,94 @@ def test_numa_balancing_from_files(tmp_path, mode, nodes, severity):
     assert finding.severity is severity
     if severity is Severity.WARNING:
         assert "echo 0 > /proc/sys/kernel/numa_balancing" in finding.fix
+
+
+BALANCING_OFF_FIX = "echo 0 > /proc/sys/kernel/numa_balancing (or boot with numa_balancing=disable)"
+
+
+@pytest.mark.parametrize(
+    "mode, cpus, memory, severity, summary, fix",
+    [
+        (0, 2, 2, Severity.OK, "automatic NUMA balancing is off", ""),
+        (
+            1,
+            1,
+            1,
+            Severity.INFO,
+            "automatic NUMA balancing is on (mode 1) with one memory node",
+            BALANCING_OFF_FIX,
+        ),
+        (
+            2,
+            1,
+            1,
+            Severity.INFO,
+            "automatic NUMA balancing is on (mode 2) with one memory node",
+            BALANCING_OFF_FIX,
+        ),
+        # two nodes, one of them without memory: still one memory node
+        (
+            1,
+            2,
+            1,
+            Severity.INFO,
+            "automatic NUMA balancing is on (mode 1) with one memory node",
+            BALANCING_OFF_FIX,
+        ),
+        # exactly two memory nodes: the smallest machine where pages can move
+        (
+            1,
+            2,
+            2,
+            Severity.WARNING,
+            "automatic NUMA balancing is on (kernel.numa_balancing=1)",
+            BALANCING_OFF_FIX,
+        ),
+        (
+            3,
+            2,
+            2,
+            Severity.WARNING,
+            "automatic NUMA balancing is on (kernel.numa_balancing=3)",
+            BALANCING_OFF_FIX,
+        ),
+        (
+            2,
+            2,
+            2,
+            Severity.INFO,
+            "memory-tiering balancing is on (kernel.numa_balancing=2)",
+            "echo 0 > /proc/sys/kernel/numa_balancing to keep pages where they are placed",
+        ),
+        (
+            1,
+            3,
+            3,
+            Severity.WARNING,
+            "automatic NUMA balancing is on (kernel.numa_balancing=1)",
+            BALANCING_OFF_FIX,
+        ),
+        (
+            1,
+            8,
+            8,
+            Severity.WARNING,
+            "automatic NUMA balancing is on (kernel.numa_balancing=1)",
+            BALANCING_OFF_FIX,
+        ),
+    ],
+)
+def test_numa_balancing_severity_by_memory_nodes(
+    tmp_path, mode, cpus, memory, severity, summary, fix
+):
+    m = machine.Machine(
+        cpus={n: (n,) for n in range(cpus)},
+        memory_mib={n: 512 if n < memory else 0 for n in range(cpus)},
+        numa_balancing=mode,
+    )
+    finding = only(diagnose(tmp_path, m), "numa-balancing")
+    assert (finding.severity, finding.summary, finding.fix) == (severity, summary, fix)
+    assert finding.details == {"numa_balancing": mode}
 
 
 def test_numa_balancing_switched_on_this_machine():
