@@ -106,15 +106,14 @@ class PartitionedArray(np.ndarray):
     True
     """
 
-    _layout: Layout | None = None
-    #: What `_layout` was made for (see `_fingerprint`): NumPy lets an array's
-    #: shape, dtype, strides (and, in NumPy 1, data) change in place, and a
-    #: layout of other rows would split the wrong memory.
-    _made_for: tuple[Any, ...] | None = None
+    #: The layout and what it was made for (see `_fingerprint`), set together
+    #: (one attribute: a thread never sees one without the other). NumPy lets
+    #: an array's shape, dtype, strides (and, in NumPy 1, data) change in
+    #: place, and a layout of other rows would split the wrong memory.
+    _split: tuple[Layout, tuple[Any, ...]] | None = None
 
     def __array_finalize__(self, obj: Any) -> None:
-        self._layout = None  # views do not keep the layout: their rows differ
-        self._made_for = None
+        self._split = None  # views do not keep the layout: their rows differ
 
     def __reduce__(self) -> Any:  # pickles as a plain ndarray
         return np.asarray(self).view(np.ndarray).__reduce__()
@@ -149,15 +148,15 @@ def _valid_layout(x: PartitionedArray) -> Layout | None:
     or memory were changed in place: ``a.shape = ...``, ``a.dtype = ...``)
     the split the allocator recorded, read again for what `x` is now, or None
     (then NumPy's own path runs)."""
-    layout = x._layout
-    if layout is None:
+    split = x._split
+    if split is None:
         return None
     now = _fingerprint(x)
-    if x._made_for == now:
-        return layout
+    if split[1] == now:
+        return split[0]
     fresh = _allocator_layout(x)
     if fresh is not None:  # else keep the old one: valid again if x changes back
-        x._layout, x._made_for = fresh, now
+        x._split = (fresh, now)
     return fresh
 
 
@@ -233,7 +232,7 @@ def layout_of(a: Any) -> Layout | None:
     shared array's (from its header), or, for an array NumPy allocated in a
     ``policy(Partitioned(...))`` scope (or a contiguous view starting where its
     memory starts), the split the allocator recorded."""
-    if isinstance(a, PartitionedArray) and a._layout is not None:
+    if isinstance(a, PartitionedArray) and a._split is not None:
         return _valid_layout(a)
     if not isinstance(a, np.ndarray) or not a.size or not a.ndim:
         return None
@@ -298,8 +297,7 @@ def _allocate(
     else:
         actual = _rows(byte_bounds, rowbytes, nrows, k)
     arr = root.view(PartitionedArray)
-    arr._layout = Layout(shape, axis, nodes, actual, order)
-    arr._made_for = _fingerprint(arr)
+    arr._split = (Layout(shape, axis, nodes, actual, order), _fingerprint(arr))
     return arr  # type: ignore[no-any-return]
 
 
@@ -344,7 +342,7 @@ def _writers(dtype: np.dtype[Any]) -> NodeTeam | None:
 def _zero(arr: PartitionedArray, team: NodeTeam) -> None:
     """Zero bytes everywhere (what np.zeros gives every dtype it does not
     initialise itself), each block by its node's workers."""
-    layout = arr._layout
+    layout = _valid_layout(arr)
     if layout is None or not arr.nbytes:
         return
     raw = arr.view(np.ndarray).reshape(-1, order="A").view(np.uint8)  # memory order
@@ -363,7 +361,7 @@ def _fill(arr: PartitionedArray, value: Any) -> None:
     writes are the first touch), else here."""
     plain = arr.view(np.ndarray)
     team = _writers(arr.dtype) if arr.size else None
-    layout = arr._layout
+    layout = _valid_layout(arr)
     src = None
     if team is not None and layout is not None:
         try:  # converted once, here: NumPy's errors and warnings, once
@@ -759,7 +757,7 @@ def _lead(
     """The first partitioned array (of `shape`) whose layout still describes
     it, and that layout."""
     for x in arrays:
-        if isinstance(x, PartitionedArray) and x._layout is not None:
+        if isinstance(x, PartitionedArray) and x._split is not None:
             if shape is None or x.shape == shape:
                 layout = _valid_layout(x)
                 if layout is not None:
