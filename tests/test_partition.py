@@ -480,6 +480,12 @@ def test_a_layout_is_used_only_for_what_it_was_made_for():
         e.shape = (1 << 15,)  # back: valid again
         assert e.layout is not None and float((e * 3).sum()) == 3.0 * (1 << 15)
 
+        f = nn.partitioned_zeros((1 << 14, 2))
+        other = np.arange(40000.0)
+        f.__setstate__(other.__reduce__()[2])  # other memory, shape and all
+        assert f.layout is None and float((f + 1).sum()) == float((other + 1).sum())
+        assert f.sum() == other.sum()
+
 
 @pytest.mark.parametrize("in_team", [False, True])
 def test_multi_output_ufuncs_with_a_partial_out(in_team):
