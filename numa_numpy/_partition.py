@@ -360,7 +360,7 @@ def _fill(arr: PartitionedArray, value: Any) -> None:
     broadcasting): by each block's local workers when a team runs (their
     writes are the first touch), else here."""
     plain = arr.view(np.ndarray)
-    team = _writers(arr.dtype) if arr.size else None
+    team = _writers(arr.dtype) if arr.ndim and arr.size else None  # 0-d: no rows
     layout = _valid_layout(arr)
     src = None
     if team is not None and layout is not None:
@@ -754,10 +754,10 @@ def _convert_scalars(
 def _lead(
     arrays: Sequence[Any], shape: tuple[int, ...] | None
 ) -> tuple[PartitionedArray, Layout] | tuple[None, None]:
-    """The first partitioned array (of `shape`) whose layout still describes
-    it, and that layout."""
+    """The first partitioned array (of `shape`) with rows (not 0-d) whose
+    layout still describes it, and that layout."""
     for x in arrays:
-        if isinstance(x, PartitionedArray) and x._split is not None:
+        if isinstance(x, PartitionedArray) and x._split is not None and x.ndim:
             if shape is None or x.shape == shape:
                 layout = _valid_layout(x)
                 if layout is not None:
@@ -928,7 +928,7 @@ def map_blocks(team: NodeTeam, func: Any, arrays: tuple[Any, ...], out: Any) -> 
     from ._replicas import Replicas
 
     team._require_running()
-    _, found = _lead([x for x in arrays if getattr(x, "ndim", 0)], None)  # rows to split
+    _, found = _lead(arrays, None)
     for x in arrays if found is None else ():  # NumPy's arrays from a Partitioned scope
         found = layout_of(x) if isinstance(x, np.ndarray) and x.ndim else None
         if found is not None:

@@ -183,6 +183,9 @@ def test_every_ufunc_equals_numpy(team, dtype):
             both(ufunc, a)
         for op in (operator.eq, operator.ne, operator.lt, operator.add, operator.mul):
             both(op, a, b)  # ndarray's operators (structured == compares fields)
+        lo, hi = np.sort(data.ravel()[[2, 9]])
+        both(lambda x: np.clip(x, lo, hi), a)  # three inputs (a ufunc in NumPy 2)
+        both(lambda x: x.clip(row, hi), a)
         for ufunc in BINARY:
             both(ufunc, a, b)
             both(ufunc, a, row)  # broadcast along the blocks' other axis
@@ -312,6 +315,29 @@ def test_constructors_equal_numpy(team, dtype, order):
                     like(plain) if like is not np.empty_like else like(plain).shape)
     for value in (0, 1, sample(dtype, (3,))[2]):
         assert_same(outcome(np.full_like, a, value)[0], outcome(np.full_like, plain, value)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_zero_dimensional_arrays_equal_numpy(team, dtype):
+    """0-d: no rows to split; every path gives NumPy's answer."""
+    value = sample(dtype, (3,))[1]
+    for ours, theirs in [(nn.partitioned_zeros, np.zeros), (nn.partitioned_ones, np.ones),
+                         (nn.partitioned_empty, np.empty)]:
+        got, expected = outcome(ours, (), dtype)[0], outcome(theirs, (), dtype)[0]
+        assert_same(got if ours is not nn.partitioned_empty else got.shape,
+                    expected if theirs is not np.empty else expected.shape)
+    a, plain = nn.partitioned_full((), value, dtype), np.full((), value, dtype)
+    assert_same(a, plain)
+    rows = partitioned(sample(dtype, (ROWS,)))
+    with np.errstate(all="ignore"):
+        for func in (lambda x: x + x, lambda x: x == x, np.negative, np.isnan,
+                     lambda x: x.max(), lambda x: x.sum(),
+                     lambda x: np.maximum.reduce(x, axis=None)):
+            both(func, a)
+        both(np.add, a, rows)  # a 0-d partitioned array beside one with rows
+        both(np.minimum, rows, a)
+    with pytest.raises(TypeError, match="rows to split"):
+        team.map_blocks(np.copy, a)
 
 
 @pytest.mark.parametrize("dtype", [None, "i2", "f4", "U3", "O"])
