@@ -61,9 +61,7 @@ def _shortfall(options: AllocationOptions, topo: Topology) -> Enforcement:
     return Enforcement(EnforcementLevel.STRICT if options.strict else EnforcementLevel.BEST_EFFORT)
 
 
-def _new_arena(
-    options: AllocationOptions, topo: Topology, parts: tuple[Policy, ...] | None
-) -> Any:
+def _new_arena(options: AllocationOptions, topo: Topology, parts: tuple[Policy, ...] | None) -> Any:
     policy = options.policy
     # a partitioned arena's small blocks (sharing pages) follow its first part
     binding, _mask = binding_struct(parts[0] if parts else policy, topo)
