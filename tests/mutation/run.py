@@ -33,9 +33,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import tomllib
 
 HERE = Path(__file__).resolve().parent
 C_SUFFIXES = {".c", ".h", ".cdef"}
@@ -133,7 +134,7 @@ def apply_edits(text: str, edits: list[Edit]) -> tuple[str | None, str]:
         start = text.index(e.original)
         spans.append((start, start + len(e.original), e.replacement))
     spans.sort()
-    for (_s0, e0, _r0), (s1, _e1, _r1) in zip(spans, spans[1:]):
+    for (_s0, e0, _r0), (s1, _e1, _r1) in zip(spans, spans[1:], strict=False):
         if s1 < e0:
             return None, "edits overlap"
     for start, end, repl in reversed(spans):
@@ -167,11 +168,27 @@ class Tree:
     def pytest(self, tests: list[str], timeout: float) -> tuple[int | str, float, str]:
         """(rc or 'timeout', seconds, pytest's summary: the last line, and the
         first failing test when one failed)."""
-        cmd = [str(self.python), "-m", "pytest", "-x", "-q", "-p", "no:randomly",
-               "-p", "no:cacheprovider", *tests]
+        cmd = [
+            str(self.python),
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            *tests,
+        ]
         start = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=self.root, env=self.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             out, _ = proc.communicate(timeout=timeout)
             rc: int | str = proc.returncode
@@ -199,8 +216,13 @@ class Tree:
             if script.exists():
                 # run outside the tree: cffi would parse the tree's pyproject.toml
                 # with the venv's setuptools otherwise
-                proc = subprocess.run([str(self.python), str(script)], cwd=scratch,
-                                      env=self.env(), capture_output=True, timeout=600)
+                proc = subprocess.run(
+                    [str(self.python), str(script)],
+                    cwd=scratch,
+                    env=self.env(),
+                    capture_output=True,
+                    timeout=600,
+                )
                 built = list(Path(scratch, "numa_numpy").glob("_numa.*.so"))
                 if proc.returncode or len(built) != 1:
                     tail = (proc.stdout + proc.stderr).decode(errors="replace")
@@ -213,7 +235,11 @@ class Tree:
                 # 20 s; --no-build-isolation would need setuptools >= 77 in the venv)
                 proc = subprocess.run(
                     [str(self.python), "-m", "pip", "install", "-q", "--no-deps", "-e", "."],
-                    cwd=self.root, env=self.env(), capture_output=True, timeout=600)
+                    cwd=self.root,
+                    env=self.env(),
+                    capture_output=True,
+                    timeout=600,
+                )
                 if proc.returncode:
                     tail = (proc.stdout + proc.stderr).decode(errors="replace")
                     return False, time.monotonic() - start, tail[-2000:]
@@ -240,8 +266,9 @@ def kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def run_mutant(tree: Tree, m: Mutant, baselines: dict[tuple[str, ...], Baseline],
-               timeout: float | None) -> Result:
+def run_mutant(
+    tree: Tree, m: Mutant, baselines: dict[tuple[str, ...], Baseline], timeout: float | None
+) -> Result:
     start = time.monotonic()
     res = Result(m.id, m.file, "", 0.0, m.tests, m.why)
     path = tree.root / m.file
@@ -259,8 +286,11 @@ def run_mutant(tree: Tree, m: Mutant, baselines: dict[tuple[str, ...], Baseline]
     if key not in baselines:
         rc, secs, last = tree.pytest(m.tests, timeout or 900)
         baselines[key] = Baseline(rc == 0, secs, last)
-        print(f"  baseline {' '.join(m.tests)}: {'ok' if rc == 0 else f'rc={rc}'} "
-              f"({secs:.1f} s) {last}", flush=True)
+        print(
+            f"  baseline {' '.join(m.tests)}: {'ok' if rc == 0 else f'rc={rc}'} "
+            f"({secs:.1f} s) {last}",
+            flush=True,
+        )
     base = baselines[key]
     if not base.ok:
         res.status, res.detail = "baseline-fails", base.summary
@@ -282,7 +312,7 @@ def run_mutant(tree: Tree, m: Mutant, baselines: dict[tuple[str, ...], Baseline]
             res.status, res.detail = "survived", last
         else:
             res.status = "killed"
-            res.detail = ("timeout after %.0f s" % limit) if rc == "timeout" else f"rc={rc}: {last}"
+            res.detail = f"timeout after {limit:.0f} s" if rc == "timeout" else f"rc={rc}: {last}"
     finally:
         path.write_bytes(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
@@ -303,8 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", metavar="ID", help="run only these mutants")
     p.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     p.add_argument("--mutants", type=Path, default=HERE / "mutants.toml")
-    p.add_argument("--timeout", type=float, default=None,
-                   help="seconds per mutated run (default: 3 x baseline + 30, at least 60)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds per mutated run (default: 3 x baseline + 30, at least 60)",
+    )
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     args = p.parse_args(argv)
     mutants = load_mutants(args.mutants)
@@ -320,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     root = args.tree.resolve()
     if subprocess.run(["git", "-C", str(root), "diff", "--quiet"]).returncode:
         raise SystemExit(f"{root}: the tree has uncommitted changes; mutate a clean checkout")
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                            text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     tree = Tree(root, args.timeout)
     signal.signal(signal.SIGTERM, _sigterm)
     baselines: dict[tuple[str, ...], Baseline] = {}
@@ -338,8 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         clean = subprocess.run(["git", "-C", str(root), "diff", "--quiet"]).returncode == 0
         same_module = hashlib.sha256(tree.module.read_bytes()).hexdigest() == tree.module_hash
     total = time.monotonic() - t0
-    counts = {s: sum(r.status == s for r in results)
-              for s in ("killed", "survived", "stale", "baseline-fails", "invalid")}
+    counts = {
+        s: sum(r.status == s for r in results)
+        for s in ("killed", "survived", "stale", "baseline-fails", "invalid")
+    }
     scored = counts["killed"] + counts["survived"]
     rate = counts["killed"] / scored if scored else None
     print()
@@ -355,19 +392,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  survived {r.id}: {r.why}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "commit": commit,
-            "python": sys.version.split()[0],
-            "mutants_file": args.mutants.name,
-            "counts": counts,
-            "kill_rate": None if rate is None else round(rate, 4),
-            "seconds": round(total, 1),
-            "tree_clean_after": clean and same_module,
-            "results": [asdict(r) for r in results],
-        }, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "commit": commit,
+                    "python": sys.version.split()[0],
+                    "mutants_file": args.mutants.name,
+                    "counts": counts,
+                    "kill_rate": None if rate is None else round(rate, 4),
+                    "seconds": round(total, 1),
+                    "tree_clean_after": clean and same_module,
+                    "results": [asdict(r) for r in results],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     if not clean or not same_module:
-        print("ERROR: the tree is not as it was (git diff or the extension module)",
-              file=sys.stderr)
+        print(
+            "ERROR: the tree is not as it was (git diff or the extension module)", file=sys.stderr
+        )
         return 2
     return 0
 
