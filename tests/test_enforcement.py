@@ -289,3 +289,36 @@ def test_soft_refusal_still_prefaults(fresh_handlers, make):
     del a
     if make == "region":
         owner.close()
+
+
+def test_node_shortfall_judges_plain_ids_only():
+    # a node outside the cpuset is a shortfall for a plain policy; relative ids are
+    # positions in the allowed set and static ids are taken by the kernel as they
+    # are (the cpuset may gain them later), so neither is judged against it
+    import dataclasses
+
+    from numa_numpy._enforcement import node_shortfall
+
+    topo = dataclasses.replace(nn.topology(), allowed_nodes=())
+    assert "outside this process's cpuset" in node_shortfall(nn.Bind(0), topo)
+    assert node_shortfall(nn.Bind(0, static_nodes=True), topo) == ""
+    assert node_shortfall(nn.Bind(0, relative_nodes=True), topo) == ""
+    assert node_shortfall(nn.Bind(0), nn.topology()) == ""
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_ranges_report_the_enforcement_asked_for_and_prefault_only_when_asked(strict):
+    from numa_numpy._shared import _segment_of
+
+    level = nn.EnforcementLevel.STRICT if strict else nn.EnforcementLevel.BEST_EFFORT
+    region = nn.NumaRegion(1 << 20, "bind:0", prefault="none", huge_pages="none",
+                           strict=strict)
+    shared = nn.shared_zeros(1 << 17, node=0, prefault="none", strict=strict)
+    try:
+        assert region.enforcement.level is level
+        assert _segment_of(shared).enforcement.level is level
+        assert region.placement().not_present == 256  # nothing faulted in
+        assert nn.placement(shared).not_present == nn.placement(shared).total_pages
+    finally:
+        region.close()
+        shared.unlink()

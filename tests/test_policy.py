@@ -187,3 +187,40 @@ def test_a_home_node_that_does_not_exist_raises_even_soft():
             policy.check_nodes(nn.topology())
         with pytest.raises(nn.InvalidNodeError, match=f"node {missing} does not exist"):
             nn.numa_zeros(10, policy=policy)
+
+
+SET_MEMPOLICY_HOME_NODE = 450  # the same number on x86_64 and aarch64
+
+
+@pytest.mark.parametrize("home", [None, 0])
+def test_home_node_zero_reaches_the_kernel(home):
+    # node 0 is a home node like any other: refuse set_mempolicy_home_node alone
+    # (a seccomp filter) and a strict Bind(0, home_node=0) must fail, while the
+    # same policy without a home node is untouched by the filter
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fixtures import seccomp
+
+    if not seccomp.supported():
+        pytest.skip("no seccomp filter for this architecture")
+    if nn.topology().kernel < (5, 17):
+        pytest.skip("this kernel has no set_mempolicy_home_node")
+    code = (
+        "import errno, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from fixtures import seccomp\n"
+        f"seccomp.install(errno.EPERM, ({SET_MEMPOLICY_HOME_NODE},))\n"
+        "import numa_numpy as nn\n"
+        f"policy = nn.Bind(0, home_node={home})\n"
+        "try:\n"
+        "    nn.numa_zeros(1 << 18, policy=policy, strict=True)\n"
+        "    print('allocated')\n"
+        "except nn.PolicyNotEnforcedError as exc:\n"
+        "    print('refused', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("allocated" if home is None else "refused"), out.stdout
