@@ -1015,20 +1015,59 @@ def process_cache():
     nn.set_cache_decay()
 
 
+# The cache's clock is coarse (CLOCK_MONOTONIC_COARSE: a few ms per tick): frees
+# meant to have different ages are this far apart.
+TICK_S = 0.05
+
+
 def test_one_budget_evicts_the_oldest_block_of_any_arena(arena, process_cache):
+    """By age, not by the order the arenas were made in: the oldest block is in
+    the arena made last (a scan that prefers either end of the list of arenas,
+    or ignores the time, keeps the wrong one)."""
     process_cache(12 * MiB, 12 * MiB, -1)
     first, second = arena(), arena()
     p = lib.nn_arena_malloc(first, 5 * MiB)
     q = lib.nn_arena_malloc(second, 5 * MiB)
-    r = lib.nn_arena_malloc(second, 5 * MiB)
-    old = address(p)
-    lib.nn_arena_free(first, p)  # oldest
-    lib.nn_arena_free(second, q)
-    assert cache_stats()["cached_bytes"] == stats(first)["cached_bytes"] * 2 > 0
-    lib.nn_arena_free(second, r)  # over the budget: the oldest (first's) goes
-    assert stats(first)["cached_bytes"] == 0
-    assert stats(second)["cached_bytes"] == cache_stats()["cached_bytes"] <= 12 * MiB
+    r = lib.nn_arena_malloc(first, 5 * MiB)
+    old, kept = address(q), address(p)
+    lib.nn_arena_free(second, q)  # oldest, in the arena made second
+    time.sleep(TICK_S)
+    lib.nn_arena_free(first, p)
+    assert cache_stats()["cached_bytes"] == stats(second)["cached_bytes"] * 2 > 0
+    time.sleep(TICK_S)
+    lib.nn_arena_free(first, r)  # over the budget: the oldest (second's) goes
+    assert stats(second)["cached_bytes"] == 0
+    assert stats(first)["cached_bytes"] == cache_stats()["cached_bytes"] <= 12 * MiB
     assert not is_bound_vma(old)
+    assert is_bound_vma(kept)
+
+
+@pytest.mark.parametrize("cap", ["budget", "arena"])
+def test_eviction_within_one_arena_takes_its_oldest_block(arena, process_cache, cap):
+    """Three blocks freed at different times into one arena whose cache holds
+    two: the first freed goes (process budget: evict_global; the arena's own
+    cap: make_room), the two newer stay cached."""
+    if cap == "budget":
+        process_cache(12 * MiB, 12 * MiB, -1)
+    else:
+        process_cache(1 << 30, 32 * MiB, -1)
+    a = arena()
+    if cap == "arena":
+        lib.nn_arena_set_cache_limit(a, 12 * MiB)
+    ptrs = [lib.nn_arena_malloc(a, 5 * MiB) for _ in range(3)]
+    addrs = [address(p) for p in ptrs]
+    length = mapping(ptrs[0])[1]
+    for p in ptrs:
+        lib.nn_arena_free(a, p)
+        time.sleep(TICK_S)
+    assert stats(a)["cached_bytes"] == 2 * length
+    assert not is_bound_vma(addrs[0])  # the oldest was unmapped
+    assert is_bound_vma(addrs[1]) and is_bound_vma(addrs[2])
+    # and the cache hands back the newer two
+    again = [lib.nn_arena_malloc(a, 5 * MiB) for _ in range(2)]
+    assert sorted(address(p) for p in again) == sorted(addrs[1:])
+    for p in again:
+        lib.nn_arena_free(a, p)
 
 
 def test_blocks_beyond_the_hot_allowance_are_cooled_not_dropped(arena, process_cache):
