@@ -1309,9 +1309,7 @@ def test_emptied_chunks_go_to_the_cache_and_come_back_dirty_but_calloc_is_zero(
     assert bind_bytes() == before + 3 * CHUNK  # cached: still mapped and bound
     # Reused as chunks (no new mapping); their bytes are old, calloc clears them.
     zeroed = [lib.nn_arena_calloc(a, 1, SMALL_LIMIT) for _ in range(3 * PER_CHUNK)]
-    assert {address(p) & ~(CHUNK - 1) for p in zeroed} == {
-        address(p) & ~(CHUNK - 1) for p in ptrs
-    }
+    assert {address(p) & ~(CHUNK - 1) for p in zeroed} == {address(p) & ~(CHUNK - 1) for p in ptrs}
     assert all(is_zero(p, SMALL_LIMIT) for p in zeroed)
     s = stats(a)
     assert s["chunk_bytes"] == 3 * CHUNK and s["cached_bytes"] == 0
