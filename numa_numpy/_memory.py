@@ -1,7 +1,8 @@
 """Introspection and control of the memory numa_numpy's handlers hold.
 
-Freed large blocks (above 64 KiB) are kept in one cache for the whole process,
-so that their pages are reused without faulting them in again. The cache has a
+Freed large blocks (above 64 KiB), and the 1 MiB chunks small arrays are
+carved from once every array in them is freed, are kept in one cache for the
+whole process, so that their pages are reused without faulting them in again. The cache has a
 budget derived from the process's memory limit (cgroup v1 or v2, else the
 machine's memory), keeps at most a small "hot" share of it as it is and marks
 the rest MADV_FREE, so the kernel takes those pages back under memory pressure
@@ -188,9 +189,11 @@ def set_cache_limit(nbytes: int | None = None) -> None:
 
     Notes
     -----
-    Only freed *large* blocks are budgeted; the chunks small arrays are carved
-    from are not. Cached blocks stay placed and faulted in, which is why a
-    cached ``np.empty`` is cheap, and why RSS monitors count them.
+    Freed large blocks are budgeted, and so are the 1 MiB chunks small arrays
+    are carved from once every array in a chunk is freed (the chunk being
+    carved stays); a chunk holding one live array stays with it. Cached blocks
+    stay placed and faulted in, which is why a cached ``np.empty`` is cheap,
+    and why RSS monitors count them.
 
     Examples
     --------
@@ -278,11 +281,19 @@ def memory_stats() -> dict[str, dict[str, Any]]:
     was never written), ``reclaimed_bytes`` (cumulative: pages of lazy blocks
     that were not in memory when the block was finally unmapped),
     ``decayed_bytes`` and ``evicted_bytes`` (cumulative: unmapped after the
-    decay time / to stay within the budget), ``decay_thread``, and the
-    sums over handlers of ``used_bytes``, ``live_blocks``, ``chunk_bytes``,
-    ``large_bytes``, ``fallbacks`` and ``huge_fallbacks`` (so a loop over all
-    entries reads it as a totals row). Handlers forgotten by `forget_handlers()` but still in use
-    (by a thread's scope, a live array) are listed with ``retired: True``.
+    decay time / to stay within the budget), ``cached_chunk_bytes`` (of
+    ``cached_bytes``, emptied chunks of small arrays), ``decay_thread``, and
+    the sums over handlers of ``used_bytes``, ``live_blocks``, ``chunk_bytes``,
+    ``large_bytes``, ``released_chunk_bytes``, ``fallbacks`` and
+    ``huge_fallbacks`` (so a loop over all entries reads it as a totals row).
+
+    Per handler, ``chunk_bytes`` is what is mapped for small arrays now,
+    ``cached_bytes`` what its cache holds (freed large blocks and emptied
+    chunks), of which ``cached_chunk_bytes`` emptied chunks, and
+    ``released_chunk_bytes`` (cumulative) the chunks given back once every
+    small array in them was freed: to the cache, or unmapped. Handlers
+    forgotten by `forget_handlers()` but still in use (by a thread's scope, a
+    live array) are listed with ``retired: True``.
 
     Returns
     -------
@@ -308,7 +319,15 @@ def memory_stats() -> dict[str, dict[str, Any]]:
     """
     out: dict[str, dict[str, Any]] = {}
     totals = dict.fromkeys(
-        ("used_bytes", "live_blocks", "chunk_bytes", "large_bytes", "fallbacks", "huge_fallbacks"),
+        (
+            "used_bytes",
+            "live_blocks",
+            "chunk_bytes",
+            "large_bytes",
+            "released_chunk_bytes",
+            "fallbacks",
+            "huge_fallbacks",
+        ),
         0,
     )
     for handler in all_handlers():

@@ -1015,20 +1015,59 @@ def process_cache():
     nn.set_cache_decay()
 
 
+# The cache's clock is coarse (CLOCK_MONOTONIC_COARSE: a few ms per tick): frees
+# meant to have different ages are this far apart.
+TICK_S = 0.05
+
+
 def test_one_budget_evicts_the_oldest_block_of_any_arena(arena, process_cache):
+    """By age, not by the order the arenas were made in: the oldest block is in
+    the arena made last (a scan that prefers either end of the list of arenas,
+    or ignores the time, keeps the wrong one)."""
     process_cache(12 * MiB, 12 * MiB, -1)
     first, second = arena(), arena()
     p = lib.nn_arena_malloc(first, 5 * MiB)
     q = lib.nn_arena_malloc(second, 5 * MiB)
-    r = lib.nn_arena_malloc(second, 5 * MiB)
-    old = address(p)
-    lib.nn_arena_free(first, p)  # oldest
-    lib.nn_arena_free(second, q)
-    assert cache_stats()["cached_bytes"] == stats(first)["cached_bytes"] * 2 > 0
-    lib.nn_arena_free(second, r)  # over the budget: the oldest (first's) goes
-    assert stats(first)["cached_bytes"] == 0
-    assert stats(second)["cached_bytes"] == cache_stats()["cached_bytes"] <= 12 * MiB
+    r = lib.nn_arena_malloc(first, 5 * MiB)
+    old, kept = address(q), address(p)
+    lib.nn_arena_free(second, q)  # oldest, in the arena made second
+    time.sleep(TICK_S)
+    lib.nn_arena_free(first, p)
+    assert cache_stats()["cached_bytes"] == stats(second)["cached_bytes"] * 2 > 0
+    time.sleep(TICK_S)
+    lib.nn_arena_free(first, r)  # over the budget: the oldest (second's) goes
+    assert stats(second)["cached_bytes"] == 0
+    assert stats(first)["cached_bytes"] == cache_stats()["cached_bytes"] <= 12 * MiB
     assert not is_bound_vma(old)
+    assert is_bound_vma(kept)
+
+
+@pytest.mark.parametrize("cap", ["budget", "arena"])
+def test_eviction_within_one_arena_takes_its_oldest_block(arena, process_cache, cap):
+    """Three blocks freed at different times into one arena whose cache holds
+    two: the first freed goes (process budget: evict_global; the arena's own
+    cap: make_room), the two newer stay cached."""
+    if cap == "budget":
+        process_cache(12 * MiB, 12 * MiB, -1)
+    else:
+        process_cache(1 << 30, 32 * MiB, -1)
+    a = arena()
+    if cap == "arena":
+        lib.nn_arena_set_cache_limit(a, 12 * MiB)
+    ptrs = [lib.nn_arena_malloc(a, 5 * MiB) for _ in range(3)]
+    addrs = [address(p) for p in ptrs]
+    length = mapping(ptrs[0])[1]
+    for p in ptrs:
+        lib.nn_arena_free(a, p)
+        time.sleep(TICK_S)
+    assert stats(a)["cached_bytes"] == 2 * length
+    assert not is_bound_vma(addrs[0])  # the oldest was unmapped
+    assert is_bound_vma(addrs[1]) and is_bound_vma(addrs[2])
+    # and the cache hands back the newer two
+    again = [lib.nn_arena_malloc(a, 5 * MiB) for _ in range(2)]
+    assert sorted(address(p) for p in again) == sorted(addrs[1:])
+    for p in again:
+        lib.nn_arena_free(a, p)
 
 
 def test_blocks_beyond_the_hot_allowance_are_cooled_not_dropped(arena, process_cache):
@@ -1210,3 +1249,172 @@ def test_partitioned_prefault_and_realloc():
         lib.nn_arena_free(arena, grown)
     finally:
         lib.nn_arena_destroy(arena)
+
+
+# ---- emptied chunks leave the small blocks (issue 22, item 14) ------------------------
+#
+# A chunk whose every small block is free again is no longer kept for small
+# blocks: its free blocks come off the free lists and the chunk goes to the
+# process-wide cache under the same budget, hot share and decay as a freed large
+# block (or is unmapped where the cache keeps nothing). Only the chunk being
+# carved stays. Blocks of SMALL_LIMIT take 64 KiB + 16: 15 fit in a chunk.
+
+PER_CHUNK = (CHUNK - 64) // (SMALL_LIMIT + HEADER)
+
+
+def fill_chunks(a, nchunks: int, size: int = SMALL_LIMIT) -> list:
+    per = (CHUNK - 64) // (size + HEADER)
+    ptrs = [lib.nn_arena_malloc(a, size) for _ in range(per * nchunks)]
+    assert all(p != ffi.NULL for p in ptrs)
+    for p in ptrs:
+        ffi.memmove(p, b"\xab" * size, size)
+    assert len({address(p) & ~(CHUNK - 1) for p in ptrs}) == nchunks
+    return ptrs
+
+
+def test_emptied_chunks_are_unmapped_when_the_cache_keeps_nothing(arena, process_cache):
+    process_cache(64 * MiB, 32 * MiB, 0)  # decay 0: nothing is cached
+    a = arena()
+    before = bind_bytes()
+    ptrs = fill_chunks(a, 4)
+    assert bind_bytes() == before + 4 * CHUNK
+    for p in ptrs:
+        lib.nn_arena_free(a, p)
+    # three chunks emptied and given back; the one being carved stays
+    assert bind_bytes() == before + CHUNK
+    s = stats(a)
+    assert s["chunk_bytes"] == CHUNK and s["cached_bytes"] == 0
+    assert s["released_chunk_bytes"] == 3 * CHUNK
+    # the free lists hold nothing of the unmapped chunks: a new round maps afresh
+    again = fill_chunks(a, 4)
+    assert stats(a)["chunk_bytes"] == 4 * CHUNK
+    for p in again:
+        lib.nn_arena_free(a, p)
+    assert bind_bytes() == before + CHUNK
+
+
+def test_emptied_chunks_go_to_the_cache_and_come_back_dirty_but_calloc_is_zero(
+    arena, process_cache
+):
+    process_cache(64 * MiB, 32 * MiB, -1)
+    a = arena()
+    before = bind_bytes()
+    ptrs = fill_chunks(a, 3)
+    for p in ptrs:
+        lib.nn_arena_free(a, p)
+    s, c = stats(a), cache_stats()
+    assert s["chunk_bytes"] == CHUNK
+    assert s["cached_bytes"] == s["cached_chunk_bytes"] == 2 * CHUNK
+    assert c["cached_chunk_bytes"] == c["cached_bytes"] == 2 * CHUNK
+    assert bind_bytes() == before + 3 * CHUNK  # cached: still mapped and bound
+    # Reused as chunks (no new mapping); their bytes are old, calloc clears them.
+    zeroed = [lib.nn_arena_calloc(a, 1, SMALL_LIMIT) for _ in range(3 * PER_CHUNK)]
+    assert {address(p) & ~(CHUNK - 1) for p in zeroed} == {address(p) & ~(CHUNK - 1) for p in ptrs}
+    assert all(is_zero(p, SMALL_LIMIT) for p in zeroed)
+    s = stats(a)
+    assert s["chunk_bytes"] == 3 * CHUNK and s["cached_bytes"] == 0
+    assert cache_stats()["cached_chunk_bytes"] == 0
+    assert bind_bytes() == before + 3 * CHUNK
+    for p in zeroed:
+        lib.nn_arena_free(a, p)
+    # large blocks never take a cached chunk: a 1 MiB request maps its own
+    big = lib.nn_arena_malloc(a, CHUNK - 2 * PAGE)
+    assert address(big) & ~(CHUNK - 1) not in {address(p) & ~(CHUNK - 1) for p in ptrs}
+    lib.nn_arena_free(a, big)
+    cached = stats(a)["cached_bytes"]
+    assert cached >= 2 * CHUNK
+    assert lib.nn_arena_trim(a) == cached
+    assert bind_bytes() == before + CHUNK
+
+
+def test_emptied_chunks_count_against_the_budget(arena, process_cache):
+    process_cache(2 * MiB, 2 * MiB, -1)
+    a = arena()
+    before = bind_bytes()
+    for p in fill_chunks(a, 6):
+        lib.nn_arena_free(a, p)
+    c = cache_stats()
+    assert c["cached_bytes"] == c["cached_chunk_bytes"] == 2 * CHUNK
+    assert bind_bytes() == before + 3 * CHUNK  # the current chunk and the budget's two
+    assert stats(a)["released_chunk_bytes"] == 5 * CHUNK
+
+
+def test_emptied_chunks_decay_like_large_blocks(arena, process_cache):
+    process_cache(64 * MiB, 32 * MiB, 100)
+    a = arena()
+    before = bind_bytes()
+    decayed = cache_stats()["decayed_bytes"]
+    for p in fill_chunks(a, 3):
+        lib.nn_arena_free(a, p)
+    assert stats(a)["cached_chunk_bytes"] == 2 * CHUNK
+    for _ in range(100):
+        if stats(a)["cached_bytes"] == 0:
+            break
+        time.sleep(0.05)
+    assert stats(a)["cached_bytes"] == 0
+    assert cache_stats()["decayed_bytes"] - decayed == 2 * CHUNK
+    assert bind_bytes() == before + CHUNK
+
+
+def test_an_emptied_current_chunk_is_carved_again(arena):
+    """The chunk being carved is never given back; when every block of it is
+    free and a request does not fit what is left, it is carved from the start
+    again rather than a new chunk being mapped."""
+    a = arena()
+    before = bind_bytes()
+    ptrs = fill_chunks(a, 1, 56 * KiB)  # 18 blocks of 56 KiB: 15 KiB left over
+    for p in ptrs:
+        lib.nn_arena_free(a, p)
+    q = lib.nn_arena_calloc(a, 1, SMALL_LIMIT)  # another class; does not fit the rest
+    assert address(q) & ~(CHUNK - 1) == address(ptrs[0]) & ~(CHUNK - 1)
+    assert is_zero(q, SMALL_LIMIT)
+    assert stats(a)["chunk_bytes"] == CHUNK and bind_bytes() == before + CHUNK
+    # the old 56 KiB blocks are off the free list: the next one is carved after q
+    r = lib.nn_arena_malloc(a, 56 * KiB)
+    assert address(r) == address(q) + SMALL_LIMIT + HEADER
+    lib.nn_arena_free(a, q)
+    lib.nn_arena_free(a, r)
+
+
+def test_small_blocks_from_many_threads_keep_chunks_consistent(process_cache):
+    """Threads allocating and freeing small blocks of mixed classes, so chunks
+    empty, go to the cache and come back while others carve: no block
+    overlaps or loses its bytes, and every chunk is accounted for."""
+    process_cache(8 * MiB, 4 * MiB, -1)
+    a = new_arena("bind")
+    before = bind_bytes()
+    errors: list[str] = []
+    barrier = threading.Barrier(3)
+
+    def churn(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        live: list[tuple[object, int, int]] = []
+        barrier.wait()
+        for step in range(3000):
+            if live and (len(live) > 300 or rng.random() < 0.45):
+                p, size, s = live.pop(int(rng.integers(len(live))))
+                if not holds(p, size, s):
+                    errors.append(f"block of {size} overwritten")
+                lib.nn_arena_free(a, p)
+            else:
+                size = int(rng.choice([16, 100, 1000, 8000, 40_000, SMALL_LIMIT]))
+                p = lib.nn_arena_malloc(a, size)
+                fill(p, size, seed * 10_000 + step)
+                live.append((p, size, seed * 10_000 + step))
+        for p, size, s in live:
+            if not holds(p, size, s):
+                errors.append(f"block of {size} overwritten")
+            lib.nn_arena_free(a, p)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    s = stats(a)
+    assert s["live_blocks"] == 0 and s["used_bytes"] == 0
+    assert s["released_chunk_bytes"] > 0
+    assert bind_bytes() - before == s["chunk_bytes"] + s["cached_bytes"]
+    lib.nn_arena_destroy(a)
+    assert bind_bytes() == before

@@ -62,16 +62,32 @@ typedef struct part_cuts {
     size_t cut[NN_MAX_PARTS - 1];
 } part_cuts;
 
-/* At the start of every chunk (chunks are CHUNK_SIZE-aligned). */
+/* At the start of every chunk (chunks are CHUNK_SIZE-aligned; blocks start
+ * CHUNK_HEAD bytes in). `live` counts the blocks handed out and not freed:
+ * when it falls to 0 in a chunk that is not the one being carved, the chunk's
+ * free blocks are taken off the free lists and the chunk leaves the small
+ * blocks for the cache (under the budget) or the kernel. */
 typedef struct chunk_head {
     nn_arena *owner;
-    struct chunk_head *next;
+    struct chunk_head *next, *prev; /* the arena's chunks */
+    char *end;                      /* blocks were carved up to here */
+    size_t live;
     int status;
 } chunk_head;
+#define CHUNK_HEAD 64
+_Static_assert(sizeof(chunk_head) <= CHUNK_HEAD, "a chunk's head fits before its blocks");
 
+/* A free small block, over its header and first bytes: `next` replaces the
+ * size, kind and magic stay, `prev` is in the data (every class has >= 16
+ * bytes). Lists are doubly linked so that an empty chunk's blocks can be taken
+ * off them; a list head's `prev` is stale (never read: the head is known by
+ * free_lists[kind] == block), so taking the head writes nothing but the list. */
 typedef struct free_block {
     struct free_block *next;
+    uint32_t kind, magic;
+    struct free_block *prev;
 } free_block;
+_Static_assert(sizeof(free_block) <= HEADER + 16, "a free block fits the smallest class");
 
 /* A freed large mapping kept for reuse. "Hot" entries keep their pages as they
  * are (as glibc's heap keeps freed memory), within a small process-wide
@@ -83,6 +99,7 @@ typedef struct cache_entry {
     uint64_t freed_ms;  /* coarse monotonic time of the free, for decay */
     unsigned char lazy; /* MADV_FREE'd (or being so) */
     unsigned char busy; /* being cooled outside the lock: not to be taken */
+    unsigned char chunk; /* an emptied chunk: reused only as a chunk */
 } cache_entry;
 
 struct nn_arena {
@@ -96,6 +113,8 @@ struct nn_arena {
     nn_binding *parts; /* masks owned */
     free_block *free_lists[NCLASSES];
     char *bump, *bump_end;
+    chunk_head *cur;   /* the chunk bump points into (never given back) */
+    int bump_dirty;    /* cur came from the cache: its free space is not zero */
     chunk_head *chunks;
     chunk_head *spare; /* mapped by a thread that lost a growth race: used next */
     cache_entry cache[CACHE_SLOTS]; /* oldest first */
@@ -154,7 +173,8 @@ static struct {
     long long decay_ms; /* unused this long: unmapped; < 0 never, 0 no cache */
     size_t cached, lazy; /* atomics; hot = cached - lazy (one atomic on the hot path) */
     size_t reclaimed, decayed, evicted; /* atomics: cumulative bytes */
-} cache = {(size_t)256 << 20, (size_t)32 << 20, 10000, 0, 0, 0, 0, 0};
+    size_t chunks; /* atomic: of cached, emptied chunks */
+} cache = {(size_t)256 << 20, (size_t)32 << 20, 10000, 0, 0, 0, 0, 0, 0};
 
 static size_t load(const size_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 static void add(size_t *v, size_t n) { __atomic_add_fetch(v, n, __ATOMIC_RELAXED); }
@@ -238,6 +258,10 @@ static cache_entry remove_entry(nn_arena *a, int i)
     sub(&cache.cached, e.map.length);
     if (e.lazy)
         sub(&cache.lazy, e.map.length);
+    if (e.chunk) {
+        a->stats.cached_chunk_bytes -= e.map.length;
+        sub(&cache.chunks, e.map.length);
+    }
     return e;
 }
 
@@ -501,6 +525,7 @@ void nn_cache_stats_get(nn_cache_stats *out)
     out->reclaimed_bytes = load(&cache.reclaimed);
     out->decayed_bytes = load(&cache.decayed);
     out->evicted_bytes = load(&cache.evicted);
+    out->cached_chunk_bytes = load(&cache.chunks);
     pthread_mutex_lock(&purger.lock);
     out->decay_thread = purger.running;
     pthread_mutex_unlock(&purger.lock);
@@ -840,14 +865,67 @@ size_t nn_arena_trim(nn_arena *a)
     return release_all(victims, n, NULL);
 }
 
+/* Make room in a's own cache for `len` more bytes and a slot, unmapping the
+ * oldest outside the lock (a few at a time: a small stack on the free path). */
+static void make_room(nn_arena *a, size_t len)
+{
+    for (;;) {
+        cache_entry victims[4];
+        int n = 0, i;
+        lock(a);
+        while (n < 4 &&
+               (a->stats.cached_bytes + len > a->stats.cache_limit || a->ncached == CACHE_SLOTS) &&
+               (i = oldest_idle(a)) >= 0)
+            victims[n++] = remove_entry(a, i);
+        unlock(a);
+        if (!n)
+            return;
+        release_all(victims, n, &cache.evicted);
+    }
+}
+
+/* a's lock held: keep `m` in a's cache if the arena's cap and a slot allow. */
+static int cache_insert(nn_arena *a, const nn_mapping *m, int chunk, uint64_t now)
+{
+    if (a->ncached >= CACHE_SLOTS || a->stats.cached_bytes + m->length > a->stats.cache_limit)
+        return 0;
+    a->cache[a->ncached++] = (cache_entry){*m, now, 0, 0, (unsigned char)chunk};
+    a->stats.cached_bytes += m->length;
+    add(&cache.cached, m->length);
+    if (chunk) {
+        a->stats.cached_chunk_bytes += m->length;
+        add(&cache.chunks, m->length);
+    }
+    return 1;
+}
+
+/* Whether a freed mapping of `len` bytes may be cached at all (the arena's
+ * cap is checked again under its lock). */
+static int cacheable(const nn_arena *a, size_t len)
+{
+    return len <= a->stats.cache_limit && len <= cache.limit && decay_ms() != 0;
+}
+
+/* Something was cached by a: the hot allowance, the budget and decay apply. */
+static void cache_settle(nn_arena *a)
+{
+    if (hot_now() > cache.hot_limit)
+        cool(a);
+    if (load(&cache.cached) > cache.limit)
+        evict_global(cache.limit);
+    purger_kick();
+}
+
 /* ---- small blocks ---- */
+
+static int chunk_huge(const nn_arena *a) { return a->huge == NN_HUGE_NONE ? NN_HUGE_NONE : NN_HUGE_SYSTEM; }
 
 /* A new CHUNK_SIZE-aligned, policy-bound chunk, mapped without the arena's
  * lock (mmap + mbind take microseconds; other threads' small blocks go on). */
 static int map_chunk(nn_arena *a, chunk_head **out, nn_mapping *m)
 {
     nn_prefault_plan none = {NN_PREFAULT_NONE, 0, NULL, 0};
-    int huge = a->huge == NN_HUGE_NONE ? NN_HUGE_NONE : NN_HUGE_SYSTEM;
+    int huge = chunk_huge(a);
     /* Over-map so a CHUNK_SIZE-aligned window exists, then trim. */
     int rc = nn_map(&a->binding, 2 * CHUNK_SIZE, 0, huge, &none, map_options(a), m);
     if (rc)
@@ -861,23 +939,119 @@ static int map_chunk(nn_arena *a, chunk_head **out, nn_mapping *m)
     chunk_head *c = (chunk_head *)aligned;
     c->owner = a;
     c->status = m->status;
+    c->live = 0;
+    c->end = (char *)c + CHUNK_HEAD;
     *out = c;
     return 0;
 }
 
-static void use_chunk(nn_arena *a, chunk_head *c)
+/* Carve from c next (lock held); `dirty`: its free space may hold old bytes. */
+static void use_chunk(nn_arena *a, chunk_head *c, int dirty)
 {
-    a->bump = (char *)c + 64;
+    if (a->cur)
+        a->cur->end = a->bump;
+    a->cur = c;
+    c->end = (char *)c + CHUNK_HEAD;
+    a->bump = (char *)c + CHUNK_HEAD;
     a->bump_end = (char *)c + CHUNK_SIZE;
+    a->bump_dirty = dirty;
+}
+
+static void link_chunk(nn_arena *a, chunk_head *c)
+{
+    c->prev = NULL;
+    c->next = a->chunks;
+    if (a->chunks)
+        a->chunks->prev = c;
+    a->chunks = c;
+    a->stats.chunk_bytes += CHUNK_SIZE;
+}
+
+static void unlink_chunk(nn_arena *a, chunk_head *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->chunks = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    a->stats.chunk_bytes -= CHUNK_SIZE;
+}
+
+/* Take every block carved from chunk c (up to `end`; all free) off the free
+ * lists (lock held). Each block's class says where the next one starts. */
+static void unlist_blocks(nn_arena *a, chunk_head *c, char *end)
+{
+    for (char *p = (char *)c + CHUNK_HEAD; p < end;) {
+        free_block *f = (free_block *)p;
+        int idx = (int)f->kind;
+        if (idx < 0 || idx >= NCLASSES || f->magic != MAGIC)
+            break; /* cannot happen: blocks are carved back to back */
+        if (a->free_lists[idx] == f)
+            a->free_lists[idx] = f->next;
+        else
+            f->prev->next = f->next;
+        if (f->next)
+            f->next->prev = f->prev;
+        p += class_bytes(idx);
+    }
+}
+
+/* The newest idle emptied chunk in a's cache (lock held), or -1. */
+static int cached_chunk(const nn_arena *a)
+{
+    for (int i = a->ncached - 1; i >= 0; i--)
+        if (a->cache[i].chunk && !a->cache[i].busy)
+            return i;
+    return -1;
+}
+
+/* An emptied chunk leaves the small blocks (a's lock not held): into the
+ * cache under the budget's rules, as a freed large block would, or unmapped. */
+static void chunk_release(nn_arena *a, chunk_head *c)
+{
+    nn_mapping m = {c, CHUNK_SIZE, nn_base_page_size(), chunk_huge(a), c->status, 0};
+    int cached = 0;
+    if (cacheable(a, CHUNK_SIZE)) {
+        if (a->ncached == CACHE_SLOTS || a->stats.cached_bytes + CHUNK_SIZE > a->stats.cache_limit)
+            make_room(a, CHUNK_SIZE);
+        uint64_t now = now_ms();
+        lock(a);
+        cached = cache_insert(a, &m, 1, now);
+        unlock(a);
+    }
+    if (!cached) {
+        nn_unmap(&m);
+        return;
+    }
+    cache_settle(a);
 }
 
 /* Room for `bytes` at the bump pointer; called and returns with the lock held. */
 static int grow_chunks(nn_arena *a, size_t bytes)
 {
     while ((size_t)(a->bump_end - a->bump) < bytes) {
+        if (a->cur && a->cur->live == 0) {
+            /* every block carved from the current chunk is free: carve it anew */
+            unlist_blocks(a, a->cur, a->bump);
+            a->bump = (char *)a->cur + CHUNK_HEAD;
+            a->bump_dirty = 1;
+            continue;
+        }
         if (a->spare) {
-            use_chunk(a, a->spare);
+            use_chunk(a, a->spare, 0);
             a->spare = NULL;
+            continue;
+        }
+        int i = cached_chunk(a);
+        if (i >= 0) { /* an emptied chunk from the cache: no system call */
+            cache_entry e = remove_entry(a, i);
+            chunk_head *c = e.map.base;
+            c->owner = a;
+            c->status = e.map.status;
+            c->live = 0;
+            link_chunk(a, c);
+            use_chunk(a, c, 1);
             continue;
         }
         chunk_head *c;
@@ -890,13 +1064,11 @@ static int grow_chunks(nn_arena *a, size_t bytes)
             return rc;
         }
         note_mapping(a, &m);
-        c->next = a->chunks;
-        a->chunks = c;
-        a->stats.chunk_bytes += CHUNK_SIZE;
+        link_chunk(a, c);
         if ((size_t)(a->bump_end - a->bump) >= bytes && !a->spare)
             a->spare = c; /* another thread grew meanwhile: keep ours for later */
         else
-            use_chunk(a, c);
+            use_chunk(a, c, 0);
     }
     return 0;
 }
@@ -908,9 +1080,10 @@ static void *small_alloc(nn_arena *a, size_t size, int zero)
     block *b;
     int fresh = 0;
     lock(a);
-    if (a->free_lists[idx]) {
-        b = (block *)a->free_lists[idx];
-        a->free_lists[idx] = ((free_block *)b)->next;
+    free_block *f = a->free_lists[idx];
+    if (f) {
+        a->free_lists[idx] = f->next; /* the new head's prev goes stale: never read */
+        b = (block *)f;
     } else {
         if (grow_chunks(a, bytes)) {
             unlock(a);
@@ -918,8 +1091,9 @@ static void *small_alloc(nn_arena *a, size_t size, int zero)
         }
         b = (block *)a->bump;
         a->bump += bytes;
-        fresh = 1; /* never handed out: still zero */
+        fresh = !a->bump_dirty; /* never handed out: still zero */
     }
+    chunk_of(b)->live++;
     a->stats.used_bytes += size;
     a->stats.live_blocks++;
     unlock(a);
@@ -933,12 +1107,26 @@ static void *small_alloc(nn_arena *a, size_t size, int zero)
 
 static void small_free(nn_arena *a, block *b)
 {
+    chunk_head *c = chunk_of(b);
+    free_block *f = (free_block *)b;
+    uint32_t idx = b->kind;
     lock(a);
     a->stats.used_bytes -= b->size;
     a->stats.live_blocks--;
-    ((free_block *)b)->next = a->free_lists[b->kind];
-    a->free_lists[b->kind] = (free_block *)b;
+    free_block *head = a->free_lists[idx];
+    f->next = head;
+    if (head)
+        head->prev = f;
+    a->free_lists[idx] = f;
+    int empty = --c->live == 0 && c != a->cur;
+    if (empty) { /* rare: a chunk's last block */
+        unlist_blocks(a, c, c->end);
+        unlink_chunk(a, c);
+        a->stats.released_chunk_bytes += CHUNK_SIZE;
+    }
     unlock(a);
+    if (empty)
+        chunk_release(a, c);
 }
 
 /* ---- large blocks: [header page][data...] ---- */
@@ -1059,7 +1247,7 @@ static int cache_take(nn_arena *a, size_t need, const size_t *cut, nn_mapping *o
     for (int i = 0; i < a->ncached; i++) {
         size_t len = a->cache[i].map.length;
         /* a partitioned mapping is bound range by range: only the same cuts fit */
-        if (!a->cache[i].busy && len >= need && len - need <= need / 4 &&
+        if (!a->cache[i].busy && !a->cache[i].chunk && len >= need && len - need <= need / 4 &&
             (best < 0 || len < a->cache[best].map.length) &&
             (!cut_bytes || memcmp(cuts_of(&a->cache[i].map)->cut, cut, cut_bytes) == 0))
             best = i;
@@ -1160,25 +1348,6 @@ static void *large_alloc(nn_arena *a, size_t size, int zero)
     return ptr;
 }
 
-/* Make room in a's own cache for `len` more bytes and a slot, unmapping the
- * oldest outside the lock (a few at a time: a small stack on the free path). */
-static void make_room(nn_arena *a, size_t len)
-{
-    for (;;) {
-        cache_entry victims[4];
-        int n = 0, i;
-        lock(a);
-        while (n < 4 &&
-               (a->stats.cached_bytes + len > a->stats.cache_limit || a->ncached == CACHE_SLOTS) &&
-               (i = oldest_idle(a)) >= 0)
-            victims[n++] = remove_entry(a, i);
-        unlock(a);
-        if (!n)
-            return;
-        release_all(victims, n, &cache.evicted);
-    }
-}
-
 static void large_free(nn_arena *a, void *ptr)
 {
     large_head *h = large_of(ptr);
@@ -1186,32 +1355,22 @@ static void large_free(nn_arena *a, void *ptr)
     int cached = 0;
     uint64_t now = now_ms();
     /* A migrated block follows another policy now: it must not be reused as ours. */
-    int cacheable = !(m.status & NN_MAP_MIGRATED) && m.length <= a->stats.cache_limit &&
-                    m.length <= cache.limit && decay_ms() != 0;
-    if (cacheable && (a->ncached == CACHE_SLOTS ||
-                      a->stats.cached_bytes + m.length > a->stats.cache_limit))
+    int keep = !(m.status & NN_MAP_MIGRATED) && cacheable(a, m.length);
+    if (keep && (a->ncached == CACHE_SLOTS ||
+                 a->stats.cached_bytes + m.length > a->stats.cache_limit))
         make_room(a, m.length);
     lock(a);
     a->stats.used_bytes -= header_of(ptr)->size;
     a->stats.live_blocks--;
     a->stats.large_bytes -= m.length;
-    if (cacheable && a->ncached < CACHE_SLOTS &&
-        a->stats.cached_bytes + m.length <= a->stats.cache_limit) {
-        a->cache[a->ncached++] = (cache_entry){m, now, 0, 0};
-        a->stats.cached_bytes += m.length;
-        add(&cache.cached, m.length);
-        cached = 1;
-    }
+    if (keep)
+        cached = cache_insert(a, &m, 0, now);
     unlock(a);
     if (!cached) {
         nn_unmap(&m);
         return;
     }
-    if (hot_now() > cache.hot_limit)
-        cool(a);
-    if (load(&cache.cached) > cache.limit)
-        evict_global(cache.limit);
-    purger_kick();
+    cache_settle(a);
 }
 
 /* mremap keeps the range's policy for a grown tail. */

@@ -21,7 +21,10 @@ typedef struct nn_arena_stats {
     size_t live_blocks;
     size_t chunk_bytes;    /* mapped for small blocks */
     size_t large_bytes;    /* mapped for live large blocks */
-    size_t cached_bytes;   /* freed large mappings kept for reuse */
+    size_t cached_bytes;   /* freed large mappings (and emptied chunks) kept for reuse */
+    size_t cached_chunk_bytes;   /* of cached_bytes, emptied chunks */
+    size_t released_chunk_bytes; /* cumulative: chunks emptied of small blocks and
+                                    given back (to the cache or the kernel) */
     size_t cache_limit;    /* this arena's own cap (its nodes' share) */
     size_t small_limit;    /* largest request served from chunks */
     size_t fallbacks;      /* mappings left unbound in soft mode */
@@ -43,6 +46,7 @@ typedef struct nn_cache_stats {
                                were never written) */
     size_t decayed_bytes;   /* cumulative: unmapped after the decay time */
     size_t evicted_bytes;   /* cumulative: unmapped to stay inside the budget */
+    size_t cached_chunk_bytes; /* of cached_bytes, emptied chunks of small blocks */
     size_t arenas;          /* live arenas */
     int decay_thread;       /* 1 while the decay thread runs */
 } nn_cache_stats;
