@@ -634,3 +634,35 @@ def test_migrate_to_partitioned_is_refused_and_moves_nothing():
     with pytest.raises(nn.InvalidPolicyError, match="partitioned copy"):
         nn.migrate(a, nn.Partitioned())
     assert nn.placement(a).pages == before.pages and (a == 1).all()
+
+
+def test_min_bytes_is_the_smallest_array_that_runs_in_the_team():
+    # the threshold is inclusive for ufuncs and reductions alike: an array of
+    # exactly min_bytes runs block by block, one byte less stays on NumPy's path
+    a = nn.partitioned_full((64, 4), 2.0)
+    for min_bytes, parallel in ((a.nbytes, True), (a.nbytes + 1, False)):
+        with nn.node_team(min_bytes=min_bytes) as team:
+            planned = []
+            plan = team.plan
+            team.plan = lambda *args, **kw: planned.append(args) or plan(*args, **kw)
+            total = a.sum()
+            assert (len(planned) > 0) is parallel, (min_bytes, planned)
+            assert (type(a + 1.0) is nn.PartitionedArray) is parallel
+            del team.plan
+        assert total == 2.0 * a.size
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_cuts_fall_on_pages_as_soon_as_every_node_gets_one(k):
+    # exactly k pages (the last one partly used) is enough for one page per node:
+    # every cut is on a page, not an even split of the bytes
+    from numa_numpy._binding import range_cuts
+    from numa_numpy._lib import lib
+
+    page = int(lib.nn_base_page_size())
+    for size in (k * page, k * page - 100, (k - 1) * page + 1):
+        cuts = range_cuts(size, 1, k)
+        assert all(c % page == 0 for c in cuts), (size, cuts)
+        assert cuts == [i * page for i in range(1, k)], (size, cuts)
+    # fewer pages than nodes: bytes are split evenly instead
+    assert range_cuts((k - 1) * page, 1, k) == [i * (k - 1) * page // k for i in range(1, k)]
