@@ -113,3 +113,26 @@ def test_placement_of_a_strided_memoryview():
 def test_placement_of_something_that_is_no_buffer():
     with pytest.raises(TypeError, match="buffer protocol, not list"):
         nn.placement([1, 2, 3])
+
+
+def test_placement_past_one_batch_reports_each_page_itself():
+    # move_pages is asked 4096 pages at a time: touch only pages of the second
+    # batch and every page must report its own state (a batch writing its status
+    # at the wrong offset shows here)
+    from numa_numpy._lib import lib
+
+    page = int(lib.nn_base_page_size())
+    npages = 4096 + 904
+    region = nn.NumaRegion(npages * page, "bind:0", prefault="none", huge_pages="none")
+    try:
+        view = np.frombuffer(region, np.uint8)
+        touched = np.arange(4096 + 3, npages, 5)
+        view[touched * page] = 1
+        where = region.placement()
+        expected = np.full(npages, -1)
+        expected[touched] = 0
+        np.testing.assert_array_equal(np.where(where.node_of_page >= 0, 0, -1), expected)
+        assert where.not_present == npages - touched.size
+        del view
+    finally:
+        region.close()
