@@ -136,3 +136,38 @@ def test_placement_past_one_batch_reports_each_page_itself():
         del view
     finally:
         region.close()
+
+
+def test_pages_the_kernel_could_not_take_just_now_are_tried_again():
+    # move_pages says -EBUSY for pages it cannot isolate yet (freshly faulted ones
+    # wait in per-CPU batches): those pages, and only those, are tried again
+    import errno
+
+    from numa_numpy._lib import ffi, lib
+
+    page = int(lib.nn_base_page_size())
+    npages = 64
+    region = nn.NumaRegion(npages * page, "bind:0", prefault="touch", huge_pages="none")
+    targets = np.zeros(1, dtype=np.intc)
+    status = np.full(npages, 12345, dtype=np.intc)
+    try:
+        assert lib.nn_inject_fault(lib.NN_FAULT_MOVE_PAGES, errno.EBUSY, 1) == 0
+        rc = lib.nn_move_range(ffi.cast("void *", region.address), npages, page,
+                               ffi.cast("int *", targets.ctypes.data), 1, 0,
+                               ffi.cast("int *", status.ctypes.data))
+        assert rc == 0
+        np.testing.assert_array_equal(status, 0)  # every page answered again: on node 0
+        # always busy: three rounds of single-page retries, then the page keeps
+        # its -EBUSY (no endless loop); the call used exactly 1 + 3 * 64 answers
+        assert lib.nn_inject_fault(lib.NN_FAULT_MOVE_PAGES, errno.EBUSY, 1 + 3 * npages) == 0
+        rc = lib.nn_move_range(ffi.cast("void *", region.address), npages, page,
+                               ffi.cast("int *", targets.ctypes.data), 1, 0,
+                               ffi.cast("int *", status.ctypes.data))
+        assert rc == 0 and (status == -errno.EBUSY).all(), status[:4]
+        rc = lib.nn_move_range(ffi.cast("void *", region.address), npages, page,
+                               ffi.cast("int *", targets.ctypes.data), 1, 0,
+                               ffi.cast("int *", status.ctypes.data))
+        assert rc == 0 and (status == 0).all(), status[:4]
+    finally:
+        lib.nn_inject_fault(lib.NN_FAULT_MOVE_PAGES, 0, 0)
+        region.close()

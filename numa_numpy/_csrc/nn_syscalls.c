@@ -73,6 +73,12 @@ long nn_set_mempolicy(int mode, const unsigned long *mask, unsigned long maxnode
 long nn_move_pages(unsigned long count, void **pages, const int *nodes, int *status,
                    int flags)
 {
+    int fault = nodes ? nn_take_fault(NN_FAULT_MOVE_PAGES) : 0;
+    if (fault) { /* as the kernel says of pages it could not take just now (-EBUSY) */
+        for (unsigned long i = 0; i < count; i++)
+            status[i] = fault;
+        return (long)count;
+    }
     return result(NN_STEP_MOVE_PAGES, syscall(SYS_move_pages, 0, count, pages, nodes, status, flags));
 }
 

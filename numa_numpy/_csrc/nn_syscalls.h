@@ -69,7 +69,8 @@ enum nn_fault_op {
     NN_FAULT_MBIND = 1,
     NN_FAULT_POPULATE = 2,
     NN_FAULT_SET_MEMPOLICY = 3,
-    NN_FAULT_OPS = 4
+    NN_FAULT_MOVE_PAGES = 4, /* a moving call moves nothing; every page reports -err */
+    NN_FAULT_OPS = 5
 };
 int nn_inject_fault(int op, int err, int count);
 /* Returns -errno if an injected fault is due for `op`, else 0. */
