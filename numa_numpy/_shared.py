@@ -56,7 +56,7 @@ from ._options import AllocationOptions, HugePages, Prefault, PrefaultLike, reso
 from ._policy import Local, NodesLike, Partitioned, Policy, PolicyLike, as_policy, validate
 from ._region import buffer_address
 from ._topology import MAX_NODE_ID, topology
-from .errors import NumaError, SharedSegmentError, describe_errno
+from .errors import NumaAllocationError, NumaError, SharedSegmentError, describe_errno
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -306,7 +306,22 @@ def _open(name: str, size: int | None) -> _Segment:
                 field="name",
             )
         if size is not None:
-            os.ftruncate(fd, size)
+            step = "ftruncate"
+            try:
+                os.ftruncate(fd, size)
+                step = "mmap"
+                segment = _Segment(fd, size, flags=mmap.MAP_SHARED)
+            except (OSError, OverflowError) as exc:
+                os.unlink(SHM_DIR / name)  # ours: made by this O_EXCL open
+                code = getattr(exc, "errno", None) or errno.EFBIG
+                raise NumaAllocationError(
+                    f"cannot make a {size}-byte shared segment: {describe_errno(code, step)}",
+                    size=size,
+                    errno=code,
+                    step=step,
+                ) from None
+            segment.name = name
+            return segment
         length = os.fstat(fd).st_size
         if length < FIXED.size:  # mmap refuses an empty file with a bare ValueError
             raise SharedSegmentError(
@@ -448,6 +463,11 @@ def shared_empty(
         chosen = Partitioned(chosen.resolved_nodes(topo))
     dtype, dtype_spec = _shareable(dtype)
     dims = _shape(shape)
+    if math.prod(d for d in dims if d) * max(dtype.itemsize, 1) > sys.maxsize:
+        raise ValueError(  # NumPy's words for it
+            "array is too big; `arr.size * arr.dtype.itemsize` is larger than the maximum "
+            "possible size."
+        )
     if order not in ("C", "F"):
         raise ValueError(f"order must be 'C' or 'F', not {order!r}")
     meta = {"shape": list(dims), "order": order, "dtype": dtype_spec, "policy": str(chosen)}
@@ -475,6 +495,7 @@ def shared_empty(
         segment[FIXED.size : FIXED.size + len(blob)] = blob
         segment[8 : FIXED.size] = fixed[8:]
         segment[:8] = MAGIC  # last: a reader never sees a half-written header as valid
+        header = _header(segment)  # as every attaching process will read it
         options = AllocationOptions(chosen, bool(strict), HugePages.NONE, Prefault.coerce(prefault))
         segment.enforcement = bind_range(
             buffer_address(segment) + data_offset,
@@ -487,10 +508,11 @@ def shared_empty(
                 False,
             ),
         )
+        return _array(segment, header)
     except BaseException:
         _unlink(name)
+        _close(segment)
         raise
-    return _array(segment, _header(segment))
 
 
 class SharedKeywords(TypedDict, total=False):

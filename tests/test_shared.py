@@ -601,3 +601,19 @@ def test_metadata_ending_at_a_page_boundary_keeps_the_data_clear():
         assert values == [0.5, 1.5, 2.5, 3.5, 4.5] and firsts == [7] * 5
         np.testing.assert_array_equal(a["value"], -(np.arange(5) + 0.5))  # the child's writes
         _layout_of(a.shared_name)  # and the metadata is still intact after them
+
+
+@pytest.mark.parametrize("shape, error", [
+    (1 << 60, ValueError),          # more bytes than an array can have: NumPy's ValueError
+    ((0, 1 << 62), ValueError),
+    ((1 << 40, 1 << 40), ValueError),
+    (1 << 44, nn.NumaAllocationError),  # 128 TiB: no address space for the mapping
+])
+def test_a_segment_that_cannot_be_made_leaves_no_file(shape, error):
+    # 1 << 60 gave a raw OverflowError from ftruncate and left an empty file in
+    # /dev/shm under the name, so the next try said "already exists"
+    name = f"nn_test_too_big_{os.getpid()}"
+    for _ in range(2):
+        with pytest.raises(error):
+            nn.shared_zeros(shape, name=name, node=0)
+        assert not (SHM / name).exists()
