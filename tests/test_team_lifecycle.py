@@ -19,8 +19,19 @@ import threading
 import time
 import traceback
 import warnings
+import weakref
 
+import numpy as np
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import numa_numpy as nn
@@ -250,6 +261,27 @@ def test_team_stopped_and_started_while_another_thread_uses_it():
     _wait_no_team_threads()
 
 
+def test_a_ufunc_whose_team_stops_just_before_it_submits_runs_on_the_caller(monkeypatch):
+    a = nn.partitioned_full((64, 2), 1.0)
+    team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
+    plan = team.plan
+
+    def plan_then_stop(*args):  # another thread's last close() lands here
+        chunks = plan(*args)
+        team.close()
+        return chunks
+
+    monkeypatch.setattr(team, "plan", plan_then_stop)
+    with team:
+        assert float((a + 1).sum()) == 2.0 * a.size
+        assert not team.running
+    with team:
+        with pytest.raises(nn.NumaError, match="not running"):  # user code: never inline
+            team.map_blocks(np.sqrt, a)
+    assert not team.running
+    _wait_no_team_threads()
+
+
 ASYNC_OWNER = """
 import asyncio, time
 import numa_numpy as nn
@@ -366,3 +398,279 @@ def test_run_assist_raises_the_callers_own_exception():
         with pytest.raises(KeyError, match="caller's own block"):
             team.run([(node, 0, fine, ()), (node, 1, boom, ())], assist=True)
         assert team.run([(node, 0, fine, ()), (node, 1, fine, ())], assist=True) == [1, 1]
+
+
+# -- hunt: a state machine over teams --------------------------------------------------
+
+
+class TeamLives(RuleBasedStateMachine):
+    """Teams started, closed, entered (nested, out of order, from threads and
+    asyncio tasks), forked, collected unclosed, and used for ufuncs, reductions
+    and map_blocks, checked against NumPy; after every step: the right active
+    team, the right worker threads, and the pools at the running teams' cap or
+    at the original sizes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.teams: list[nn.NodeTeam] = []
+        self.starts: dict[int, int] = {}  # id(team) -> start() calls not closed
+        self.open: list[nn.NodeTeam] = []  # entered in this context, oldest first
+        self.blas = 2 if self._ncpu() >= 2 else 1
+        self.baseline = _pools()
+
+    @staticmethod
+    def _ncpu() -> int:
+        topo = nn.topology()
+        node = nn.node_team().worker_nodes[0]
+        return len(set(topo.node(node).cpus) & set(topo.allowed_cpus))
+
+    def _count(self, team: nn.NodeTeam) -> int:
+        return self.starts[id(team)] + sum(t is team for t in self.open)
+
+    def _pick(self, data: st.DataObject) -> nn.NodeTeam:
+        # an index, not the team: hypothesis keeps what it draws (for its report)
+        return self.teams[data.draw(st.integers(0, len(self.teams) - 1))]
+
+    @rule(blas=st.integers(1, 2), workers=st.integers(1, 2))
+    @precondition(lambda self: len(self.teams) < 3)
+    def new_team(self, blas: int, workers: int) -> None:
+        blas = min(blas, self.blas)
+        workers = max(1, min(workers, self._ncpu() // blas))
+        team = nn.node_team(threads_per_node=workers, blas_threads=blas, min_bytes=1)
+        self.teams.append(team)
+        self.starts[id(team)] = 0
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.teams)
+    def start(self, data: st.DataObject) -> None:
+        team = self._pick(data)
+        team.start()
+        self.starts[id(team)] += 1
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.teams)
+    def close(self, data: st.DataObject) -> None:
+        team = self._pick(data)
+        if self.starts[id(team)] == 0 and any(t is team for t in self.open):
+            return  # would undo an entry's start(): covered by exit_entry
+        team.close()  # a stopped team: nothing
+        self.starts[id(team)] = max(0, self.starts[id(team)] - 1)
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.teams and len(self.open) < 4)
+    def enter(self, data: st.DataObject) -> None:
+        team = self._pick(data)
+        team.__enter__()
+        self.open.append(team)
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.open)
+    def exit_entry(self, data: st.DataObject) -> None:
+        # usually the innermost; sometimes an older one (out of order)
+        i = data.draw(st.integers(0, len(self.open) - 1))
+        team = self.open[i]
+        # the innermost entry of that team leaves
+        j = max(k for k, t in enumerate(self.open) if t is team)
+        del self.open[j]
+        team.__exit__(None, None, None)
+
+    @rule(data=st.data(), rows=st.integers(2, 300))
+    @precondition(lambda self: self.teams)
+    def nested_with_compute(self, data: st.DataObject, rows: int) -> None:
+        outer, inner = self._pick(data), self._pick(data)
+        with outer:
+            assert nn.active_team() is outer
+            _check_compute(outer, rows)
+            with inner:
+                assert nn.active_team() is inner
+                _check_compute(inner, rows)
+            assert nn.active_team() is outer
+
+    @rule(data=st.data(), rows=st.integers(2, 100))
+    @precondition(lambda self: self.teams)
+    def enter_from_threads(self, data: st.DataObject, rows: int) -> None:
+        chosen = [self._pick(data) for _ in range(2)]
+        errors: list[BaseException] = []
+
+        def user(team: nn.NodeTeam) -> None:
+            try:
+                assert nn.active_team() is None
+                with team:
+                    assert nn.active_team() is team
+                    _check_compute(team, rows)
+                assert nn.active_team() is None
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=user, args=(t,), daemon=True) for t in chosen]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(HANG)
+        assert not any(t.is_alive() for t in threads), "a thread entering a team hangs"
+        assert errors == [], "".join(traceback.format_exception(errors[0]))
+
+    @rule(data=st.data(), rows=st.integers(2, 100))
+    @precondition(lambda self: self.teams)
+    def enter_from_tasks(self, data: st.DataObject, rows: int) -> None:
+        chosen = [self._pick(data) for _ in range(3)]
+        expected_outer = self.open[-1] if self.open else None
+
+        async def user(team: nn.NodeTeam, k: int) -> None:
+            assert nn.active_team() is expected_outer  # copied from this context
+            with team:
+                await asyncio.sleep(0.001 * k)
+                assert nn.active_team() is team
+                await asyncio.to_thread(_check_compute, team, rows)
+            assert nn.active_team() is expected_outer
+
+        async def main() -> None:
+            await asyncio.wait_for(
+                asyncio.gather(*(user(t, k) for k, t in enumerate(chosen))), HANG
+            )
+
+        asyncio.run(main())
+
+    @rule(data=st.data(), rows=st.integers(2, 50))
+    @precondition(lambda self: self.teams)
+    def used_while_started_and_stopped(self, data: st.DataObject, rows: int) -> None:
+        team = self._pick(data)
+        with team:
+            ctx = contextvars.copy_context()  # the thread keeps seeing the team
+        errors: list[BaseException] = []
+
+        def user() -> None:
+            try:
+                for _ in range(10):
+                    _check_compute(team, rows)
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=ctx.run, args=(user,), daemon=True)
+        thread.start()
+        while thread.is_alive():
+            team.start()
+            team.close()
+        thread.join(HANG)
+        assert errors == [], "".join(traceback.format_exception(errors[0]))
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.teams)
+    def error_and_cancel_inside(self, data: st.DataObject) -> None:
+        team = self._pick(data)
+        with pytest.raises(KeyError):
+            with team:
+                raise KeyError("inside")
+
+        async def waiter(ready: asyncio.Event) -> None:
+            with team:
+                ready.set()
+                await asyncio.sleep(HANG)  # cancelled here
+
+        async def main() -> None:
+            ready = asyncio.Event()
+            task = asyncio.create_task(waiter(ready))
+            await asyncio.wait_for(ready.wait(), HANG)
+            assert team.running
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(main())
+
+    @rule(data=st.data())
+    @precondition(lambda self: any(not any(t is u for u in self.open) for t in self.teams))
+    def collect_unclosed(self, data: st.DataObject) -> None:
+        free = [t for t in self.teams if not any(t is u for u in self.open)]
+        team = free[data.draw(st.integers(0, len(free) - 1))]
+        self.teams.remove(team)
+        del self.starts[id(team)]
+        ref = weakref.ref(team)
+        del team, free
+        if ref() is not None:  # kept by a cycle (e.g. hypothesis's record of a draw)
+            gc.collect()
+        assert ref() is None
+
+    @rule(rows=st.integers(2, 100))
+    @precondition(lambda self: self.open)
+    def fork(self, rows: int) -> None:
+        team = self.open[-1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+            pid = os.fork()
+        if pid == 0:  # the child: never return into hypothesis
+            code = 1
+            try:
+                ok = nn.active_team() is team and not team.running
+                _check_compute(team, rows)
+                with team:
+                    _check_compute(team, rows)
+                ok = ok and not _team_threads() and _pools() == self.baseline
+                code = 0 if ok else 2
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        assert _wait_for_child(pid, HANG) == 0, "the forked child failed or hung"
+
+    @invariant()
+    def active_team_is_the_innermost_entry(self) -> None:
+        assert nn.active_team() is (self.open[-1] if self.open else None)
+
+    @invariant()
+    def running_matches_the_counts(self) -> None:
+        for team in self.teams:
+            assert team.running == (self._count(team) > 0), team
+
+    @invariant()
+    def worker_threads_are_the_running_teams(self) -> None:
+        expected = sum(sum(t.threads.values()) for t in self.teams if t.running)
+        deadline = time.monotonic() + HANG
+        while len(_team_threads()) != expected and time.monotonic() < deadline:
+            time.sleep(0.005)  # a collected team's workers stop on their own
+        assert len(_team_threads()) == expected
+
+    @invariant()
+    def pools_at_the_running_teams_cap(self) -> None:
+        running = [t.blas_threads for t in self.teams if t.running]
+        if running:
+            assert set(_pools()) <= {min(running)}
+        else:
+            assert _pools() == self.baseline
+
+    def teardown(self) -> None:
+        for team in reversed(self.open):
+            team.__exit__(None, None, None)
+        self.open.clear()
+        for team in self.teams:
+            while team.running:
+                team.close()
+        self.teams.clear()
+        _wait_no_team_threads()
+        assert _pools() == self.baseline
+        assert nn.active_team() is None
+
+
+def _check_compute(team: nn.NodeTeam, rows: int) -> None:
+    """A small partitioned array through the team (or NumPy, when it does not
+    run) equals NumPy's result."""
+    a = nn.partitioned_zeros((rows, 3))
+    expected = np.zeros((rows, 3))
+    assert (a.view(np.ndarray) == expected).all()
+    a[...] = np.arange(rows * 3, dtype=float).reshape(rows, 3)
+    expected[...] = np.arange(rows * 3, dtype=float).reshape(rows, 3)
+    np.testing.assert_array_equal(np.asarray(a * 2 + 1), expected * 2 + 1)
+    assert float(np.sqrt(a).sum()) == pytest.approx(float(np.sqrt(expected).sum()))
+    if team.running:
+        try:
+            mapped = team.map_blocks(lambda x: x - 1, a)
+        except nn.NumaError:  # stopped meanwhile by another user: an error, not a hang
+            return
+        np.testing.assert_array_equal(np.asarray(mapped), expected - 1)
+
+
+def test_team_lives_state_machine(baseline_pools):
+    run_state_machine_as_test(
+        TeamLives,
+        settings=settings(max_examples=30, stateful_step_count=12, deadline=None),
+    )
