@@ -325,21 +325,23 @@ class NodeTeam:
             n: [_Worker(self._state, n, i, self._cpus[n]) for i in range(self.threads[n])]
             for n in self.worker_nodes
         }
-        every = [w for ws in workers.values() for w in ws]
-        for w in every:
-            w.start(started)
-        failures = [exc for exc in (started.get() for _ in every) if exc is not None]
+        launched: list[_Worker] = []
         hold = None
-        try:
+        try:  # whatever fails (a thread that cannot start, an interrupt): none left running
+            for ws in workers.values():
+                for w in ws:
+                    w.start(started)
+                    launched.append(w)
+            failures = [exc for exc in (started.get() for _ in launched) if exc is not None]
             if failures:
                 raise failures[0]
             # Process-wide (threadpoolctl cannot limit one thread): while the
             # team runs, every BLAS/OpenMP pool has at most blas_threads threads.
             hold = _pools.hold(self.blas_threads)
         except BaseException:
-            for w in every:
+            for w in launched:
                 w.tasks.put(_STOP)
-            for w in every:
+            for w in launched:
                 w.thread.join()
             raise
         with self._gate:

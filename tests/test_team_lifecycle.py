@@ -161,6 +161,33 @@ def test_exit_in_a_context_that_did_not_enter_warns_and_still_closes():
     assert nn.active_team() is None and not team.running
 
 
+def test_a_launch_that_fails_half_way_leaves_no_worker_behind(monkeypatch):
+    from numa_numpy import _team
+
+    team = nn.node_team(threads_per_node=_two_workers())
+    if sum(team.threads.values()) < 2:
+        pytest.skip("needs two workers")
+    before = _pools()
+    start = _team._Worker.start
+    calls = []
+
+    def second_fails(self, started):
+        calls.append(self)
+        if len(calls) == 2:
+            raise RuntimeError("can't start new thread")
+        start(self, started)
+
+    monkeypatch.setattr(_team._Worker, "start", second_fails)
+    with pytest.raises(RuntimeError, match="new thread"):
+        team.start()
+    assert not team.running and nn.active_team() is None
+    _wait_no_team_threads(5)  # the first worker was stopped, not left waiting
+    assert _pools() == before
+    monkeypatch.setattr(_team._Worker, "start", start)
+    with team:  # and the team still starts
+        assert team.on_each_worker(lambda: 1) == [1] * sum(team.threads.values())
+
+
 # -- fork (item 7) -------------------------------------------------------------------
 
 
