@@ -352,7 +352,7 @@ def _zero(arr: PartitionedArray, team: NodeTeam) -> None:
         raw[lo * rowbytes : hi * rowbytes] = 0
 
     chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
-    team.run([(n, i, zero, (lo, hi)) for n, i, lo, hi in chunks])
+    team.run([(n, i, zero, (lo, hi)) for n, i, lo, hi in chunks], assist=True)
 
 
 def _fill(arr: PartitionedArray, value: Any) -> None:
@@ -382,7 +382,7 @@ def _fill(arr: PartitionedArray, value: Any) -> None:
         np.copyto(plain[_index(layout, lo, hi)], part)
 
     chunks = team.plan(layout.key(), layout.bounds, layout.nodes)
-    team.run([(n, i, fill, (lo, hi)) for n, i, lo, hi in chunks])
+    team.run([(n, i, fill, (lo, hi)) for n, i, lo, hi in chunks], assist=True)
 
 
 def partitioned_empty(

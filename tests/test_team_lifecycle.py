@@ -309,6 +309,31 @@ def test_a_ufunc_whose_team_stops_just_before_it_submits_runs_on_the_caller(monk
     _wait_no_team_threads()
 
 
+
+@pytest.mark.parametrize("make", ["zeros", "full", "ones"])
+def test_constructors_whose_team_stops_just_before_they_submit_fill_on_the_caller(
+    monkeypatch, make
+):
+    team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
+    plan = team.plan
+
+    def plan_then_stop(*args):  # another thread's last close() lands here
+        chunks = plan(*args)
+        team.close()
+        return chunks
+
+    monkeypatch.setattr(team, "plan", plan_then_stop)
+    with team:
+        if make == "zeros":
+            a, want = nn.partitioned_zeros((64, 2)), 0.0
+        elif make == "full":
+            a, want = nn.partitioned_full((64, 2), 7.0), 7.0
+        else:
+            a, want = nn.partitioned_ones((64, 2)), 1.0
+        assert not team.running
+    assert (a == want).all()
+    _wait_no_team_threads()
+
 ASYNC_OWNER = """
 import asyncio, time
 import numa_numpy as nn
