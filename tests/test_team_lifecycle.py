@@ -726,3 +726,19 @@ def test_team_lives_state_machine(baseline_pools):
         TeamLives,
         settings=settings(max_examples=30, stateful_step_count=12, deadline=None),
     )
+
+
+def test_run_raises_the_first_failure_in_task_order():
+    # several tasks fail: the one listed first is raised, whichever ends first
+    team = nn.node_team(threads_per_node=_two_workers())
+
+    def fail_after(seconds: float, label: str) -> None:
+        time.sleep(seconds)
+        raise ValueError(label)
+
+    with team:
+        node = team.worker_nodes[0]
+        for assist in (False, True):
+            with pytest.raises(ValueError, match="^first"):
+                team.run([(node, 0, fail_after, (0.2, "first")),
+                          (node, 1, fail_after, (0.0, "second"))], assist=assist)
