@@ -248,7 +248,13 @@ def run(examples, seed, last, hang_after=None, any_numa_error=False, shrink=Fals
                 del a, b
         finally:
             (SHM / name).unlink()
-        assert _held(nn, tag) == (0, 0), f"{name}: a mapping or descriptor was left behind"
+        held = _held(nn, tag)
+        if held != (0, 0):  # say whether a reference cycle held it (gone after a collection)
+            import gc
+
+            gc.collect()
+            raise AssertionError(f"{name} ({label}): {held} descriptors and mappings left "
+                                 f"behind; after gc.collect(): {_held(nn, tag)}")
         outcomes[key] = outcomes.get(key, 0) + 1
 
     fuzz()
