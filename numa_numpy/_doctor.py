@@ -1046,6 +1046,8 @@ def doctor(*, root: str | os.PathLike[str] = "/", probe: bool | None = None) -> 
     live = where.resolve() == Path("/")
     where = Path("/") if live else where
     files = KernelFiles(where)
+    if not os.path.isdir(where):
+        files.note(where, "is not a folder" if os.path.exists(where) else "does not exist")
     host = _Host(where, read_topology(where, files), live, files)
     if probe is None:
         probe = live

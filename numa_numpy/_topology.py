@@ -223,7 +223,7 @@ class KernelFiles:
 
     def shown(self, path: Path) -> str:
         """A path as it is on the machine described (without the root's prefix)."""
-        if self.root == Path("/"):
+        if self.root == Path("/") or path == self.root:
             return str(path)
         try:
             return "/" + str(path.relative_to(self.root))

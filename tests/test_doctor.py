@@ -940,3 +940,12 @@ def test_the_probe_asks_about_this_machine_not_the_copy(tmp_path):
 def test_this_machine_reads_every_file():
     report = nn.doctor()
     assert not report.of("files"), [str(f) for f in report.of("files")]
+
+
+def test_a_root_that_is_no_folder_is_named(tmp_path):
+    absent = tmp_path / "absent"
+    files = only(nn.doctor(root=absent), "files").details["files"]
+    assert files[str(absent)] == "does not exist"
+    (tmp_path / "file").write_text("x\n")
+    files = only(nn.doctor(root=tmp_path / "file"), "files").details["files"]
+    assert files == {str(tmp_path / "file"): "is not a folder"}
