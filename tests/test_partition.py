@@ -636,6 +636,7 @@ def test_migrate_to_partitioned_is_refused_and_moves_nothing():
     assert nn.placement(a).pages == before.pages and (a == 1).all()
 
 
+@needs_parallel_ufuncs
 def test_min_bytes_is_the_smallest_array_that_runs_in_the_team():
     # the threshold is inclusive for ufuncs and reductions alike: an array of
     # exactly min_bytes runs block by block, one byte less stays on NumPy's path
