@@ -288,6 +288,10 @@ def test_team_stopped_and_started_while_another_thread_uses_it():
     _wait_no_team_threads()
 
 
+@pytest.mark.skipif(
+    not hasattr(np.add, "resolve_dtypes"),
+    reason="node-parallel ufuncs need NumPy >= 1.24 (ufunc.resolve_dtypes)",
+)
 def test_a_ufunc_whose_team_stops_just_before_it_submits_runs_on_the_caller(monkeypatch):
     a = nn.partitioned_full((64, 2), 1.0)
     team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
