@@ -10,6 +10,13 @@ transparent huge pages, never shared, file-backed or hugetlb; (2) the loop of
 tests/test_leaks.py, with the cache's MADV_FREE'd blocks and emptied chunks
 taken back by the kernel under a cgroup's pressure while they are reused, ends
 with the right values and no signal.
+
+One way to get exactly that signal was found outside our memory: a loop of
+np.ones under on_node(0) dies with SIGBUS (or SIGSEGV) when the compiled module
+it runs is rewritten in place under it (`cp` over the .so: the file's pages are
+truncated while mapped). `pip install -e .` does not do that (setuptools unlinks
+the old file first, so running processes keep theirs), so rebuilding a checkout
+while its tests run is safe; copying a module over a running one is not.
 """
 
 from __future__ import annotations
