@@ -4,7 +4,8 @@ info   the topology (like `numactl --hardware`) and the kernel's capabilities
 check  a self-check: allocate on every node with memory, verify page by page
 doctor what refuses, undoes or slows placement here (seccomp, cpuset, THP,
        NUMA balancing, tiers, thread pools...) and the exact fix; exits 0 when
-       healthy, 1 when a finding defeats placement
+       healthy, 1 when a finding defeats placement; --root DIR diagnoses a
+       copy of another machine's /sys and /proc (e.g. a tar of them)
 maps   per-node memory of a process by kind (like `numastat -p PID`)
 bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node), one
        thread per node; --team: every worker of a node's team at once, and the
@@ -146,6 +147,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="bench: every worker of each node's team at once, plus the whole machine",
     )
     parser.add_argument("--dry-run", action="store_true", help="cleanup: only list")
+    parser.add_argument("--root", help="doctor: a copy of another machine's /sys and /proc")
     # intermixed: options may come before the pid too (`maps --json 1234`)
     args = parser.parse_intermixed_args(argv)
     if args.pid is not None and args.command != "maps":
@@ -156,6 +158,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--dry-run is only for `cleanup`")
     if args.team and args.command != "bench":
         parser.error("--team is only for `bench`")
+    if args.root is not None and args.command != "doctor":
+        parser.error("--root is only for `doctor`")
     return args
 
 
@@ -186,7 +190,7 @@ def _maps(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    diagnosis = doctor()
+    diagnosis = doctor() if args.root is None else doctor(root=args.root)
     print(json.dumps(diagnosis.as_dict(), indent=2) if args.json else str(diagnosis))
     return diagnosis.exit_status
 

@@ -145,8 +145,11 @@ def capabilities() -> Capabilities:
     Examples
     --------
     >>> import numa_numpy as nn
-    >>> nn.capabilities().mbind_permitted in (True, False)
+    >>> caps = nn.capabilities()
+    >>> caps.mbind_permitted == (caps.mbind_error == "")   # refused: the error says why
     True
+    >>> caps.policies["bind"], caps.policies["local"]          # every kernel has these
+    (True, True)
     """
     kernel = kernel_version()
     topo = topology()

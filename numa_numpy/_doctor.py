@@ -1039,7 +1039,8 @@ def doctor(*, root: str | os.PathLike[str] = "/", probe: bool | None = None) -> 
     >>> report = nn.doctor()
     >>> {f.check for f in report} >= {"policy-syscalls", "cpuset", "thp"}
     True
-    >>> report.exit_status in (0, 1)
+    >>> worst = max((f.severity for f in report), key=list(nn.Severity).index)
+    >>> report.exit_status == (1 if worst is nn.Severity.ERROR else 0) == (not report.healthy)
     True
     """
     where = Path(os.fspath(root))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._docstrings import document
 from ._lib import lib
-from ._topology import Topology, format_list, mask_bits, parse_list, topology
+from ._topology import MAX_NODE_ID, Topology, format_list, mask_bits, parse_list, topology
 from .errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
 
 if TYPE_CHECKING:
@@ -73,11 +73,12 @@ def parse_nodes(nodes: Any) -> tuple[int, ...]:
     if isinstance(nodes, bool):
         raise InvalidNodeError(f"a node id must be an int, not {nodes!r}", nodes=(nodes,))
     if isinstance(nodes, str):
-        try:
-            ids = parse_list(nodes)
+        try:  # bounded: "0-99999999999" is no node list, not a set to build
+            ids = parse_list(nodes, high=MAX_NODE_ID)
         except ValueError:
             raise InvalidNodeError(
-                f"cannot parse node list {nodes!r}: expected ids and ranges like '0-2,5'",
+                f"cannot parse node list {nodes!r}: expected ids and ranges like '0-2,5' "
+                f"(ids up to {MAX_NODE_ID}, the kernel's limit)",
                 nodes=(nodes,),
             ) from None
     elif isinstance(nodes, Iterable):

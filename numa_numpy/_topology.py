@@ -675,8 +675,9 @@ class Topology:
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> text = nn.topology().tiers_text()   # one line per tier and per HMAT class
-        >>> isinstance(text, str)
+        >>> topo = nn.topology()
+        >>> lines = topo.tiers_text().splitlines()   # one line per tier, then HMAT
+        >>> len([line for line in lines if line.startswith("memory tier")]) == len(topo.tiers)
         True
         """
         lines = []

@@ -248,11 +248,15 @@ def test_cli_doctor_healthy_here_and_usage_errors(capsys):
     assert main(["doctor"]) == nn.doctor().exit_status
     out = capsys.readouterr().out
     assert "[ok] policy-syscalls" in out
-    assert main(["doctor", "--json"]) in (0, 1)
+    assert main(["doctor", "--json"]) == nn.doctor().exit_status
     data = json.loads(capsys.readouterr().out)
+    assert data["healthy"] is (nn.doctor().exit_status == 0)
     assert {f["check"] for f in data["findings"]} >= {"policy-syscalls", "thp"}
     with pytest.raises(SystemExit) as exc:
         main(["doctor", "123"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "--root", "/"])  # only the doctor reads a copied tree
     assert exc.value.code == 2
 
 

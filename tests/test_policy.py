@@ -8,7 +8,7 @@ import numa_numpy as nn
 from numa_numpy._topology import format_list, parse_list
 
 
-@given(st.sets(st.integers(0, 2000), min_size=1, max_size=40))
+@given(st.sets(st.integers(0, 1023), min_size=1, max_size=40))  # the kernel's ids
 def test_node_list_syntax_round_trips(ids):
     text = format_list(ids)
     assert parse_list(text) == tuple(sorted(ids))
@@ -224,3 +224,13 @@ def test_home_node_zero_reaches_the_kernel(home):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("allocated" if home is None else "refused"), out.stdout
+
+
+def test_a_node_list_past_the_kernels_limit_is_refused_at_once():
+    # refused while parsing: "0-99999999999" built a list of 10**11 ids first
+    for text in ("0-99999999999", "1024", "0,5000-5001"):
+        with pytest.raises(nn.InvalidNodeError, match="ids up to 1023"):
+            nn.parse_nodes(text)
+        with pytest.raises(nn.InvalidNodeError, match="ids up to 1023"):
+            nn.numa_zeros(4, policy=f"interleave:{text}")
+    assert nn.parse_nodes("1023") == (1023,)
