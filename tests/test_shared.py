@@ -370,6 +370,12 @@ def test_a_header_naming_a_pointer_dtype_is_refused_not_crashed():
 
 _MAX_DIMS = 32 if np.lib.NumpyVersion(np.__version__) < "2.0.0" else 64
 # (what is forged, the field the error must name)
+def _padded_meta(length):
+    """Valid metadata of 100 float64 on bind:0, padded with JSON's own whitespace."""
+    blob = b'{"shape": [100], "order": "C", "dtype": "<f8", "policy": "bind:0"'
+    return blob + b" " * (length - len(blob) - 1) + b"}"
+
+
 _BAD_HEADERS = {
     "magic": (dict(magic=b"NNSHAREX"), "magic"),
     "version": (dict(version=3), "version"),
@@ -399,6 +405,11 @@ _BAD_HEADERS = {
     "shape_overflows": (dict(meta={"shape": [0, 1 << 62, 1 << 62]}), "shape"),
     "shape_too_many_dims": (dict(meta={"shape": [1] * (_MAX_DIMS + 1)}), "shape"),
     "shape_beyond_data": (dict(meta={"shape": [10**6]}), "shape"),
+    # fewer elements than data bytes, more bytes than the data: counted in bytes
+    "shape_beyond_data_in_bytes": (dict(meta={"shape": [mmap.PAGESIZE // 8 + 1]}), "shape"),
+    # the data offset past the metadata's length but inside header + metadata
+    "data_offset_inside_the_header": (dict(
+        raw_meta=_padded_meta(mmap.PAGESIZE - 40), data_offset=mmap.PAGESIZE), "data_offset"),
     "dtype_object": (dict(meta={"dtype": "|O"}), "dtype"),
     "dtype_stringdtype": (dict(meta={"dtype": "T"}), "dtype"),
     "dtype_junk": (dict(meta={"dtype": "<f8x"}), "dtype"),
