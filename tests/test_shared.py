@@ -455,6 +455,19 @@ def test_every_header_field_is_checked_before_an_array_is_made(case):
         (SHM / name).unlink()
 
 
+def test_a_shape_is_checked_in_bytes_before_any_array_is_tried():
+    # refused by the header check (which names the bytes), not later by NumPy
+    # finding the buffer too small
+    elements = mmap.PAGESIZE // 8 + 1
+    name = _forge("bytes", meta={"shape": [elements]})
+    try:
+        with pytest.raises(nn.SharedSegmentError,
+                           match=f"needs {elements * 8} bytes; the data holds {mmap.PAGESIZE}"):
+            nn.attach_shared(name)
+    finally:
+        (SHM / name).unlink()
+
+
 def test_the_forger_makes_a_valid_segment_when_told_nothing():
     # the cases above fail for their field, not for the way they were made
     name = _forge("valid", fill=b"")
