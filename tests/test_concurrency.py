@@ -31,6 +31,7 @@ import numpy as np
 import pytest
 
 import numa_numpy as nn
+from processes import wait_for_child
 
 try:
     from numpy._core.multiarray import get_handler_name
@@ -506,27 +507,12 @@ def test_a_numa_array_stays_valid_in_a_forked_child():
             traceback.print_exc()
         finally:
             os._exit(code)
-    code = _wait_for_child(pid, 60)
+    code = wait_for_child(pid, 60)
     assert code is not None, "the forked child hung"
     assert code == 0, CHILD_FAILURES.get(code, f"child exit status {code}")
     # The child's writes were its own.
     assert (big == np.arange(1_000_000)).all() and (small == -np.arange(100)).all()
     assert requested(big) == nn.Bind(0)
-
-
-def _wait_for_child(pid: int, timeout: float) -> int | None:
-    """The child's exit code, or None (after killing it) if it has not exited
-    within `timeout` seconds: a deadline for a hang, not a timing claim."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(0.005)  # polling a child for exit; not synchronisation
 
 
 def test_fork_while_another_thread_is_inside_the_allocator():
@@ -566,7 +552,7 @@ def test_fork_while_another_thread_is_inside_the_allocator():
                         code = 0 if (a == 7).all() and p != ffi.NULL else 2
                     finally:
                         os._exit(code)
-                results.append(_wait_for_child(pid, 20))
+                results.append(wait_for_child(pid, 20))
                 if results[-1] is None:
                     break
     finally:

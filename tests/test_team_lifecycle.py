@@ -35,6 +35,7 @@ from hypothesis.stateful import (
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import numa_numpy as nn
+from processes import wait_for_child
 
 HANG = 30  # seconds: a deadline for a hang, not a timing claim
 
@@ -191,20 +192,6 @@ def test_a_launch_that_fails_half_way_leaves_no_worker_behind(monkeypatch):
 # -- fork (item 7) -------------------------------------------------------------------
 
 
-def _wait_for_child(pid: int, timeout: float) -> int | None:
-    """The child's exit code, or None (after killing it) if it has not exited in time."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(0.005)  # polling a child for exit; not synchronisation
-
-
 def test_fork_inside_a_team_the_child_computes_and_never_hangs():
     a = nn.partitioned_full((4096, 2), 1.0)
     team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
@@ -237,7 +224,7 @@ def test_fork_inside_a_team_the_child_computes_and_never_hangs():
                 os.write(write, repr(report).encode())
                 os._exit(0)
         os.close(write)
-        code = _wait_for_child(pid, HANG)
+        code = wait_for_child(pid, HANG)
         with os.fdopen(read) as f:
             report = f.read()
         assert code is not None, f"the forked child hung after {report!r}"
@@ -288,6 +275,18 @@ def test_team_stopped_and_started_while_another_thread_uses_it():
     _wait_no_team_threads()
 
 
+def _stop_after_planning(monkeypatch, team):
+    """Stop `team` right after it plans a call: another thread's last close()."""
+    plan = team.plan
+
+    def plan_then_stop(*args):
+        chunks = plan(*args)
+        team.close()
+        return chunks
+
+    monkeypatch.setattr(team, "plan", plan_then_stop)
+
+
 @pytest.mark.skipif(
     not hasattr(np.add, "resolve_dtypes"),
     reason="node-parallel ufuncs need NumPy >= 1.24 (ufunc.resolve_dtypes)",
@@ -295,14 +294,7 @@ def test_team_stopped_and_started_while_another_thread_uses_it():
 def test_a_ufunc_whose_team_stops_just_before_it_submits_runs_on_the_caller(monkeypatch):
     a = nn.partitioned_full((64, 2), 1.0)
     team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
-    plan = team.plan
-
-    def plan_then_stop(*args):  # another thread's last close() lands here
-        chunks = plan(*args)
-        team.close()
-        return chunks
-
-    monkeypatch.setattr(team, "plan", plan_then_stop)
+    _stop_after_planning(monkeypatch, team)
     with team:
         assert float((a + 1).sum()) == 2.0 * a.size
         assert not team.running
@@ -319,14 +311,7 @@ def test_constructors_whose_team_stops_just_before_they_submit_fill_on_the_calle
     monkeypatch, make
 ):
     team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
-    plan = team.plan
-
-    def plan_then_stop(*args):  # another thread's last close() lands here
-        chunks = plan(*args)
-        team.close()
-        return chunks
-
-    monkeypatch.setattr(team, "plan", plan_then_stop)
+    _stop_after_planning(monkeypatch, team)
     with team:
         if make == "zeros":
             a, want = nn.partitioned_zeros((64, 2)), 0.0
@@ -667,7 +652,7 @@ class TeamLives(RuleBasedStateMachine):
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        assert _wait_for_child(pid, HANG) == 0, "the forked child failed or hung"
+        assert wait_for_child(pid, HANG) == 0, "the forked child failed or hung"
 
     @invariant()
     def active_team_is_the_innermost_entry(self) -> None:
