@@ -731,7 +731,8 @@ def _convert_scalars(
     picks (NEP 50), so a conversion's warning or error ("overflow encountered
     in cast", OverflowError) is raised once under the caller's np.errstate, as
     NumPy does, and not once per block under the loop's name. None when NumPy
-    cannot say which loop (then NumPy's own path runs)."""
+    cannot say which loop or the scalar does not fit it (then NumPy's own
+    path runs)."""
     if not any(type(x) in _WEAK for x in inputs):
         return inputs
     if "dtype" in kwargs:
@@ -746,9 +747,14 @@ def _convert_scalars(
         )
     except Exception:
         return None
-    return tuple(
-        np.asarray(x, dtype=loop[i]) if type(x) in _WEAK else x for i, x in enumerate(inputs)
-    )
+    try:
+        return tuple(
+            np.asarray(x, dtype=loop[i]) if type(x) in _WEAK else x for i, x in enumerate(inputs)
+        )
+    except OverflowError:
+        # an int out of the loop's range: NumPy decides (an error for arithmetic,
+        # an answer for comparisons, which NumPy 2 evaluates exactly)
+        return None
 
 
 def _lead(

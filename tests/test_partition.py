@@ -667,3 +667,22 @@ def test_cuts_fall_on_pages_as_soon_as_every_node_gets_one(k):
         assert cuts == [i * page for i in range(1, k)], (size, cuts)
     # fewer pages than nodes: bytes are split evenly instead
     assert range_cuts((k - 1) * page, 1, k) == [i * (k - 1) * page // k for i in range(1, k)]
+
+
+@needs_parallel_ufuncs
+def test_comparisons_with_python_ints_out_of_the_dtypes_range_equal_numpy():
+    # NumPy 2 compares an int8 array with 128 exactly; arithmetic with it raises
+    a = nn.partitioned_zeros(64, np.int8)
+    plain = np.zeros(64, np.int8)
+    with nn.node_team(min_bytes=1):
+        for op in (np.equal, np.not_equal, np.less, np.greater_equal):
+            for value in (128, -129, 1 << 70):
+                try:
+                    expected = op(plain, value)
+                except OverflowError:  # NumPy 1: comparisons cast too
+                    with pytest.raises(OverflowError):
+                        op(a, value)
+                    continue
+                np.testing.assert_array_equal(op(a, value), expected)
+        with pytest.raises(OverflowError):
+            np.add(a, 128)
