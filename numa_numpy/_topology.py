@@ -251,8 +251,11 @@ class KernelFiles:
         except NotADirectoryError:
             self._not_a_folder(path)
             return None
-        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-            self.note(path, f"cannot be read: {getattr(exc, 'strerror', None) or exc}")
+        except ValueError:  # Python's words for it differ between versions
+            self.note(path, "cannot be read: its name holds a NUL byte")
+            return None
+        except OSError as exc:
+            self.note(path, f"cannot be read: {exc.strerror or exc}")
             return None
         try:
             mode = os.fstat(fd).st_mode
@@ -343,8 +346,11 @@ class KernelFiles:
             else:
                 self._not_a_folder(path)
             return []
-        except (OSError, ValueError) as exc:
-            self.note(path, f"cannot be listed: {getattr(exc, 'strerror', None) or exc}")
+        except ValueError:
+            self.note(path, "cannot be listed: its name holds a NUL byte")
+            return []
+        except OSError as exc:
+            self.note(path, f"cannot be listed: {exc.strerror or exc}")
             return []
 
 

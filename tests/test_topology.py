@@ -316,7 +316,7 @@ def test_kernel_files_never_raise_for_what_they_hold(tmp_path):
         "/folder": "is a folder, not a file",
         "/file": "is a file where a folder is expected",
         "/loop": "cannot be read: Too many levels of symbolic links",
-        "/nul\0name": "cannot be read: embedded null byte",
+        "/nul\0name": "cannot be read: its name holds a NUL byte",
     }
     assert files.text("/file") == "1\n"  # a string stays under the root
 
