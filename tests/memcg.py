@@ -54,6 +54,13 @@ def _own_paths() -> dict[str, str]:
     return paths
 
 
+def under_address_sanitizer() -> bool:
+    """Whether children run with ASan preloaded (tests/sanitizers/asan.sh): its
+    quarantine keeps freed malloc blocks (NumPy's allocator's too) and its shadow
+    adds an eighth, so a tight limit kills the control as well."""
+    return "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
 @dataclass
 class MemoryCgroup:
     path: Path

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kernel_view import bound_bytes
-from memcg import MemoryCgroup, Unavailable
+from memcg import MemoryCgroup, Unavailable, under_address_sanitizer
 
 import numa_numpy as nn
 from numa_numpy import _memory
@@ -536,9 +536,7 @@ print(json.dumps(stats))
 
 
 def _cgroup(limit: int):
-    if "libasan" in os.environ.get("LD_PRELOAD", ""):
-        # ASan's quarantine keeps freed malloc blocks (NumPy's allocator's too)
-        # and its shadow adds an eighth: the control itself cannot fit.
+    if under_address_sanitizer():
         pytest.skip("NumPy's allocator under AddressSanitizer is no control at this limit")
     try:
         group = MemoryCgroup.create(limit)
