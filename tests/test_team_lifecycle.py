@@ -40,6 +40,18 @@ from processes import wait_for_child
 HANG = 30  # seconds: a deadline for a hang, not a timing claim
 
 
+def _run_threads(target, args, errors, hang_message):
+    """target(arg) on a thread per arg, joined with a deadline for a hang; then
+    neither a hang nor an exception (the targets append theirs to `errors`)."""
+    threads = [threading.Thread(target=target, args=(a,), daemon=True) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(HANG)
+    assert not any(t.is_alive() for t in threads), hang_message
+    assert errors == [], "".join(traceback.format_exception(errors[0]))
+
+
 def _team_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("numa-team-")]
 
@@ -128,13 +140,7 @@ def test_teams_entered_from_threads_and_tasks_at_once():
         except BaseException as exc:  # reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=thread, args=(k,), daemon=True) for k in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(HANG)
-    assert not any(t.is_alive() for t in threads), "a thread hangs"
-    assert errors == [], "".join(traceback.format_exception(errors[0]))
+    _run_threads(thread, range(3), errors, "a thread hangs")
     assert not any(t.running for t in teams)
     _wait_no_team_threads()
 
@@ -543,13 +549,7 @@ class TeamLives(RuleBasedStateMachine):
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=user, args=(t,), daemon=True) for t in chosen]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(HANG)
-        assert not any(t.is_alive() for t in threads), "a thread entering a team hangs"
-        assert errors == [], "".join(traceback.format_exception(errors[0]))
+        _run_threads(user, chosen, errors, "a thread entering a team hangs")
 
     @rule(data=st.data(), rows=st.integers(2, 100))
     @precondition(lambda self: self.teams)
