@@ -41,7 +41,7 @@ from harness import (
 )
 
 import numa_numpy as nn
-from numa_numpy._region import buffer_address
+from numa_numpy._ranges.region import buffer_address
 
 # --------------------------------------------------------------------------- cases
 

@@ -6,9 +6,19 @@ ndarrays whose memory the kernel places by a policy; scopes (`on_node`,
 `placement` asks the kernel where the pages are.
 """
 
-from ._bridge import HANDLER_NAME
-from ._capabilities import Capabilities, capabilities, process_memory
-from ._creation import (
+from ._alloc.bridge import HANDLER_NAME
+from ._alloc.cache import (
+    MemoryPool,
+    forget_handlers,
+    free_all_blocks,
+    get_memory_pool,
+    memory_limit,
+    memory_stats,
+    node_memory_stats,
+    set_cache_decay,
+    set_cache_limit,
+)
+from ._alloc.creation import (
     interleaved_empty,
     interleaved_full,
     interleaved_ones,
@@ -23,24 +33,16 @@ from ._creation import (
     numa_zeros,
     numa_zeros_like,
 )
-from ._doctor import Diagnosis, Finding, Severity, doctor
-from ._enforcement import Enforcement, EnforcementLevel
-from ._ipython import load_ipython_extension as load_ipython_extension
-from ._ipython import unload_ipython_extension as unload_ipython_extension
-from ._memory import (
-    MemoryPool,
-    forget_handlers,
-    free_all_blocks,
-    get_memory_pool,
-    memory_limit,
-    memory_stats,
-    node_memory_stats,
-    set_cache_decay,
-    set_cache_limit,
+from ._alloc.scope import (
+    PolicyScope,
+    current_policy,
+    interleaved,
+    on_node,
+    policy,
+    propagate,
 )
-from ._migrate import migrate
-from ._options import HugePages, Prefault
-from ._partition import (
+from ._alloc.thread import get_thread_policy, pinned, thread_policy
+from ._compute.partition import (
     Partitioned,
     PartitionedArray,
     blocks,
@@ -49,8 +51,16 @@ from ._partition import (
     partitioned_ones,
     partitioned_zeros,
 )
-from ._placement import Placement, placement
-from ._policy import (
+from ._compute.replicas import Replicas, replicate
+from ._compute.team import NodeTeam, active_team, node_team
+from ._diagnostics.capabilities import Capabilities, capabilities, process_memory
+from ._diagnostics.doctor import Diagnosis, Finding, Severity, doctor
+from ._frontends.ipython import load_ipython_extension as load_ipython_extension
+from ._frontends.ipython import unload_ipython_extension as unload_ipython_extension
+from ._kernel.topology import AccessClass, Node, Topology, current_cpu, current_node, topology
+from ._policies.enforcement import Enforcement, EnforcementLevel
+from ._policies.options import HugePages, Prefault
+from ._policies.policy import (
     Bind,
     Default,
     Interleave,
@@ -62,21 +72,11 @@ from ._policy import (
     as_policy,
     parse_nodes,
 )
-from ._region import NumaRegion
-from ._replicas import Replicas, replicate
-from ._scope import (
-    PolicyScope,
-    current_policy,
-    interleaved,
-    on_node,
-    policy,
-    propagate,
-)
-from ._shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
-from ._team import NodeTeam, active_team, node_team
-from ._thread import get_thread_policy, pinned, thread_policy
-from ._topology import AccessClass, Node, Topology, current_cpu, current_node, topology
-from ._weights import InterleaveWeights
+from ._policies.weights import InterleaveWeights
+from ._ranges.migrate import migrate
+from ._ranges.placement import Placement, placement
+from ._ranges.region import NumaRegion
+from ._ranges.shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
 from .errors import (
     CacheSettingError,
     InvalidNodeError,

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from ._capabilities import capabilities, process_memory
-from ._creation import interleaved_zeros, numa_zeros
-from ._doctor import doctor, refusal_hint
-from ._placement import placement
-from ._scope import on_node
-from ._shared import cleanup_shared
-from ._topology import Topology, topology
+from ._alloc.creation import interleaved_zeros, numa_zeros
+from ._alloc.scope import on_node
+from ._diagnostics.capabilities import capabilities, process_memory
+from ._diagnostics.doctor import doctor, refusal_hint
+from ._kernel.topology import Topology, topology
+from ._ranges.placement import placement
+from ._ranges.shared import cleanup_shared
 
 CHECK_BYTES = 8 << 20
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_PROCESS = 0, 1, 2, 3
@@ -119,7 +119,7 @@ def _maps_table(pid: str, usage: dict[str, dict[int, int]]) -> str:
 
 
 def _bench(args: argparse.Namespace) -> tuple[int, Any, str]:
-    from ._bandwidth import bandwidth_matrix, format_matrix
+    from ._diagnostics.bandwidth import bandwidth_matrix, format_matrix
 
     result = bandwidth_matrix(
         size_bytes=args.size_mib << 20,

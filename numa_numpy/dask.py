@@ -101,13 +101,13 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         f" ({error})"
     ) from error
 
-from ._options import HugePages, HugePagesLike, Prefault, PrefaultLike
-from ._policy import Bind, Policy, PolicyLike, as_policy, parse_nodes
-from ._scope import PolicyScope
-from ._scope import policy as _policy_scope
-from ._thread import pinned
-from ._thread import thread_policy as _ThreadPolicy
-from ._topology import topology
+from ._alloc.scope import PolicyScope
+from ._alloc.scope import policy as _policy_scope
+from ._alloc.thread import pinned
+from ._alloc.thread import thread_policy as _ThreadPolicy
+from ._kernel.topology import topology
+from ._policies.options import HugePages, HugePagesLike, Prefault, PrefaultLike
+from ._policies.policy import Bind, Policy, PolicyLike, as_policy, parse_nodes
 from .errors import InvalidNodeError
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ def test_json_output():
 
 
 def test_failing_check_exits_non_zero():
-    code = ("import sys; from numa_numpy._lib import lib; "
+    code = ("import sys; from numa_numpy._kernel.lib import lib; "
             "lib.nn_inject_fault(lib.NN_FAULT_MBIND, 1, 1000); "
             "from numa_numpy.__main__ import main; sys.exit(main(['check']))")
     out = run(code=code)

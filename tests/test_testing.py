@@ -9,8 +9,9 @@ import pytest
 
 import numa_numpy as nn
 from numa_numpy import testing
-from numa_numpy._numa_maps import allocation_unit, mapping_pages
-from numa_numpy._placement import Placement
+from numa_numpy._kernel import topology as _topology
+from numa_numpy._kernel.pages import allocation_unit, mapping_pages
+from numa_numpy._ranges.placement import Placement
 from numa_numpy.testing import assert_interleaved, assert_placed
 from numa_numpy.testing.plugin import skip_reason
 
@@ -191,7 +192,7 @@ def test_marker_rejects_bad_arguments(pytester, args):
 def test_skip_reason_mentions_the_cpuset(tmp_path):
     from fixtures import machine
 
-    topo = nn._topology.read_topology(machine.lab(mems_allowed=(1,)).write(tmp_path))
+    topo = _topology.read_topology(machine.lab(mems_allowed=(1,)).write(tmp_path))
     assert skip_reason(2, topo) == (
         "needs 2 NUMA nodes with memory that this process may use; this machine has 1 "
         "(1 of 0-3, cpuset)"
@@ -226,7 +227,8 @@ def test_lab_assert_interleaved(numa_topology, huge_pages):
 def test_docstring_examples_run():
     import doctest
 
-    from numa_numpy import _doctor, _topology
+    from numa_numpy._diagnostics import doctor as _doctor
+    from numa_numpy._kernel import topology as _topology
 
     for module in (_doctor, testing, _topology):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .._numa_maps import allocation_unit
-from .._placement import Placement, placement
-from .._policy import Interleave, Local, Policy, Preferred, as_policy
-from .._topology import current_node, format_list, topology
+from .._kernel.pages import allocation_unit
+from .._kernel.topology import current_node, format_list, topology
+from .._policies.policy import Interleave, Local, Policy, Preferred, as_policy
+from .._ranges.placement import Placement, placement
 
 __all__ = ["assert_placed", "assert_interleaved"]
 

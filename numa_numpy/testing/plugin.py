@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .._topology import Topology, format_list, topology
+from .._kernel.topology import Topology, format_list, topology
 
 __all__ = ["numa_topology"]
 

@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import gc
 import io
-import os
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import numa_numpy as nn
-from numa_numpy._lib import lib
+from numa_numpy._kernel.lib import lib
 
 try:
     from numpy._core.multiarray import get_handler_name
@@ -437,10 +436,10 @@ def main() -> int:
     del bind, inter, steps
     nn.forget_handlers()
     gc.collect()
-    # numa_numpy's constructors cache their scopes (numa_numpy._creation._SCOPES)
+    # numa_numpy's constructors cache their scopes (numa_numpy._alloc.creation._SCOPES)
     # and a scope keeps the handler it last used, so after forget_handlers() those
     # handlers still hold their chunks (at most one mapping per chunk).
-    from numa_numpy import _creation
+    from numa_numpy._alloc import creation as _creation
     stale = [sc._handler for sc in _creation._SCOPES.values() if sc._handler is not None]
     stale_chunks = sum(h.stats()["chunk_bytes"] for h in stale) // MiB
     maps_after = bound_mappings()

@@ -1,0 +1,492 @@
+import os
+import threading
+
+import numpy as np
+import pytest
+from kernel_view import numa_maps_entry
+
+import numa_numpy as nn
+
+
+def test_pinned_sets_and_restores_affinity():
+    before = os.sched_getaffinity(0)
+    cpu = max(before)
+    with nn.pinned(cpus=[cpu]):
+        assert os.sched_getaffinity(0) == {cpu}
+        assert nn.current_cpu() == cpu
+        with nn.pinned(node=0):
+            assert os.sched_getaffinity(0) == set(nn.topology().node(0).cpus) & before
+        assert os.sched_getaffinity(0) == {cpu}
+    assert os.sched_getaffinity(0) == before
+
+
+def test_pinned_decorator_and_errors():
+    @nn.pinned(cpus=[0])
+    def where():
+        return os.sched_getaffinity(0)
+    assert where() == {0}
+    with pytest.raises(TypeError):
+        nn.pinned()
+    with pytest.raises(nn.InvalidNodeError, match="does not exist"):
+        nn.pinned(node=9)
+    with pytest.raises(nn.InvalidNodeError, match="allowed for this process"):
+        nn.pinned(cpus=[4096])
+
+
+def test_thread_policy_sets_reads_and_restores():
+    assert nn.get_thread_policy() == nn.Default()
+    with nn.thread_policy("bind:0"):
+        assert nn.get_thread_policy() == nn.Bind(0)
+        with nn.thread_policy(nn.Interleave(0, static_nodes=True)):
+            assert nn.get_thread_policy() == nn.Interleave(0, static_nodes=True)
+        assert nn.get_thread_policy() == nn.Bind(0)
+        buf = bytearray(1 << 22)  # a non-NumPy allocation follows the thread policy
+        assert numa_maps_entry(np.frombuffer(buf, np.uint8).ctypes.data).policy in (
+            "bind:0", "default")  # glibc may reuse an older heap mapping
+    assert nn.get_thread_policy() == nn.Default()
+
+
+def test_thread_policy_is_per_thread_and_inherited_by_new_threads():
+    seen = {}
+    asked, answered = threading.Event(), threading.Event()
+
+    def existing():
+        asked.wait(30)
+        seen["existing"] = nn.get_thread_policy()
+        answered.set()
+
+    t = threading.Thread(target=existing)
+    t.start()
+    with nn.thread_policy("bind:0"):
+        asked.set()
+        answered.wait(30)
+        child = threading.Thread(target=lambda: seen.setdefault("new", nn.get_thread_policy()))
+        child.start()
+        child.join()
+    t.join()
+    assert seen["existing"] == nn.Default()  # another thread's policy is untouched
+    assert seen["new"] == nn.Bind(0)  # the kernel copies the creator's policy at clone
+
+
+def test_thread_policy_refused_is_strict():
+    with pytest.raises(nn.InvalidNodeError):
+        with nn.thread_policy("bind:50"):
+            pass  # pragma: no cover
+    with pytest.raises(TypeError, match="home_node"):
+        nn.thread_policy(nn.Bind(0, home_node=0))
+
+
+def test_home_node_is_applied():
+    a = nn.numa_zeros(1 << 18, policy=nn.Bind(0, home_node=0), strict=True)
+    assert nn.placement(a).policy == nn.Bind(0)
+
+
+def test_scope_with_thread_sets_both_and_restores_both(handler_name):
+    with nn.on_node(0, thread=True):
+        assert nn.get_thread_policy() == nn.Bind(0)
+        assert handler_name() == "numa_numpy"
+        with nn.policy("interleave:0", thread=True):
+            assert nn.get_thread_policy() == nn.Interleave(0)
+        assert nn.get_thread_policy() == nn.Bind(0)
+    assert nn.get_thread_policy() == nn.Default()
+    with nn.on_node(0):  # without thread=True the task policy is left alone
+        assert nn.get_thread_policy() == nn.Default()
+
+
+def _two_cpus():
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    return cpus[0], cpus[1]
+
+
+def test_pinned_and_thread_policy_in_interleaved_tasks_restore_their_own_state():
+    # regression: one per-thread stack for both kinds, so a task leaving pinned()
+    # popped the other task's saved policy (TypeError: 'Default' object is not iterable)
+    import asyncio
+
+    c0, _ = _two_cpus()
+    before = os.sched_getaffinity(0)
+
+    async def pin(entered, release):
+        with nn.pinned(cpus=[c0]):
+            entered.set()
+            await release.wait()
+        return os.sched_getaffinity(0)
+
+    async def policy(pinned_in, release):
+        await pinned_in.wait()
+        with nn.thread_policy("bind:0"):
+            release.set()
+            await asyncio.sleep(0.01)  # pin() leaves pinned() while this is inside
+            inside = nn.get_thread_policy()
+        return inside
+
+    async def main():
+        entered, release = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(pin(entered, release), policy(entered, release))
+
+    affinity_after_pin, inside = asyncio.run(main())
+    assert affinity_after_pin == before  # exactly what pinned's own entry saved
+    assert inside == nn.Bind(0)
+    assert os.sched_getaffinity(0) == before
+    assert nn.get_thread_policy() == nn.Default()
+
+
+def test_same_kind_thread_scopes_overlapping_across_awaits_raise_a_clear_error():
+    import asyncio
+
+    c0, c1 = _two_cpus()
+    before = os.sched_getaffinity(0)
+
+    async def first(entered, release):
+        with nn.pinned(cpus=[c0]):
+            entered.set()
+            await release.wait()  # leaves while second() is still inside its pinned()
+
+    async def second(entered, release, done):
+        await entered.wait()
+        with nn.pinned(cpus=[c1]):
+            release.set()
+            await done.wait()
+            inside = os.sched_getaffinity(0)
+        return inside
+
+    async def main():
+        entered, release, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        t1 = asyncio.create_task(first(entered, release))
+        t2 = asyncio.create_task(second(entered, release, done))
+        with pytest.raises(nn.NumaError, match="belong to the OS thread") as info:
+            await t1
+        assert "pinned" in str(info.value)
+        done.set()
+        return await t2
+
+    inside = asyncio.run(main())
+    assert inside == {c1}  # the thread kept the newer setting
+    assert os.sched_getaffinity(0) == before  # and the newer exit restored the original
+
+
+def test_thread_policy_out_of_order_in_generators_raises_and_restores():
+    def gen():
+        with nn.thread_policy("bind:0"):
+            yield
+
+    g = gen()
+    next(g)
+    scope = nn.thread_policy(nn.Interleave(0))
+    scope.__enter__()
+    with pytest.raises(nn.NumaError, match="exited while"):
+        list(g)  # the generator's scope exits under the later one
+    assert nn.get_thread_policy() == nn.Interleave(0)
+    scope.__exit__(None, None, None)
+    assert nn.get_thread_policy() == nn.Default()
+
+
+def test_thread_policy_exit_checks_the_restore():
+    import errno
+
+    from numa_numpy._alloc.thread import _set_thread_policy
+    from numa_numpy._kernel.lib import lib
+
+    scope = nn.thread_policy("bind:0")
+    scope.__enter__()
+    lib.nn_inject_fault(lib.NN_FAULT_SET_MEMPOLICY, errno.EPERM, 1)
+    try:
+        with pytest.raises(nn.NumaError, match=r"cannot restore .*originated from set_mempolicy"):
+            scope.__exit__(None, None, None)
+    finally:
+        lib.nn_inject_fault(lib.NN_FAULT_SET_MEMPOLICY, 0, 0)
+        assert _set_thread_policy(nn.Default()) == 0
+    assert nn.get_thread_policy() == nn.Default()
+
+
+# --- decorated generators, coroutines and async generators ---------------------------
+# CPU affinity and the task policy belong to the OS thread: a decorated body must
+# see them at every resumption (read back from the kernel), and the code that runs
+# between resumptions (the caller, or other asyncio tasks on the same thread) must
+# see the thread's own state.
+
+
+def _one_cpu():
+    before = os.sched_getaffinity(0)
+    if len(before) < 2:
+        pytest.skip("needs two CPUs: pinning to one must be observable")
+    return min(before), before
+
+
+def test_pinned_generator_runs_pinned_at_every_resumption_and_unpinned_between():
+    cpu, before = _one_cpu()
+    seen = []
+
+    @nn.pinned(cpus=[cpu])
+    def gen(n):
+        try:
+            for _ in range(n):
+                got = yield os.sched_getaffinity(0)
+                seen.append((got, os.sched_getaffinity(0)))
+            return "done"
+        finally:
+            seen.append(("finally", os.sched_getaffinity(0)))
+
+    g = gen(2)
+    assert os.sched_getaffinity(0) == before
+    assert next(g) == {cpu}
+    assert os.sched_getaffinity(0) == before  # not leaked onto the caller
+    assert g.send("a") == {cpu}
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(StopIteration) as stop:
+        g.send("b")
+    assert stop.value.value == "done"
+    assert seen == [("a", {cpu}), ("b", {cpu}), ("finally", {cpu})]
+    assert os.sched_getaffinity(0) == before
+    assert gen.__name__ == "gen"
+    assert list(gen(3)) == [{cpu}] * 3
+
+
+def test_pinned_generator_throw_and_close_run_pinned_and_restore():
+    cpu, before = _one_cpu()
+    seen = []
+
+    @nn.pinned(cpus=[cpu])
+    def gen():
+        try:
+            while True:
+                try:
+                    yield os.sched_getaffinity(0)
+                except ValueError:
+                    yield "caught", os.sched_getaffinity(0)
+        finally:
+            seen.append(os.sched_getaffinity(0))
+
+    g = gen()
+    next(g)
+    assert g.throw(ValueError()) == ("caught", {cpu})  # caught inside, pinned
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(KeyError):  # not caught: the generator ends, pinned to the end
+        g.throw(KeyError("x"))
+    assert seen == [{cpu}] and os.sched_getaffinity(0) == before
+    g = gen()
+    next(g)
+    g.close()  # the finally block runs pinned, and the caller is unpinned after
+    assert seen == [{cpu}, {cpu}] and os.sched_getaffinity(0) == before
+
+
+def test_thread_policy_generator_at_every_resumption_and_default_between():
+    seen = []
+
+    @nn.thread_policy("bind:0")
+    def gen():
+        try:
+            got = yield nn.get_thread_policy()
+            seen.append((got, nn.get_thread_policy()))
+            try:
+                yield nn.get_thread_policy()
+            except ValueError:
+                seen.append(("caught", nn.get_thread_policy()))
+            yield nn.get_thread_policy()
+        finally:
+            seen.append(("finally", nn.get_thread_policy()))
+
+    g = gen()
+    assert next(g) == nn.Bind(0)
+    assert nn.get_thread_policy() == nn.Default()
+    with nn.thread_policy(nn.Preferred(0)):  # the caller's own policy, kept between
+        assert g.send("a") == nn.Bind(0)
+        assert nn.get_thread_policy() == nn.Preferred(0)
+    assert g.throw(ValueError()) == nn.Bind(0)
+    assert nn.get_thread_policy() == nn.Default()
+    g.close()
+    assert seen == [("a", nn.Bind(0)), ("caught", nn.Bind(0)), ("finally", nn.Bind(0))]
+    assert nn.get_thread_policy() == nn.Default()
+
+
+def test_pinned_coroutine_each_step_pinned_other_tasks_see_the_thread_unpinned():
+    import asyncio
+
+    cpu, before = _one_cpu()
+
+    @nn.pinned(cpus=[cpu])
+    async def work(go, waiting):
+        steps = [os.sched_getaffinity(0)]
+        waiting.set()
+        await go.wait()  # other tasks run on this thread meanwhile
+        steps.append(os.sched_getaffinity(0))
+        await asyncio.sleep(0)
+        steps.append(os.sched_getaffinity(0))
+        return steps
+
+    async def other(go, waiting):
+        await waiting.wait()
+        seen = os.sched_getaffinity(0)  # while work() is suspended at an await
+        go.set()
+        return seen
+
+    async def main():
+        go, waiting = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(work(go, waiting), other(go, waiting))
+
+    steps, other_saw = asyncio.run(main())
+    assert steps == [{cpu}] * 3
+    assert other_saw == before
+    assert os.sched_getaffinity(0) == before
+    assert work.__name__ == "work"
+
+
+def test_thread_policy_coroutine_each_step_other_tasks_see_the_default_policy():
+    import asyncio
+
+    @nn.thread_policy("bind:0")
+    async def work(go, waiting):
+        steps = [nn.get_thread_policy()]
+        waiting.set()
+        await go.wait()
+        steps.append(nn.get_thread_policy())
+        return steps
+
+    async def other(go, waiting):
+        await waiting.wait()
+        seen = nn.get_thread_policy()
+        go.set()
+        return seen
+
+    async def main():
+        go, waiting = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(work(go, waiting), other(go, waiting))
+
+    steps, other_saw = asyncio.run(main())
+    assert steps == [nn.Bind(0), nn.Bind(0)]
+    assert other_saw == nn.Default()
+    assert nn.get_thread_policy() == nn.Default()
+
+
+def test_thread_state_coroutine_cancelled_and_failing_restore_the_thread():
+    import asyncio
+
+    cpu, before = _one_cpu()
+    seen = []
+
+    @nn.pinned(cpus=[cpu])
+    @nn.thread_policy("bind:0")
+    async def work(waiting):
+        try:
+            waiting.set()
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # thrown in at the await: handled pinned
+            seen.append((os.sched_getaffinity(0), nn.get_thread_policy()))
+            await asyncio.sleep(0)
+            seen.append((os.sched_getaffinity(0), nn.get_thread_policy()))
+            raise
+
+    @nn.pinned(cpus=[cpu])
+    async def fail():
+        await asyncio.sleep(0)
+        raise KeyError("x")
+
+    async def main():
+        waiting = asyncio.Event()
+        task = asyncio.create_task(work(waiting))
+        await waiting.wait()
+        between = (os.sched_getaffinity(0), nn.get_thread_policy())
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(KeyError):
+            await fail()
+        return between
+
+    between = asyncio.run(main())
+    assert between == (before, nn.Default())
+    assert seen == [({cpu}, nn.Bind(0))] * 2
+    assert os.sched_getaffinity(0) == before
+    assert nn.get_thread_policy() == nn.Default()
+
+
+def test_thread_state_async_generator_each_step_other_tasks_see_the_original():
+    import asyncio
+
+    cpu, before = _one_cpu()
+    seen = []
+
+    @nn.pinned(cpus=[cpu])
+    @nn.thread_policy("bind:0")
+    async def agen(go, waiting):
+        try:
+            while True:
+                here = (os.sched_getaffinity(0), nn.get_thread_policy())
+                waiting.set()
+                await go.wait()  # inside a resumption, other tasks run
+                go.clear()
+                try:
+                    got = yield here, (os.sched_getaffinity(0), nn.get_thread_policy())
+                except ValueError:
+                    got = "caught"
+                seen.append((got, os.sched_getaffinity(0), nn.get_thread_policy()))
+        finally:
+            seen.append(("finally", os.sched_getaffinity(0), nn.get_thread_policy()))
+
+    async def other(go, waiting, n):
+        saw = []
+        for _ in range(n):
+            await waiting.wait()
+            waiting.clear()
+            saw.append((os.sched_getaffinity(0), nn.get_thread_policy()))
+            go.set()
+        return saw
+
+    inside = ({cpu}, nn.Bind(0))
+    original = (before, nn.Default())
+
+    async def main():
+        go, waiting = asyncio.Event(), asyncio.Event()
+        watcher = asyncio.create_task(other(go, waiting, 3))
+        g = agen(go, waiting)
+        got = [await g.__anext__()]
+        assert (os.sched_getaffinity(0), nn.get_thread_policy()) == original
+        got.append(await g.asend("a"))
+        got.append(await g.athrow(ValueError()))
+        assert (os.sched_getaffinity(0), nn.get_thread_policy()) == original
+        await g.aclose()
+        return got, await watcher
+
+    got, saw = asyncio.run(main())
+    assert got == [(inside, inside)] * 3
+    assert saw == [original] * 3
+    assert seen == [("a", *inside), ("caught", *inside), ("finally", *inside)]
+    assert (os.sched_getaffinity(0), nn.get_thread_policy()) == original
+
+
+def test_scope_with_thread_decorating_a_coroutine_keeps_the_thread_policy_per_step():
+    import asyncio
+
+    @nn.on_node(0, thread=True)
+    async def work(go, waiting):
+        steps = [(nn.get_thread_policy(), nn.current_policy())]
+        waiting.set()
+        await go.wait()
+        with nn.interleaved():  # a NumPy scope held across an await: per task, fine
+            await asyncio.sleep(0)
+            inner = nn.current_policy()
+        steps.append((nn.get_thread_policy(), nn.current_policy()))
+        return steps, inner
+
+    async def other(go, waiting):
+        await waiting.wait()
+        seen = (nn.get_thread_policy(), nn.current_policy())
+        go.set()
+        return seen
+
+    async def main():
+        go, waiting = asyncio.Event(), asyncio.Event()
+        return await asyncio.gather(work(go, waiting), other(go, waiting))
+
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (steps, inner), other_saw = asyncio.run(main())
+    assert steps == [(nn.Bind(0), nn.Bind(0))] * 2
+    assert inner == nn.Interleave()
+    assert other_saw == (nn.Default(), None)
+    assert nn.get_thread_policy() == nn.Default()
+
