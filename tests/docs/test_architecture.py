@@ -202,7 +202,11 @@ def test_errno_becomes_words_in_two_files_at_most():
 
 
 def test_no_c_file_is_longer_than_700_lines():
-    long = {p.name: n for p in (PACKAGE / "_csrc").glob("*.c") if (n := len(p.read_text().splitlines())) > 700}
+    long = {
+        p.name: n
+        for p in (PACKAGE / "_csrc").glob("*.c")
+        if (n := len(p.read_text().splitlines())) > 700
+    }
     assert not long, long
 
 
@@ -220,6 +224,65 @@ def test_no_function_body_is_longer_than_60_lines():
         f"{m}.{node.name}: {n} lines"
         for m, tree in sources().items()
         for node in ast.walk(tree)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := body_lines(node)) > 60
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and (n := body_lines(node)) > 60
     ]
     assert not long, "\n".join(long)
+
+
+TESTS = ROOT / "tests"
+
+
+def test_the_tests_mirror_the_layers():
+    """tests/<layer>/test_<module>[_topic].py tests numa_numpy/_<layer>/<module>.py;
+    tests/test_<name>.py a public module; tests/system and tests/docs the whole."""
+    for layer in LAYERS:
+        assert (TESTS / layer.lstrip("_")).is_dir(), f"no tests/{layer.lstrip('_')}/"
+    unmatched = []
+    for path in sorted(TESTS.glob("*/test_*.py")):
+        folder = path.parent.name
+        if folder in ("system", "docs"):
+            continue
+        modules = {p.stem for p in (PACKAGE / f"_{folder}").glob("*.py")}
+        stem = path.stem.removeprefix("test_")
+        if not any(stem == m or stem.startswith(m + "_") for m in modules):
+            unmatched.append(str(path.relative_to(ROOT)))
+    public = {p.stem for p in PACKAGE.glob("*.py")} | {"testing", "cli"}
+    for path in sorted(TESTS.glob("test_*.py")):
+        stem = path.stem.removeprefix("test_")
+        if not any(stem == m or stem.startswith(m + "_") for m in public):
+            unmatched.append(str(path.relative_to(ROOT)))
+    assert not unmatched, f"tests that name no module of their layer: {unmatched}"
+
+
+def graph_summary() -> dict[str, int]:
+    """Modules, arrows (distinct module -> module imports, function-level ones
+    included) and floors (the longest chain of imports, counted in modules; a
+    cycle counts as one floor)."""
+    graph: dict[str, set[str]] = {m: set() for m in sources()}
+    for importer, target, _name, _line in imports():
+        if target in graph and target != importer and not importer.startswith(target + "."):
+            graph[importer].add(target)
+    floors: dict[str, int] = {}
+
+    def floor(node: str, seen: frozenset[str]) -> int:
+        if node in floors:
+            return floors[node]
+        below = [floor(n, seen | {node}) for n in graph[node] if n not in seen | {node}]
+        floors[node] = 1 + max(below, default=0)
+        return floors[node]
+
+    return {
+        "modules": len(graph),
+        "arrows": sum(len(v) for v in graph.values()),
+        "floors": max(floor(m, frozenset()) for m in graph),
+    }
+
+
+if __name__ == "__main__":  # python tests/docs/test_architecture.py [TREE]
+    import sys
+
+    if len(sys.argv) > 1:
+        ROOT = Path(sys.argv[1]).resolve()
+        PACKAGE = ROOT / "numa_numpy"
+    print(graph_summary())
