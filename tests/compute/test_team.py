@@ -291,3 +291,25 @@ def test_docstring_examples_run():
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0
+
+
+def test_the_team_knows_no_arrays():
+    # the executor imports no array module of ours (nor NumPy): the operations
+    # over arrays are attached to it by numa_numpy._compute.parallel
+    import ast
+    from pathlib import Path
+
+    from numa_numpy._compute import parallel as _parallel
+    from numa_numpy._compute import team as _team
+
+    tree = ast.parse(Path(_team.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+            imported.update(f".{a.name}" for a in node.names if node.level == 1 and not node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    arrays = {"numpy", ".layout", ".parallel", ".partition", ".replicas"}
+    assert not imported & arrays, imported & arrays
+    assert nn.NodeTeam.map_blocks is _parallel.map_blocks
