@@ -42,10 +42,9 @@ from ._alloc.scope import (
     propagate,
 )
 from ._alloc.thread import get_thread_policy, pinned, thread_policy
+from ._compute.layout import blocks
+from ._compute.parallel import PartitionedArray
 from ._compute.partition import (
-    Partitioned,
-    PartitionedArray,
-    blocks,
     partitioned_empty,
     partitioned_full,
     partitioned_ones,
@@ -65,6 +64,7 @@ from ._policies.policy import (
     Default,
     Interleave,
     Local,
+    Partitioned,
     Policy,
     Preferred,
     PreferredMany,

@@ -88,6 +88,12 @@ def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
             ) from exc
 
 
+#: The two steps every constructor takes, for the package's other constructors
+#: (the partitioned ones): the scope of the NUMA keywords, the allocation in it.
+placement_scope = _scope
+allocate_in = _allocate
+
+
 def _requested_bytes(exc: MemoryError) -> int:
     shape = getattr(exc, "_total_size", None)
     return int(shape) if shape is not None else 0

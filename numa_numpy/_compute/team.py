@@ -1,9 +1,11 @@
 """Node teams: worker threads per NUMA node, pinned to the node's allowed CPUs,
 allocating under the node's policy, with BLAS/OpenMP pools capped.
 
-A team is the execution half of node-local compute; `_partition` holds the
-data half (partitioned arrays and the ufunc dispatch), `_replicas` read-only
-copies per node. This module imports neither at load time.
+A team is the execution half of node-local compute and knows no arrays: it
+runs the tasks it is given on the workers of their nodes. The data half
+(partitioned arrays, their ufunc dispatch, ``map_blocks``) is
+numa_numpy._compute.parallel, which attaches the team's operations over
+arrays (``NodeTeam.map_blocks``); `replicas` holds read-only copies per node.
 """
 
 from __future__ import annotations
@@ -191,6 +193,10 @@ class NodeTeam:
     >>> team.running
     False
     """
+
+    #: ``team.map_blocks(func, *arrays, out=None)``: attached by
+    #: numa_numpy._compute.parallel (documented there), which knows the arrays.
+    map_blocks: Callable[..., Any]
 
     def __init__(
         self,
@@ -633,59 +639,6 @@ class NodeTeam:
             self._plans.clear()
         self._plans[key] = chunks  # type: ignore[assignment]
         return chunks
-
-    def map_blocks(self, func: Callable[..., Any], *arrays: Any, out: Any = None) -> Any:
-        """Run ``func`` on each node's block of rows in that node's workers.
-
-        Each node's block (see :func:`blocks`) is split among the node's workers
-        (memory-only nodes' blocks among the workers of the nearest node with
-        CPUs); ``func`` is called once per chunk with, for each argument: the
-        chunk's rows of an array that spans the partition axis, the worker's
-        local copy of a :class:`Replicas`, anything else unchanged. So ``func``
-        must treat rows independently (elementwise work, per-row work).
-
-        Parameters
-        ----------
-        func : callable
-            ``func(*chunks)``; runs in worker threads, under the node's scope.
-        *arrays
-            Partitioned arrays (their blocks decide the split; the first one
-            leads), other arrays of the same length along the partition axis,
-            Replicas, or other values.
-        out : ndarray or tuple of ndarrays, optional
-            Where to write the results (each chunk's result is copied into the
-            chunk's rows of `out`).
-
-        Returns
-        -------
-        ndarray, tuple, list or None
-            When ``func`` returns arrays with the chunk's rows, a partitioned
-            array (one per result) laid out as the leading argument, each block
-            written by its node's worker (or `out`); when it returns None, None;
-            otherwise the list of per-chunk results, in block order.
-
-        Raises
-        ------
-        NumaError
-            The team is not running.
-        TypeError
-            No argument is an array to split.
-        Exception
-            The first exception ``func`` raised in a worker, with its traceback.
-
-        Examples
-        --------
-        >>> import numpy as np, numa_numpy as nn
-        >>> a = nn.partitioned_full(1 << 16, 2.0)
-        >>> with nn.node_team() as team:
-        ...     b = team.map_blocks(np.sqrt, a)
-        ...     partial = team.map_blocks(np.sum, b)
-        >>> bool(np.isclose(sum(partial), np.sqrt(2.0) * (1 << 16)))
-        True
-        """
-        from .partition import map_blocks
-
-        return map_blocks(self, func, arrays, out)
 
 
 def _nearest(topo: Any, node: int, candidates: Sequence[int]) -> int:

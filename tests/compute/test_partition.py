@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import numa_numpy as nn
 from numa_numpy._alloc.bridge import get_handler_name
-from numa_numpy._compute.partition import THP_UNIT, _split
+from numa_numpy._compute.layout import THP_UNIT, _split
 
 # Node-parallel ufuncs decide each loop's dtypes with ufunc.resolve_dtypes
 # (NumPy 1.24); older NumPy computes them on NumPy's own path (same results).

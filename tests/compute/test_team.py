@@ -193,7 +193,7 @@ def test_lab_workers_run_on_their_nodes_cpus():
 @pytest.mark.numa(min_nodes=2)
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_lab_partitioned_blocks_on_their_nodes(count):
-    from numa_numpy._compute.partition import THP_UNIT, _byte_bounds, layout_of
+    from numa_numpy._compute.layout import THP_UNIT, _byte_bounds, layout_of
     from numa_numpy.testing import assert_placed
 
     usable = nn.topology().usable_nodes
@@ -280,12 +280,36 @@ def test_lab_replicas_on_their_nodes():
 def test_docstring_examples_run():
     import doctest
 
+    from numa_numpy._compute import layout as _layout
+    from numa_numpy._compute import parallel as _parallel
     from numa_numpy._compute import partition as _partition
     from numa_numpy._compute import pools as _pools
     from numa_numpy._compute import replicas as _replicas
     from numa_numpy._compute import team as _team
 
-    for module in (_team, _pools, _partition, _replicas):
+    for module in (_team, _pools, _layout, _parallel, _partition, _replicas):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0
+
+
+def test_the_team_knows_no_arrays():
+    # the executor imports no array module of ours (nor NumPy): the operations
+    # over arrays are attached to it by numa_numpy._compute.parallel
+    import ast
+    from pathlib import Path
+
+    from numa_numpy._compute import parallel as _parallel
+    from numa_numpy._compute import team as _team
+
+    tree = ast.parse(Path(_team.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+            imported.update(f".{a.name}" for a in node.names if node.level == 1 and not node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    arrays = {"numpy", ".layout", ".parallel", ".partition", ".replicas"}
+    assert not imported & arrays, imported & arrays
+    assert nn.NodeTeam.map_blocks is _parallel.map_blocks
