@@ -114,7 +114,7 @@ def rephrase(
 
 
 def errno_counts(counts: dict[int, int]) -> str:
-    """"3 EFAULT, 1 EBUSY": how many of a batch (pages) failed with each errno."""
+    """How many of a batch (pages) failed with each errno: "3 EFAULT, 1 EBUSY"."""
     import errno as _errno
 
     return ", ".join(

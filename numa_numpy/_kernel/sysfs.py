@@ -107,8 +107,6 @@ def parse_list(text: str, *, high: int | None = None) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-
-
 # ------------------------------------------------- reading the kernel's files
 # What a file may hold before it is not a kernel file (sysfs gives at most a page,
 # /proc/self/status a few KiB).
@@ -380,7 +378,6 @@ def _meminfo_kib(files: KernelFiles, where: str | os.PathLike[str], key: str) ->
         files.note(where, f"{key} is {_clip(match.group(1))!r}, not 'N kB'")
         return None
     return int(value.group(1))
-
 
 
 # --- cgroups: the one way to find this process's cgroup folders -------------------

@@ -63,7 +63,6 @@ def format_list(ids: tuple[int, ...] | list[int] | set[int] | frozenset[int]) ->
     return ",".join(runs)
 
 
-
 def _status_list(files: KernelFiles, key: str, *, high: int) -> tuple[int, ...] | None:
     """The id list of `key` in /proc/self/status (None: absent or not a list, noted)."""
     where = self_file("status")
