@@ -15,7 +15,7 @@ import weakref
 from typing import Any
 
 from .._kernel import arena as _arena
-from .._kernel.lib import lib, rephrase
+from .._kernel.lib import errno_of, lib, rephrase
 from .._kernel.topology import Topology
 from .._policies.cstructs import binding_struct, prefault_plan
 from .._policies.enforcement import (
@@ -111,7 +111,7 @@ def _probe(arena: Any, options: AllocationOptions, enforcement: Enforcement) -> 
         refusal = exc
     else:
         return enforcement
-    if refusal.errno == errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
+    if errno_of(refusal) == errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
         _arena.arena_destroy(arena)
         raise rephrase(
             refusal,
@@ -122,11 +122,11 @@ def _probe(arena: Any, options: AllocationOptions, enforcement: Enforcement) -> 
         ) from None
     reason = f"the kernel refused it: {refusal}"
     try:
-        refuse_or_warn(options, reason, refusal.errno)
+        refuse_or_warn(options, reason, errno_of(refusal))
     except PolicyNotEnforcedError:
         _arena.arena_destroy(arena)
         raise
-    _arena.arena_disable_binding(arena, refusal.errno)
+    _arena.arena_disable_binding(arena, errno_of(refusal))
     return Enforcement(EnforcementLevel.NONE, reason)
 
 

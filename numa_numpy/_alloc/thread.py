@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .._kernel.lib import rephrase, set_mempolicy
+from .._kernel.lib import errno_of, rephrase, set_mempolicy
 from .._kernel.pages import mempolicy
 from .._kernel.topology import format_list, topology
 from .._policies.cstructs import binding_struct
@@ -327,7 +327,7 @@ class thread_policy(_ThreadScope):
             reason = str(refusal)
             always_strict = AllocationOptions(self.policy, strict=True)
             message = f"the kernel refused {self.policy} for this thread: {reason}"
-            refuse(always_strict, message, reason=reason, err=refusal.errno)
+            refuse(always_strict, message, reason=reason, err=errno_of(refusal))
         self._push(previous)
         return self
 

@@ -113,6 +113,11 @@ def rephrase(
     return cls(message)
 
 
+def errno_of(exc: BaseException) -> int:
+    """The errno an exception of ours (or an OSError) carries; 0 if none."""
+    return int(getattr(exc, "errno", 0) or 0)
+
+
 def errno_counts(counts: dict[int, int]) -> str:
     """How many of a batch (pages) failed with each errno: "3 EFAULT, 1 EBUSY"."""
     import errno as _errno

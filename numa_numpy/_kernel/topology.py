@@ -46,6 +46,10 @@ __all__ = [
     "KernelFiles",
     "parse_int",
     "node_free_bytes",
+    "MAX_CPU_ID",
+    "MAX_NODE_ID",
+    "NODE_ROOT",
+    "TIER_ROOT",
 ]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from .._kernel.arena import partition_cuts
-from .._kernel.lib import apply_binding, check_room, lib, populate, rephrase
+from .._kernel.lib import apply_binding, check_room, errno_of, lib, populate, rephrase
 from .._kernel.pages import query_pages
 from .._kernel.topology import Topology, format_list
 from .._policies.cstructs import binding_struct, prefault_plan
@@ -114,7 +114,7 @@ def bind_range(
         refusal = _bind(binding, start, size, flags)
         if refusal is not None and not refused:
             refused = f"the kernel refused it: {refusal}"
-            refuse_or_warn(options, refused, refusal.errno)  # strict raises here
+            refuse_or_warn(options, refused, errno_of(refusal))  # strict raises here
     if refused:
         level = EnforcementLevel.NONE
         reasons.append(refused)

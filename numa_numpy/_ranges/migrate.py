@@ -10,7 +10,7 @@ import numpy as np
 
 from .._alloc.bridge import HANDLER_NAME, get_handler_name
 from .._kernel.arena import block_mapping, block_mark_migrated
-from .._kernel.lib import errno_counts, move_range
+from .._kernel.lib import errno_counts, errno_of, move_range
 from .._kernel.pages import base_page_size
 from .._kernel.topology import current_node, format_list
 from .._policies.enforcement import refuse
@@ -206,16 +206,18 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
         else np.asarray(nodes, dtype=np.intc)
     )
     status = np.empty(npages, dtype=np.intc)
+    refusal: NumaError | None = None
     try:
         move_range(first, npages, page, per_page, status)
     except NumaError as exc:
         refusal = exc
-    else:
-        refusal = None
     if refusal is not None:
         reason = str(refusal)
         refuse(
-            options, f"cannot move pages to {target}: {reason}", reason=reason, err=refusal.errno
+            options,
+            f"cannot move pages to {target}: {reason}",
+            reason=reason,
+            err=errno_of(refusal),
         )
         return
     wanted = np.resize(per_page, npages)

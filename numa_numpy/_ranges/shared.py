@@ -798,7 +798,7 @@ def _fixed_part(segment: _Segment) -> tuple[int, int, int]:
 
 def _metadata(
     segment: _Segment, meta_bytes: int, data_bytes: int
-) -> tuple[tuple[int, ...], str, np.dtype, Policy]:
+) -> tuple[tuple[int, ...], Literal["C", "F"], np.dtype, Policy]:
     """(shape, order, dtype, policy) from the header's JSON metadata: a dtype
     `_dtype_to_json` writes that holds no pointers, an array that fits the data,
     a policy that names nodes that exist."""
