@@ -105,6 +105,7 @@ from ._alloc.scope import PolicyScope
 from ._alloc.scope import policy as _policy_scope
 from ._alloc.thread import pinned
 from ._alloc.thread import thread_policy as _ThreadPolicy
+from ._kernel.sysfs import thread_ids
 from ._kernel.topology import topology
 from ._policies.options import HugePages, HugePagesLike, Prefault, PrefaultLike
 from ._policies.policy import Bind, Policy, PolicyLike, as_policy, parse_nodes
@@ -353,8 +354,7 @@ def _pin_every_thread(cpus: frozenset[int]) -> dict[int, set[int]]:
     """Pin every thread of this process to `cpus`; their affinities before."""
     before: dict[int, set[int]] = {}
     me = threading.get_native_id()
-    for entry in os.listdir("/proc/self/task"):
-        tid = int(entry)
+    for tid in thread_ids():
         try:
             previous = os.sched_getaffinity(tid)
             os.sched_setaffinity(tid, cpus)

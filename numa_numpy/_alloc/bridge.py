@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .._kernel.lib import ffi, lib
+from .._kernel.arena import handler_install, handler_restore
 from ..errors import NumaUnavailableError
 
 __all__ = ["HANDLER_NAME", "get_handler_name", "numpy_handler_var", "capsule_object"]
@@ -39,8 +39,8 @@ def capsule_object(capsule: Any) -> Any:
 
     def install_and_read() -> Any:
         global numpy_handler_var
-        previous = lib.nn_handler_install(capsule)
-        if previous == ffi.NULL:
+        previous = handler_install(capsule)
+        if previous is None:
             raise NumaUnavailableError("NumPy did not accept the numa_numpy handler")
         try:
             for var, value in contextvars.copy_context().items():
@@ -48,7 +48,7 @@ def capsule_object(capsule: Any) -> Any:
                     numpy_handler_var = var
                     return value
         finally:
-            lib.nn_handler_restore(previous)
+            handler_restore(previous)
         raise NumaUnavailableError(
             "this NumPy keeps its allocator somewhere numa_numpy does not know"
         )

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import operator
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .._kernel.lib import ffi, lib
-from .._kernel.pages import numa_maps
-from .._ranges.placement import pages_of
+from .._kernel import arena as _arena
+from .._kernel.pages import base_page_size, numa_maps, query_pages
+from .._kernel.sysfs import MemoryLimit, memory_limit
 from ..errors import CacheSettingError
 from .handler import all_handlers, release_handlers
 from .scope import forget_scopes
@@ -42,110 +40,6 @@ BUDGET_MAX = 1 * GiB  # never more, however large the machine
 BUDGET_SHARE = 8  # at most 1/8 of the memory limit: well inside it
 HOT_MAX = 32 * MiB  # not MADV_FREE'd: what glibc's own heap may keep resident
 DEFAULT_DECAY_S = 10.0  # jemalloc's dirty_decay_ms default
-UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
-
-
-@dataclass(frozen=True)
-class MemoryLimit:
-    """The tightest limit on this process's memory, and where it comes from."""
-
-    bytes: int
-    source: str
-
-
-def _mounts(root: Path) -> dict[str, tuple[Path, str]]:
-    """(mount point, root inside the hierarchy) for 'v1' (memory) and 'v2'."""
-    found: dict[str, tuple[Path, str]] = {}
-    try:
-        text = (root / "proc/self/mountinfo").read_text()
-    except OSError:
-        return found
-    for line in text.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or not tail:
-            continue
-        where = (root / fields[4].lstrip("/"), fields[3])
-        if tail[0] == "cgroup2":
-            found.setdefault("v2", where)
-        elif tail[0] == "cgroup" and "memory" in tail[-1].split(","):
-            found.setdefault("v1", where)
-    return found
-
-
-def _limit_file(path: Path) -> int | None:
-    try:
-        text = path.read_text().strip()
-    except OSError:
-        return None
-    if text == "max" or not text.isdigit():
-        return None
-    value = int(text)
-    return value if 0 < value < UNLIMITED else None
-
-
-def memory_limit(root: Path = Path("/")) -> MemoryLimit:
-    """The memory this process may use: the machine's (MemTotal), or less where a
-    memory cgroup limits it (v1 ``memory.limit_in_bytes``; v2 ``memory.max`` and
-    ``memory.high``), checked from the process's own cgroup up to the root.
-
-    Parameters
-    ----------
-    root : pathlib.Path, default Path("/")
-        Where ``/proc`` and ``/sys`` are read from (tests pass a fake tree).
-
-    Returns
-    -------
-    MemoryLimit
-        ``bytes`` and ``source`` (``"MemTotal"`` or the cgroup file that set
-        it). The cache budget's default is an eighth of it, at most 1 GiB.
-
-    See Also
-    --------
-    set_cache_limit
-
-    Examples
-    --------
-    >>> import numa_numpy as nn
-    >>> limit = nn.memory_limit()
-    >>> limit.bytes > 0, limit.source != ""
-    (True, True)
-    """
-    best = MemoryLimit(0, "")
-    try:
-        for line in (root / "proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                best = MemoryLimit(int(line.split()[1]) * 1024, "MemTotal")
-    except OSError:
-        pass
-    mounts = _mounts(root)
-    try:
-        cgroups = (root / "proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        cgroups = []
-    names: tuple[str, ...]
-    for line in cgroups:
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        if hierarchy == "0" and "v2" in mounts:
-            version, names = "v2", ("memory.max", "memory.high")
-        elif "memory" in controllers.split(",") and "v1" in mounts:
-            version, names = "v1", ("memory.limit_in_bytes",)
-        else:
-            continue
-        mount, mount_root = mounts[version]
-        if path.startswith(mount_root):
-            path = path[len(mount_root) :]
-        folder = mount / path.lstrip("/")
-        while True:
-            for name in names:
-                value = _limit_file(folder / name)
-                if value is not None and (not best.bytes or value < best.bytes):
-                    best = MemoryLimit(value, f"cgroup {version} {folder / name}")
-            if folder == mount or mount not in folder.parents:
-                break
-            folder = folder.parent
-    return best
 
 
 def default_budget(limit: MemoryLimit) -> int:
@@ -164,7 +58,7 @@ def _apply() -> None:
     budget = _Settings.budget
     decay = _Settings.decay_s
     decay_ms = -1 if decay is None else round(decay * 1000)
-    lib.nn_cache_configure(budget, min(HOT_MAX, budget // 4), decay_ms)
+    _arena.cache_configure(budget, min(HOT_MAX, budget // 4), decay_ms)
 
 
 def set_cache_limit(nbytes: int | None = None) -> None:
@@ -262,9 +156,7 @@ def set_cache_decay(seconds: float | None = DEFAULT_DECAY_S) -> None:
 
 
 def _cache_stats() -> dict[str, Any]:
-    out = ffi.new("nn_cache_stats *")
-    lib.nn_cache_stats_get(out)
-    return {name: int(getattr(out, name)) for name in dir(out)}
+    return _arena.cache_stats()
 
 
 def memory_stats() -> dict[str, dict[str, Any]]:
@@ -356,7 +248,7 @@ def memory_stats() -> dict[str, dict[str, Any]]:
         "memory_limit_source": _Settings.limit.source,
         "decay_s": None if decay_ms < 0 else decay_ms / 1000,
         **cache,
-        "lazy_resident_bytes": int(lib.nn_cache_lazy_resident()),
+        "lazy_resident_bytes": _arena.cache_lazy_resident(),
         "handlers": len(out),
         **totals,
         "enforcement": "-",  # a totals row: no policy of its own
@@ -388,7 +280,7 @@ def free_all_blocks() -> int:
     >>> nn.get_memory_pool().free_bytes(), nn.free_all_blocks()
     (0, 0)
     """
-    return int(lib.nn_cache_trim())
+    return _arena.cache_trim()
 
 
 def forget_handlers() -> int:
@@ -472,9 +364,7 @@ class MemoryPool:
         >>> pool.free_bytes() >= 8 << 20
         True
         """
-        out = ffi.new("nn_cache_stats *")
-        lib.nn_cache_stats_get(out)
-        return int(out.cached_bytes)
+        return _arena.cache_stats()["cached_bytes"]
 
     def total_bytes(self) -> int:
         """used_bytes() + free_bytes().
@@ -596,10 +486,10 @@ def node_memory_stats() -> dict[int, dict[str, int]]:
             for node, nbytes in per_node.items():
                 resident[node] = resident.get(node, 0) + nbytes
     cached: dict[int, int] = {}
-    page = int(lib.nn_base_page_size())
+    page = base_page_size()
     for handler in all_handlers():
         for base, length in handler.cached_mappings():
-            _, status = pages_of(base, length)
+            _, status = query_pages(base, length)
             for node in status[status >= 0].tolist():
                 cached[node] = cached.get(node, 0) + page
     return {
@@ -618,7 +508,7 @@ set_cache_limit()
 def _resume_after_fork() -> None:
     # Stopped by the C fork handler; restarted here, after Python has counted
     # threads for its fork-with-threads warning.
-    lib.nn_cache_resume()
+    _arena.cache_resume()
 
 
 os.register_at_fork(after_in_parent=_resume_after_fork, after_in_child=_resume_after_fork)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal, SupportsIndex, TypeVar, Union
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-from .._kernel.lib import clear_step, failed_step
+from .._kernel.lib import clear_step, error
 from .._policies.docstrings import document
 from .._policies.options import HugePages, HugePagesLike, Prefault, PrefaultLike, resolve
 from .._policies.policy import Interleave, Local, NodesLike, PolicyLike
-from ..errors import NumaAllocationError, describe_errno
+from ..errors import NumaAllocationError
 from .handler import active_handler
 from .scope import _BY_VALUE as _SCOPES  # noqa: F401 - the scope cache, read by tests
 from .scope import PolicyScope, default_scope, scope_for
@@ -79,9 +79,9 @@ def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
                 raise
             handler = scope.handler
             err = handler.last_errno() or 12
+            why = error(err, fallback="the allocator (mmap, mbind or populate)")
             raise NumaAllocationError(
-                f"cannot allocate under {handler.policy}: {exc}; "
-                f"{describe_errno(err, failed_step('the allocator (mmap, mbind or populate)'))}",
+                f"cannot allocate under {handler.policy}: {exc}; {why}",
                 size=_requested_bytes(exc),
                 policy=handler.policy,
                 errno=err,

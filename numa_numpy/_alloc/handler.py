@@ -14,7 +14,8 @@ import threading
 import weakref
 from typing import Any
 
-from .._kernel.lib import clear_step, failed_step, ffi, lib
+from .._kernel import arena as _arena
+from .._kernel.lib import errno_of, lib, rephrase
 from .._kernel.topology import Topology
 from .._policies.cstructs import binding_struct, prefault_plan
 from .._policies.enforcement import (
@@ -26,12 +27,7 @@ from .._policies.enforcement import (
 )
 from .._policies.options import AllocationOptions
 from .._policies.policy import Policy, validate
-from ..errors import (
-    InvalidPolicyError,
-    NumaAllocationError,
-    PolicyNotEnforcedError,
-    describe_errno,
-)
+from ..errors import InvalidPolicyError, NumaAllocationError, NumaError, PolicyNotEnforcedError
 from . import bridge as _bridge
 from .bridge import HANDLER_NAME
 
@@ -66,23 +62,24 @@ def _new_arena(options: AllocationOptions, topo: Topology, parts: tuple[Policy, 
     # a partitioned arena's small blocks (sharing pages) follow its first part
     binding, _mask = binding_struct(parts[0] if parts else policy, topo)
     plan, _cpus = prefault_plan(options, topo)
-    arena = lib.nn_arena_new(binding, options.huge_pages.c_value, plan, int(options.strict))
-    if arena == ffi.NULL:
+    arena = _arena.arena_new(binding, options.huge_pages.c_value, plan, options.strict)
+    if arena is None:
         raise NumaAllocationError(
             f"cannot create an arena for {policy}", size=0, policy=policy, errno=12
         )
     if parts:
         structs = [binding_struct(p, topo) for p in parts]  # (binding, mask): kept alive
-        array = ffi.new("nn_binding[]", [s[0][0] for s in structs])
-        rc = lib.nn_arena_set_parts(arena, array, len(parts))
-        if rc < 0:
-            lib.nn_arena_destroy(arena)
-            raise NumaAllocationError(
-                f"cannot create an arena for {policy}: {describe_errno(-rc, 'the arena')}",
+        try:
+            _arena.arena_set_parts(arena, [s[0][0] for s in structs])
+        except NumaError as exc:
+            _arena.arena_destroy(arena)
+            raise rephrase(
+                exc,
+                f"cannot create an arena for {policy}",
+                NumaAllocationError,
                 size=0,
                 policy=policy,
-                errno=-rc,
-            )
+            ) from None
     return arena
 
 
@@ -108,25 +105,28 @@ def _probe(arena: Any, options: AllocationOptions, enforcement: Enforcement) -> 
     """Ask the kernel once, with one page, whether it takes the policy. Refused:
     strict raises (and the arena goes), soft allocates unbound from now on."""
     policy = options.policy
-    clear_step()
-    rc = lib.nn_arena_probe(arena)
-    if rc == -errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
-        lib.nn_arena_destroy(arena)
-        raise NumaAllocationError(
-            f"cannot map a page to probe {policy}: {describe_errno(-rc, 'mmap')}",
+    try:
+        _arena.arena_probe(arena)
+    except NumaError as exc:
+        refusal = exc
+    else:
+        return enforcement
+    if errno_of(refusal) == errno.ENOMEM:  # no page to probe with: out of memory, not a refusal
+        _arena.arena_destroy(arena)
+        raise rephrase(
+            refusal,
+            f"cannot map a page to probe {policy}",
+            NumaAllocationError,
             size=0,
             policy=policy,
-            errno=-rc,
-        )
-    if rc >= 0:
-        return enforcement
-    reason = f"the kernel refused it: {describe_errno(-rc, failed_step('mbind'))}"
+        ) from None
+    reason = f"the kernel refused it: {refusal}"
     try:
-        refuse_or_warn(options, reason, -rc)
+        refuse_or_warn(options, reason, errno_of(refusal))
     except PolicyNotEnforcedError:
-        lib.nn_arena_destroy(arena)
+        _arena.arena_destroy(arena)
         raise
-    lib.nn_arena_disable_binding(arena, -rc)
+    _arena.arena_disable_binding(arena, errno_of(refusal))
     return Enforcement(EnforcementLevel.NONE, reason)
 
 
@@ -146,10 +146,10 @@ class Handler:
         enforcement = _shortfall(options, topo)
         arena = _new_arena(options, topo, parts)
         enforcement = _probe(arena, options, enforcement)
-        lib.nn_arena_set_cache_limit(arena, default_cache_limit(options.policy, topo))
-        capsule = lib.nn_handler_new(arena, HANDLER_NAME.encode())
-        if capsule == ffi.NULL:
-            lib.nn_arena_destroy(arena)
+        _arena.arena_set_cache_limit(arena, default_cache_limit(options.policy, topo))
+        capsule = _arena.handler_new(arena, HANDLER_NAME)
+        if capsule is None:
+            _arena.arena_destroy(arena)
             raise NumaAllocationError(
                 "cannot create a NumPy handler", size=0, policy=options.policy, errno=12
             )
@@ -159,7 +159,7 @@ class Handler:
         self.enforcement = enforcement
         self.retired = False
         self.id = int(self._stats_struct().id)
-        self.arena_address = int(ffi.cast("uintptr_t", arena))
+        self.arena_address = _arena.address_of(arena)
         _BY_ARENA[self.arena_address] = self
 
     @property
@@ -184,12 +184,9 @@ class Handler:
         return published
 
     def _stats_struct(self) -> Any:
-        out = ffi.new("nn_arena_stats *")
         if not self.retired:
-            lib.nn_arena_stats_get(self.arena, out)
-        elif lib.nn_arena_stats_by_id(self.id, out) < 0:
-            return None
-        return out
+            return _arena.arena_stats(self.arena)
+        return _arena.arena_stats(arena_id=self.id)
 
     def stats(self) -> dict[str, Any]:
         """The arena's counters; {} for a retired handler whose arena is gone."""
@@ -202,23 +199,20 @@ class Handler:
 
     def trim(self) -> int:
         if self.retired:
-            return max(0, int(lib.nn_arena_trim_by_id(self.id)))
-        return int(lib.nn_arena_trim(self.arena))
+            return _arena.arena_trim(arena_id=self.id)
+        return _arena.arena_trim(self.arena)
 
     def set_cache_limit(self, nbytes: int) -> None:
         """This handler's own cap, within the process-wide budget."""
         if not self.retired:
-            lib.nn_arena_set_cache_limit(self.arena, nbytes)
+            _arena.arena_set_cache_limit(self.arena, nbytes)
 
     def cached_mappings(self) -> list[tuple[int, int]]:
         """(address, length) of the freed blocks this handler caches now (none
         for a retired handler, whose arena may go away at any moment)."""
         if self.retired:
             return []
-        count = lib.nn_arena_cached_mappings(self.arena, ffi.NULL, 0)
-        mappings = ffi.new("nn_mapping[]", max(count, 1))
-        count = min(count, lib.nn_arena_cached_mappings(self.arena, mappings, count))
-        return [(int(ffi.cast("uintptr_t", m.base)), int(m.length)) for m in mappings[0:count]]
+        return _arena.arena_cached_mappings(self.arena)
 
     def retire(self) -> None:
         """Forgotten by the pool (forget_handlers): give up this object's own
@@ -230,7 +224,7 @@ class Handler:
         capsule, self.capsule = self.capsule, None
         self._capsule_object = None
         if capsule is not None:
-            lib.nn_handler_release(capsule)
+            _arena.handler_release(capsule)
 
     def __repr__(self) -> str:
         retired = " retired" if self.retired else ""
@@ -240,8 +234,8 @@ class Handler:
         # Arrays hold their own references to the capsule: the arena is destroyed
         # only after the last of them is freed.
         capsule = getattr(self, "capsule", None)
-        if capsule is not None and lib is not None:
-            lib.nn_handler_release(capsule)
+        if capsule is not None and _arena is not None:
+            _arena.handler_release(capsule)
 
 
 # The caches, and the one counter that keeps them consistent:
@@ -286,8 +280,7 @@ def active_handler() -> Handler | None:
     handler = _BY_CAPSULE.get(id(capsule))
     if handler is not None and handler.retired:
         # its capsule may be gone and the id reused: ask the capsule itself
-        arena = lib.nn_handler_arena(ffi.cast("void *", id(capsule)))
-        if int(ffi.cast("uintptr_t", arena)) != handler.arena_address:
+        if _arena.handler_arena(capsule) != handler.arena_address:
             return None
     return handler
 
@@ -300,10 +293,7 @@ def _prune() -> None:
     """Drop retired handlers whose arena is gone (called with _LOCK held)."""
     if not any(h.retired for h in _LIVE.values()):
         return
-    count = lib.nn_arena_ids(ffi.NULL, 0)
-    ids = ffi.new("unsigned long long[]", max(count, 1) + 16)
-    count = min(lib.nn_arena_ids(ids, len(ids)), len(ids))
-    live = set(ids[0:count])
+    live = _arena.arena_ids()
     for key in [k for k, h in _LIVE.items() if h.retired and k not in live]:
         del _LIVE[key]
 

@@ -10,14 +10,21 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from .._kernel.lib import check, failed_step, lib
+from .._kernel.lib import errno_of, rephrase, set_mempolicy
+from .._kernel.pages import mempolicy
 from .._kernel.topology import format_list, topology
 from .._policies.cstructs import binding_struct
 from .._policies.enforcement import refuse
 from .._policies.options import AllocationOptions
-from .._policies.policy import Policy, PolicyLike, as_policy, parse_nodes, validate
-from .._ranges.placement import range_policy
-from ..errors import InvalidNodeError, NumaError, describe_errno
+from .._policies.policy import (
+    Policy,
+    PolicyLike,
+    as_policy,
+    parse_nodes,
+    policy_from_kernel,
+    validate,
+)
+from ..errors import InvalidNodeError, NumaError
 from .resume import run_inside
 
 __all__ = ["pinned", "thread_policy", "get_thread_policy"]
@@ -230,12 +237,17 @@ def get_thread_policy() -> Policy:
     ...     nn.get_thread_policy()
     Bind(0)
     """
-    return range_policy(None)
+    return policy_from_kernel(*mempolicy(None))
 
 
-def _set_thread_policy(policy: Policy) -> int:
+def _set_thread_policy(policy: Policy) -> NumaError | None:
+    """Set the calling thread's task policy; None, or the kernel's refusal."""
     binding, _mask = binding_struct(policy, topology())
-    return int(lib.nn_set_mempolicy(binding.mode, binding.mask, binding.maxnode))
+    try:
+        set_mempolicy(binding.mode, binding.mask, binding.maxnode)
+    except NumaError as exc:
+        return exc
+    return None
 
 
 class thread_policy(_ThreadScope):
@@ -310,18 +322,21 @@ class thread_policy(_ThreadScope):
     def __enter__(self) -> thread_policy:
         validate(self.policy)
         previous = get_thread_policy()
-        rc = _set_thread_policy(self.policy)
-        if rc < 0:
-            reason = describe_errno(-rc, failed_step("set_mempolicy"))
+        refusal = _set_thread_policy(self.policy)
+        if refusal is not None:
+            reason = str(refusal)
             always_strict = AllocationOptions(self.policy, strict=True)
             message = f"the kernel refused {self.policy} for this thread: {reason}"
-            refuse(always_strict, message, reason=reason, err=-rc)
+            refuse(always_strict, message, reason=reason, err=errno_of(refusal))
         self._push(previous)
         return self
 
     def __exit__(self, *exc: object) -> None:
         previous = self._pop()
-        rc = _set_thread_policy(previous)
+        refusal = _set_thread_policy(previous)
         # A thread left under the inner policy would place everything it allocates
         # from now on wrongly: say so rather than carry on.
-        check(rc, f"cannot restore this thread's policy {previous} on leaving {self!r}")
+        if refusal is not None:
+            raise rephrase(
+                refusal, f"cannot restore this thread's policy {previous} on leaving {self!r}"
+            )

@@ -31,7 +31,8 @@ import numpy as np
 from .._alloc.creation import allocate_in as _allocate_in
 from .._alloc.handler import handler_of_arena
 from .._alloc.scope import PolicyScope
-from .._kernel.lib import ffi, lib
+from .._kernel.arena import block_owner, block_parts, next_block
+from .._kernel.lib import ffi
 from .._policies.policy import Partitioned
 from .._ranges.binding import range_cuts, row_split
 from .._ranges.shared import partition_of
@@ -101,7 +102,7 @@ def _byte_bounds(address: int, size: int, k: int) -> list[int] | None:
     """The part bounds (bytes, 0..size) the allocator recorded for the block
     at `address` (nn_block_owner accepted it); None if it is not split."""
     out = ffi.new("size_t[]", k + 1)
-    parts = lib.nn_block_parts(ffi.cast("void *", address), out, k + 1)
+    parts = block_parts(address, out, k + 1)
     return [min(int(b), size) for b in out[0 : parts + 1]] if 0 < parts <= k else None
 
 
@@ -135,8 +136,8 @@ def _allocator_layout(a: np.ndarray) -> Layout | None:
     if not a.size or not a.ndim:
         return None
     contiguous = "C" if a.flags.c_contiguous else "F" if a.flags.f_contiguous else None
-    arena = lib.nn_block_owner(ffi.cast("void *", a.ctypes.data), ffi.NULL, ffi.NULL)
-    handler = handler_of_arena(int(ffi.cast("uintptr_t", arena))) if arena != ffi.NULL else None
+    arena, _status = block_owner(a.ctypes.data)
+    handler = handler_of_arena(arena) if arena else None
     if contiguous is None or handler is None:
         return None
     nodes = handler.nodes  # as the arena split it, whatever the topology says now
@@ -168,14 +169,14 @@ def _allocate_split(
     k = len(nodes)
     if bounds is not None and rowbytes and k > 1:
         cuts = ffi.new("size_t[]", [b * rowbytes for b in bounds[1:-1]])
-        lib.nn_arena_next_block(0, cuts, k - 1)
+        next_block(0, cuts, k - 1)
     else:
-        lib.nn_arena_next_block(max(rowbytes, 1), ffi.NULL, 0)
+        next_block(max(rowbytes, 1))
     make: Any = np.zeros if zero else np.empty
     try:
         root = _allocate_in(scope, lambda: make(shape, dtype, order))
     finally:
-        lib.nn_arena_next_block(0, ffi.NULL, 0)  # unused by a small block: not for the next
+        next_block(0)  # unused by a small block: not for the next
     byte_bounds = _byte_bounds(root.ctypes.data, root.nbytes, k) if rowbytes else None
     if byte_bounds is None:  # an empty array: no rows to place
         actual: tuple[int, ...] = (0,) + (nrows,) * k

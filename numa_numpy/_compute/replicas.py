@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .._alloc.creation import numa_array
-from .._kernel.topology import current_node, format_list, topology
+from .._kernel.topology import current_node, format_list, node_free_bytes, topology
 from .._policies.policy import NodesLike, parse_nodes
 from ..errors import InvalidNodeError, NumaAllocationError
 
@@ -22,14 +21,8 @@ HEADROOM_FRACTION = 0.05
 
 def _free_bytes(node: int) -> int:
     """MemFree of `node` now (sysfs), else topology()'s figure."""
-    path = Path(f"/sys/devices/system/node/node{node}/meminfo")
-    try:
-        for line in path.read_text().splitlines():
-            if "MemFree:" in line:
-                return int(line.split()[-2]) << 10
-    except (OSError, ValueError, IndexError):
-        pass
-    return topology().node(node).memory_free
+    free = node_free_bytes(node)
+    return free if free is not None else topology().node(node).memory_free
 
 
 class Replicas:

@@ -1,10 +1,12 @@
-"""Per-mapping node page counts from /proc/PID/numa_maps, and the unit the kernel
-allocates a range in (base page, THP or hugetlb page) from /proc/PID/smaps.
+"""Where pages are, as the kernel tells: page by page (move_pages), the policy
+of a range or of the thread (get_mempolicy), the page sizes; and, with no NUMA
+system call at all, per-mapping node page counts from /proc/PID/numa_maps and
+the unit the kernel allocates a range in (base page, THP or hugetlb page) from
+/proc/PID/smaps.
 
-These need no NUMA system call at all, so they answer where move_pages is refused
-(a container's seccomp profile). A large numa_numpy array is a mapping of its own;
-a small one shares its mapping with its neighbours, so the counts are the
-mapping's, not the array's.
+The files answer where move_pages is refused (a container's seccomp profile). A
+large numa_numpy array is a mapping of its own; a small one shares its mapping
+with its neighbours, so the counts are the mapping's, not the array's.
 """
 
 from __future__ import annotations
@@ -13,9 +15,23 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-__all__ = ["MappingPages", "mapping_pages", "allocation_unit", "numa_maps"]
+import numpy as np
+
+from .lib import check, ffi, lib
+from .sysfs import THP_SIZE, KernelFiles, process_file
+from .topology import mask_bits
+
+__all__ = [
+    "MappingPages",
+    "mapping_pages",
+    "allocation_unit",
+    "numa_maps",
+    "base_page_size",
+    "huge_page_size",
+    "query_pages",
+    "mempolicy",
+]
 
 _RANGE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s", re.MULTILINE)
 
@@ -63,7 +79,7 @@ def _parse(line: str) -> tuple[int, str, int, dict[int, int], set[str]] | None:
 def numa_maps(pid: int | str = "self") -> Iterator[tuple[str, set[str], dict[int, int]]]:
     """Each mapping of /proc/PID/numa_maps as (policy, flags such as "heap" or
     "huge", bytes per node)."""
-    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+    for line in process_file("numa_maps", pid).read_text().splitlines():
         parsed = _parse(line)
         if parsed is not None:
             _, policy, page, pages, flags = parsed
@@ -72,7 +88,7 @@ def numa_maps(pid: int | str = "self") -> Iterator[tuple[str, set[str], dict[int
 
 def _ranges(pid: int | str) -> dict[int, int]:
     """start -> end of every mapping, from /proc/PID/maps."""
-    text = Path(f"/proc/{pid}/maps").read_text()
+    text = process_file("maps", pid).read_text()
     return {int(a, 16): int(b, 16) for a, b in _RANGE.findall(text)}
 
 
@@ -86,7 +102,7 @@ def mapping_pages(address: int, nbytes: int, pid: int | str = "self") -> list[Ma
     ranges = _ranges(pid)
     stop = address + max(nbytes, 1)
     found = []
-    for line in Path(f"/proc/{pid}/numa_maps").read_text().splitlines():
+    for line in process_file("numa_maps", pid).read_text().splitlines():
         parsed = _parse(line)
         if parsed is None:
             continue
@@ -99,10 +115,7 @@ def mapping_pages(address: int, nbytes: int, pid: int | str = "self") -> list[Ma
 
 
 def _thp_size() -> int:
-    try:
-        return int(Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size").read_text())
-    except (OSError, ValueError):
-        return 2 << 20
+    return KernelFiles().integer(THP_SIZE) or 2 << 20
 
 
 def allocation_unit(address: int, nbytes: int, pid: int | str = "self") -> int:
@@ -113,7 +126,7 @@ def allocation_unit(address: int, nbytes: int, pid: int | str = "self") -> int:
     An interleaved range is spread in these units, so its balance is only ever
     exact to one unit.
     """
-    text = Path(f"/proc/{pid}/smaps").read_text()
+    text = process_file("smaps", pid).read_text()
     stop = address + max(nbytes, 1)
     unit = 0
     inside = False
@@ -132,3 +145,45 @@ def allocation_unit(address: int, nbytes: int, pid: int | str = "self") -> int:
         elif key == "AnonHugePages" and kib.isdigit() and int(kib) > 0:
             unit = max(unit, _thp_size())
     return unit or os.sysconf("SC_PAGE_SIZE")
+
+
+# --- the page queries: system calls --------------------------------------------
+
+
+def base_page_size() -> int:
+    """The kernel's base page, in bytes."""
+    return int(lib.nn_base_page_size())
+
+
+def huge_page_size(huge: int) -> int:
+    """The page of a huge-page kind (HugePages.c_value), in bytes."""
+    return int(lib.nn_huge_page_size(huge))
+
+
+def query_pages(address: int, nbytes: int) -> tuple[int, np.ndarray]:
+    """(first page address, node or -errno per page) for [address, address+nbytes),
+    by move_pages; NumaError (errno, step) when the kernel refuses the query."""
+    page = base_page_size()
+    first = address - address % page
+    npages = (address + nbytes - first + page - 1) // page if nbytes else 0
+    status = np.empty(npages, dtype=np.intc)
+    if npages:
+        rc = lib.nn_query_pages(
+            ffi.cast("void *", first), npages, page, ffi.cast("int *", status.ctypes.data)
+        )
+        check(rc, "cannot query pages", step="move_pages")
+    return first, status
+
+
+def mempolicy(address: int | None) -> tuple[int, tuple[int, ...]]:
+    """(mode with its flags, nodes) the kernel holds for the page at `address`,
+    or for the calling thread when `address` is None (get_mempolicy)."""
+    mode = ffi.new("int *")
+    words = ffi.new("unsigned long[]", mask_bits() // 64)
+    where = ffi.NULL if address is None else ffi.cast("void *", address)
+    flags = 0 if address is None else lib.NN_MPOL_F_ADDR
+    rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, where, flags)
+    what = "the thread policy" if address is None else f"the policy at {address:#x}"
+    check(rc, f"cannot read {what}", step="get_mempolicy")
+    nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
+    return int(mode[0]), nodes

@@ -9,13 +9,29 @@ from __future__ import annotations
 import os
 import platform
 import re
-import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import InvalidNodeError
-from .lib import ffi, lib
+from .lib import getcpu
+from .sysfs import (
+    MAX_CPU_ID,
+    MAX_NODE_ID,
+    MEMINFO,
+    NODE_ROOT,
+    NODES,
+    OSRELEASE,
+    TIER_ROOT,
+    TIERS,
+    KernelFiles,
+    _clip,
+    _meminfo_kib,
+    cgroup_folders,
+    parse_int,
+    parse_list,
+    self_file,
+)
 
 __all__ = [
     "Node",
@@ -27,61 +43,14 @@ __all__ = [
     "parse_list",
     "format_list",
     "kernel_version",
+    "KernelFiles",
+    "parse_int",
+    "node_free_bytes",
+    "MAX_CPU_ID",
+    "MAX_NODE_ID",
+    "NODE_ROOT",
+    "TIER_ROOT",
 ]
-
-NODE_ROOT = Path("/sys/devices/system/node")
-# Kernel memory tiers (Linux 6.1): memory_tierN/nodelist, N the tier's abstract id.
-TIER_ROOT = Path("/sys/devices/virtual/memory_tiering")
-
-
-_ID = re.compile(r"[0-9]{1,19}", re.ASCII)
-
-
-def parse_list(text: str, *, high: int | None = None) -> tuple[int, ...]:
-    """Parse the kernel's list syntax ("0-3,8,10-11") into sorted ids.
-
-    Parameters
-    ----------
-    text : str
-        The list; surrounding whitespace and empty items are ignored.
-    high : int, optional
-        The largest id accepted (a range up to 2**40 is not a CPU list).
-
-    Returns
-    -------
-    tuple of int
-
-    Raises
-    ------
-    ValueError
-        Not a list of ids: a word that is not a decimal id, a range that is
-        open ("0-") or descending ("5-2"), an id above `high`.
-
-    Examples
-    --------
-    >>> from numa_numpy._kernel.topology import parse_list
-    >>> parse_list("0-2,5\\n")
-    (0, 1, 2, 5)
-    >>> parse_list("5-2")
-    Traceback (most recent call last):
-    ...
-    ValueError: descending range '5-2'
-    """
-    out: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        if not _ID.fullmatch(lo) or (sep and not _ID.fullmatch(hi)):
-            raise ValueError(f"{_clip(part)!r} is not an id or a range of ids")
-        first, last = int(lo), int(hi) if sep else int(lo)
-        if last < first:
-            raise ValueError(f"descending range {part!r}")
-        if high is not None and last > high:
-            raise ValueError(f"id {last} is above {high}, the largest the kernel has")
-        out.update(range(first, last + 1))
-    return tuple(sorted(out))
 
 
 def format_list(ids: tuple[int, ...] | list[int] | set[int] | frozenset[int]) -> str:
@@ -98,282 +67,9 @@ def format_list(ids: tuple[int, ...] | list[int] | set[int] | frozenset[int]) ->
     return ",".join(runs)
 
 
-# ------------------------------------------------- reading the kernel's files
-# What a file may hold before it is not a kernel file (sysfs gives at most a page,
-# /proc/self/status a few KiB).
-MAX_FILE_BYTES = 1 << 20
-# The largest ids the kernel has: MAX_NUMNODES is at most 1 << 10 (NODES_SHIFT
-# 10), NR_CPUS at most 8192 (x86 MAXSMP; 16384 leaves room).
-MAX_NODE_ID = (1 << 10) - 1
-MAX_CPU_ID = (1 << 14) - 1
-_NUMBER = re.compile(r"-?[0-9]+", re.ASCII)
-
-
-def parse_int(text: str, *, low: int = 0, high: int = (1 << 63) - 1) -> int:
-    """The one integer a kernel file holds ("8\\n"), between `low` and `high`.
-
-    Parameters
-    ----------
-    text : str
-        The file's text; surrounding whitespace is ignored.
-    low, high : int
-        The range the value must lie in (inclusive).
-
-    Returns
-    -------
-    int
-
-    Raises
-    ------
-    ValueError
-        The text is not one decimal integer in range; the message says what it
-        holds instead.
-
-    Examples
-    --------
-    >>> from numa_numpy._kernel.topology import parse_int
-    >>> parse_int("8\\n")
-    8
-    >>> parse_int("n/a")
-    Traceback (most recent call last):
-    ...
-    ValueError: holds 'n/a', not a number
-    """
-    word = text.strip()
-    if not word:
-        raise ValueError("is empty, not a number")
-    if not _NUMBER.fullmatch(word):
-        raise ValueError(f"holds {_clip(word)!r}, not a number")
-    if len(word.lstrip("-")) > 19:
-        raise ValueError(f"holds {_clip(word)!r}, a number too large")
-    value = int(word)
-    if not low <= value <= high:
-        raise ValueError(f"holds {value}, outside {low}..{high}")
-    return value
-
-
-def _clip(text: str, most: int = 40) -> str:
-    return text if len(text) <= most else text[:most] + "..."
-
-
-def _decode(data: bytes) -> str:
-    """A kernel file's bytes as text; ValueError says why they are not.
-
-    Trailing NULs are dropped: ``tar`` pads a sysfs file (which claims a page
-    whatever it holds) with them up to that size.
-    """
-    data = data.rstrip(b"\0")
-    if b"\0" in data:
-        raise ValueError(f"holds a NUL byte at offset {data.index(0)}: not text")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
-
-
-class KernelFiles:
-    """Reads kernel files (sysfs, /proc, cgroup) under a root folder, and keeps a
-    note of each file it could not read and why, instead of raising.
-
-    A file that does not exist reads as None without a note (most files are
-    optional: an older kernel, no HMAT, no cgroup v1). Everything else that is
-    not what the kernel writes is noted and reads as None: a folder or a device
-    where a file should be, a file where a folder should be, permission denied,
-    bytes that are not UTF-8 text, NULs inside the text (trailing NULs, which
-    ``tar`` adds to sysfs files, are dropped), more than 1 MiB, and for `integer`
-    and `ids` text that is not a number or an id list in range.
-
-    Parameters
-    ----------
-    root : path-like, default "/"
-        The folder the kernel's layout starts at (``root/sys``, ``root/proc``).
-
-    Attributes
-    ----------
-    problems : dict of str to str
-        The file as it is on the machine described (``/sys/...``) -> what was
-        wrong with it, in the order found.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> from pathlib import Path
-    >>> from numa_numpy._kernel.topology import KernelFiles
-    >>> root = Path(tempfile.mkdtemp())
-    >>> _ = (root / "nr_hugepages").write_bytes(b"8\\n" + b"\\0" * 100)  # as tar pads it
-    >>> _ = (root / "cpulist").write_text("5-2\\n")
-    >>> files = KernelFiles(root)
-    >>> files.integer("nr_hugepages"), files.ids("cpulist"), files.text("absent")
-    (8, None, None)
-    >>> files.problems
-    {'/cpulist': "holds '5-2': descending range '5-2'"}
-    """
-
-    def __init__(self, root: str | os.PathLike[str] = "/") -> None:
-        self.root = Path(os.fspath(root))
-        self.problems: dict[str, str] = {}
-
-    def path(self, where: str | os.PathLike[str]) -> Path:
-        """`where` under the root (an absolute Path is taken as it is)."""
-        if isinstance(where, Path) and where.is_absolute():
-            return where
-        return self.root / os.fspath(where).lstrip("/")
-
-    def shown(self, path: Path) -> str:
-        """A path as it is on the machine described (without the root's prefix)."""
-        if self.root == Path("/") or path == self.root:
-            return str(path)
-        try:
-            return "/" + str(path.relative_to(self.root))
-        except ValueError:
-            return str(path)
-
-    def note(self, where: str | os.PathLike[str], why: str) -> None:
-        """Keep `why` as the problem of file `where` (the first problem found stays)."""
-        self.problems.setdefault(self.shown(self.path(where)), why)
-
-    def problem(self, where: str | os.PathLike[str]) -> str | None:
-        """What was wrong with `where` when it was read, or None."""
-        return self.problems.get(self.shown(self.path(where)))
-
-    def text(self, where: str | os.PathLike[str], *, required: bool = False) -> str | None:
-        """The text of a file, or None (noted unless the file does not exist,
-        and then too when `required`)."""
-        path = self.path(where)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except FileNotFoundError:
-            if required:
-                self.note(path, "is missing")
-            return None
-        except NotADirectoryError:
-            self._not_a_folder(path)
-            return None
-        except ValueError:  # Python's words for it differ between versions
-            self.note(path, "cannot be read: its name holds a NUL byte")
-            return None
-        except OSError as exc:
-            self.note(path, f"cannot be read: {exc.strerror or exc}")
-            return None
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                kind = "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
-                self.note(path, f"is {kind}, not a file")
-                return None
-            chunks = []
-            size = 0
-            while size <= MAX_FILE_BYTES:
-                chunk = os.read(fd, 1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        except OSError as exc:
-            self.note(path, f"cannot be read: {exc.strerror or exc}")
-            return None
-        finally:
-            os.close(fd)
-        if size > MAX_FILE_BYTES:
-            self.note(path, f"holds more than {MAX_FILE_BYTES >> 20} MiB: not a kernel file")
-            return None
-        try:
-            return _decode(b"".join(chunks))
-        except ValueError as exc:
-            self.note(path, str(exc))
-            return None
-
-    def _not_a_folder(self, path: Path) -> None:
-        """Note the file on `path` that stands where a folder should."""
-        for parent in path.parents:
-            if os.path.exists(parent) and not os.path.isdir(parent):
-                self.note(parent, "is a file where a folder is expected")
-                return
-        self.note(path, "cannot be read: a folder on its path is a file")
-
-    def integer(
-        self,
-        where: str | os.PathLike[str],
-        *,
-        low: int = 0,
-        high: int = (1 << 63) - 1,
-        required: bool = False,
-    ) -> int | None:
-        """The integer a file holds (`parse_int`), or None (noted as for `text`)."""
-        text = self.text(where, required=required)
-        if text is None:
-            return None
-        try:
-            return parse_int(text, low=low, high=high)
-        except ValueError as exc:
-            self.note(where, str(exc))
-            return None
-
-    def ids(
-        self,
-        where: str | os.PathLike[str],
-        *,
-        high: int = MAX_CPU_ID,
-        required: bool = False,
-    ) -> tuple[int, ...] | None:
-        """The id list a file holds (`parse_list`, ids up to `high`), or None."""
-        text = self.text(where, required=required)
-        return None if text is None else self.parse_ids(text, where, high=high)
-
-    def parse_ids(
-        self, text: str, where: str | os.PathLike[str], *, high: int = MAX_CPU_ID
-    ) -> tuple[int, ...] | None:
-        """`text`, read from `where`, as an id list; None (noted) if it is not."""
-        try:
-            return parse_list(text, high=high)
-        except ValueError as exc:
-            self.note(where, f"holds {_clip(text.strip())!r}: {exc}")
-            return None
-
-    def names(self, where: str | os.PathLike[str]) -> list[str]:
-        """The sorted names in a folder; [] when it does not exist or cannot be
-        listed (noted)."""
-        path = self.path(where)
-        try:
-            return sorted(os.listdir(path))
-        except FileNotFoundError:
-            return []
-        except NotADirectoryError:
-            if os.path.exists(path):
-                self.note(path, "is a file where a folder is expected")
-            else:
-                self._not_a_folder(path)
-            return []
-        except ValueError:
-            self.note(path, "cannot be listed: its name holds a NUL byte")
-            return []
-        except OSError as exc:
-            self.note(path, f"cannot be listed: {exc.strerror or exc}")
-            return []
-
-
-def _meminfo_kib(files: KernelFiles, where: str | os.PathLike[str], key: str) -> int | None:
-    """`key`'s value in a meminfo file (/proc/meminfo or a node's), in KiB; None
-    (noted) when the file has no such line or its value is not "N kB"."""
-    text = files.text(where, required=True)
-    if text is None:
-        return None
-    match = re.search(rf"^(?:Node [0-9]+ )?{key}:[ \t]*(.*?)\s*$", text, re.MULTILINE)
-    if match is None:
-        files.note(where, f"has no {key} line")
-        return None
-    value = re.fullmatch(r"([0-9]{1,19}) kB", match.group(1), re.ASCII)
-    if value is None:
-        files.note(where, f"{key} is {_clip(match.group(1))!r}, not 'N kB'")
-        return None
-    return int(value.group(1))
-
-
 def _status_list(files: KernelFiles, key: str, *, high: int) -> tuple[int, ...] | None:
     """The id list of `key` in /proc/self/status (None: absent or not a list, noted)."""
-    where = "proc/self/status"
+    where = self_file("status")
     match = re.search(rf"^{key}:[ \t]*(.*?)\s*$", files.text(where) or "", re.MULTILINE)
     return files.parse_ids(match.group(1), where, high=high) if match else None
 
@@ -381,25 +77,7 @@ def _status_list(files: KernelFiles, key: str, *, high: int) -> tuple[int, ...] 
 def cpuset_files(root: Path = Path("/"), files: KernelFiles | None = None) -> dict[str, Path]:
     """The cgroup folders of this process that hold cpuset files, by hierarchy
     ("v2", "v1"), from /proc/self/cgroup: where `cpuset.mems` and the CPUs live."""
-    files = files or KernelFiles(root)
-    root = files.root
-    found: dict[str, Path] = {}
-    for line in (files.text("proc/self/cgroup") or "").splitlines():
-        hierarchy, _, rest = line.partition(":")
-        controllers, _, path = rest.partition(":")
-        relative = path.strip().lstrip("/")
-        if ".." in Path(relative).parts:  # would read outside the cgroup tree
-            files.note("proc/self/cgroup", f"names a cgroup path with '..': {_clip(path)!r}")
-            continue
-        if hierarchy == "0":
-            base = root / "sys/fs/cgroup"
-            # a hybrid host mounts the v2 tree at unified/; it then holds no cpuset
-            if not os.path.exists(base / "cgroup.controllers") and os.path.isdir(base / "unified"):
-                base = base / "unified"
-            found.setdefault("v2", base / relative)
-        elif "cpuset" in controllers.split(","):
-            found["v1"] = root / "sys/fs/cgroup/cpuset" / relative
-    return found
+    return cgroup_folders(files or KernelFiles(root), "cpuset")
 
 
 def cpuset_cpus(root: Path = Path("/"), files: KernelFiles | None = None) -> tuple[int, ...]:
@@ -778,7 +456,7 @@ def memory_tiers(
     """Kernel memory tier id -> nodes, from memory_tiering/memory_tierN/nodelist."""
     files = files or KernelFiles(root)
     live = files.root == Path("/")
-    base = TIER_ROOT if live else files.root / "sys/devices/virtual/memory_tiering"
+    base = TIER_ROOT if live else files.path(TIERS)
     tiers: dict[int, tuple[int, ...]] = {}
     for name in files.names(base):
         match = re.fullmatch(r"memory_tier([0-9]{1,9})", name, re.ASCII)
@@ -822,7 +500,7 @@ def _distances(
 def _release(files: KernelFiles) -> tuple[int, int]:
     if files.root == Path("/"):
         return kernel_version()
-    text = files.text("proc/sys/kernel/osrelease") or ""
+    text = files.text(OSRELEASE) or ""
     match = re.match(r"([0-9]{1,9})\.([0-9]{1,9})", text.strip(), re.ASCII)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
@@ -838,14 +516,14 @@ def read_topology(root: Path = Path("/"), files: KernelFiles | None = None) -> T
     """
     files = files or KernelFiles(root)
     live = files.root == Path("/")
-    node_root = NODE_ROOT if live else files.root / "sys/devices/system/node"
+    node_root = NODE_ROOT if live else files.path(NODES)
     allowed_cpus = cpuset_cpus(files=files)
     ids = files.ids(node_root / "online", high=MAX_NODE_ID)
     if not ids:
         if ids == ():
             files.note(node_root / "online", "names no node")
-        total = (_meminfo_kib(files, "proc/meminfo", "MemTotal") or 0) << 10
-        free = (_meminfo_kib(files, "proc/meminfo", "MemFree") or 0) << 10
+        total = (_meminfo_kib(files, MEMINFO, "MemTotal") or 0) << 10
+        free = (_meminfo_kib(files, MEMINFO, "MemFree") or 0) << 10
         cpus = tuple(range(os.cpu_count() or 1)) if live else allowed_cpus
         node = Node(0, cpus, total, free, {0: 10})
         return Topology((node,), (0,), (0,), allowed_cpus, _release(files), False)
@@ -898,13 +576,15 @@ def mask_bits() -> int:
     return max(64, (highest + 64) // 64 * 64)
 
 
+def node_free_bytes(node: int) -> int | None:
+    """MemFree of `node` now (its sysfs meminfo), None where it cannot be read."""
+    kib = _meminfo_kib(KernelFiles(), NODE_ROOT / f"node{node}" / "meminfo", "MemFree")
+    return None if kib is None else kib << 10
+
+
 def current_cpu_and_node() -> tuple[int, int]:
-    cpu = ffi.new("unsigned *")
-    node = ffi.new("unsigned *")
-    rc = lib.nn_getcpu(cpu, node)
-    if rc < 0:
-        return min(os.sched_getaffinity(0)), 0
-    return int(cpu[0]), int(node[0])
+    """(CPU, node) of this thread now; (the lowest allowed CPU, 0) without getcpu."""
+    return getcpu() or (min(os.sched_getaffinity(0)), 0)
 
 
 def current_node() -> int:

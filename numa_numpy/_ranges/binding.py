@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 
-from .._kernel.lib import error, failed_step, ffi, lib
+from .._kernel.arena import partition_cuts
+from .._kernel.lib import apply_binding, check_room, errno_of, lib, populate, rephrase
+from .._kernel.pages import query_pages
 from .._kernel.topology import Topology, format_list
 from .._policies.cstructs import binding_struct, prefault_plan
 from .._policies.enforcement import (
@@ -18,8 +20,7 @@ from .._policies.enforcement import (
 )
 from .._policies.options import AllocationOptions, Prefault
 from .._policies.policy import Policy, validate
-from ..errors import NumaAllocationError, describe_errno
-from .placement import pages_of
+from ..errors import NumaAllocationError, NumaError
 
 
 def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) -> int:
@@ -27,7 +28,7 @@ def off_policy_pages(address: int, length: int, policy: Policy, topo: Topology) 
     allowed = policy.allowed_nodes(topo)
     if allowed is None:
         return 0
-    _, status = pages_of(address, length)
+    _, status = query_pages(address, length)
     present = status[status >= 0]
     return int((~(present[:, None] == list(allowed)).any(axis=1)).sum()) if present.size else 0
 
@@ -37,9 +38,7 @@ def range_cuts(nbytes: int, granule: int, k: int, thp: bool = False) -> list[int
     allocator's rule (`nn_partition_cuts`), never inside a `granule` (a row)."""
     if k <= 1:
         return []
-    cuts = ffi.new("size_t[]", k - 1)
-    lib.nn_partition_cuts(nbytes, max(granule, 1), int(thp), k, cuts)
-    return [int(c) for c in cuts]
+    return partition_cuts(nbytes, granule, thp, k)
 
 
 def row_split(shape: tuple[int, ...], itemsize: int, order: str) -> tuple[int, int, int]:
@@ -78,6 +77,15 @@ def _pieces(
     ]
 
 
+def _bind(binding: object, address: int, length: int, flags: int) -> NumaError | None:
+    """mbind one range; None, or the kernel's refusal."""
+    try:
+        apply_binding(binding, address, length, flags)
+    except NumaError as exc:
+        return exc
+    return None
+
+
 def bind_range(
     address: int,
     length: int,
@@ -103,28 +111,27 @@ def bind_range(
     flags = lib.NN_MPOL_MF_MOVE if move else 0
     refused = ""  # soft: a refused range stays unbound, the others are bound and all prefaulted
     for (binding, _mask), (_part, start, size) in zip(structs, pieces, strict=True):
-        rc = lib.nn_apply_binding(binding, ffi.cast("void *", start), size, flags)
-        if rc < 0 and not refused:
-            refused = f"the kernel refused it: {describe_errno(-rc, failed_step('mbind'))}"
-            refuse_or_warn(options, refused, -rc)  # strict raises here
+        refusal = _bind(binding, start, size, flags)
+        if refusal is not None and not refused:
+            refused = f"the kernel refused it: {refusal}"
+            refuse_or_warn(options, refused, errno_of(refusal))  # strict raises here
     if refused:
         level = EnforcementLevel.NONE
         reasons.append(refused)
     if options.prefault is not Prefault.NONE:
         plan, _cpus = prefault_plan(options, topo)
-        rc = 0
-        for (binding, _mask), (_part, _start, size) in zip(structs, pieces, strict=True):
-            rc = rc or lib.nn_check_room(binding, size)
-        if rc == 0:
-            rc = lib.nn_populate(ffi.cast("void *", address), length, page_size, plan)
-        if rc < 0:  # the room check or the populate: the step says which
-            raise error(
-                -rc,
+        try:
+            for (binding, _mask), (_part, _start, size) in zip(structs, pieces, strict=True):
+                check_room(binding, size)
+            populate(address, length, page_size, plan)
+        except NumaError as exc:  # the room check or the populate: the step says which
+            raise rephrase(
+                exc,
                 f"cannot fault in {length} bytes under {policy}",
                 NumaAllocationError,
                 size=length,
                 policy=policy,
-            )
+            ) from None
         if options.strict:  # verified only when strict: a soft binding is not read back
             for part, start, size in pieces:
                 off = off_policy_pages(start, size, part, topo)

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from .._alloc.bridge import HANDLER_NAME, get_handler_name
-from .._kernel.lib import ffi, lib
+from .._kernel.arena import block_mapping, block_mark_migrated
+from .._kernel.lib import errno_counts, errno_of, move_range
+from .._kernel.pages import base_page_size
 from .._kernel.topology import current_node, format_list
 from .._policies.enforcement import refuse
 from .._policies.options import AllocationOptions
@@ -23,7 +25,7 @@ from .._policies.policy import (
     as_policy,
     validate,
 )
-from ..errors import InvalidPolicyError, MigrationError, describe_errno
+from ..errors import InvalidPolicyError, MigrationError, NumaError
 from .binding import bind_range, off_policy_pages
 from .placement import Placement, owner_of, placement, span_of
 
@@ -129,16 +131,16 @@ def migrate(a: np.ndarray, policy_or_node: PolicyLike | int, *, strict: bool = F
         )
     options = AllocationOptions(target, bool(strict))
     if get_handler_name(a) == HANDLER_NAME:
-        base, length = ffi.new("void **"), ffi.new("size_t *")
-        if lib.nn_block_mapping(ffi.cast("void *", a.ctypes.data), base, length) < 0:
+        mapping = block_mapping(a.ctypes.data)
+        if mapping is None:
             raise MigrationError(
                 f"this {a.nbytes}-byte array is a small block that shares its pages with other "
                 "arrays; copy it instead: numa_array(a, policy=...)"
             )
-        address = int(ffi.cast("uintptr_t", base[0]))
-        bind_range(address, int(length[0]), int(lib.nn_base_page_size()), options, move=True)
-        lib.nn_block_mark_migrated(ffi.cast("void *", a.ctypes.data))
-        _report(address, int(length[0]), options, topo)
+        address, length = mapping
+        bind_range(address, length, base_page_size(), options, move=True)
+        block_mark_migrated(a.ctypes.data)
+        _report(address, length, options, topo)
     else:
         _move_inner_pages(a, options, topo)
     return placement(a)
@@ -185,7 +187,7 @@ def _report(address: int, length: int, options: AllocationOptions, topo: Any) ->
 
 def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> None:
     target = options.policy
-    page = int(lib.nn_base_page_size())
+    page = base_page_size()
     address, nbytes = span_of(a)
     first = (address + page - 1) // page * page
     last = (address + nbytes) // page * page
@@ -204,18 +206,19 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
         else np.asarray(nodes, dtype=np.intc)
     )
     status = np.empty(npages, dtype=np.intc)
-    rc = lib.nn_move_range(
-        ffi.cast("void *", first),
-        npages,
-        page,
-        ffi.cast("int *", per_page.ctypes.data),
-        per_page.size,
-        0,
-        ffi.cast("int *", status.ctypes.data),
-    )
-    if rc < 0:
-        reason = describe_errno(-rc, "move_pages")
-        refuse(options, f"cannot move pages to {target}: {reason}", reason=reason, err=-rc)
+    refusal: NumaError | None = None
+    try:
+        move_range(first, npages, page, per_page, status)
+    except NumaError as exc:
+        refusal = exc
+    if refusal is not None:
+        reason = str(refusal)
+        refuse(
+            options,
+            f"cannot move pages to {target}: {reason}",
+            reason=reason,
+            err=errno_of(refusal),
+        )
         return
     wanted = np.resize(per_page, npages)
     # status: the node each page is on now, or -errno (-ENOENT: never touched: fine)
@@ -223,9 +226,11 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
     errors = status[(status < 0) & (status != -errno.ENOENT)]
     failed = misplaced + int(errors.size)
     if failed:
-        why = ", ".join(
-            f"{count} {errno.errorcode.get(-int(code), str(-int(code)))}"
-            for code, count in zip(*np.unique(errors, return_counts=True), strict=True)
+        why = errno_counts(
+            {
+                -int(code): int(count)
+                for code, count in zip(*np.unique(errors, return_counts=True), strict=True)
+            }
         )
         message = (
             f"{failed} of {npages} pages could not be moved to {target}"

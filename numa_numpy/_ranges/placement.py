@@ -11,14 +11,14 @@ import numpy as np
 
 from .._alloc.bridge import HANDLER_NAME, get_handler_name
 from .._alloc.handler import handler_of_arena
-from .._kernel.lib import ffi, lib
-from .._kernel.pages import mapping_pages
-from .._kernel.topology import mask_bits
+from .._kernel.arena import block_owner
+from .._kernel.lib import error, lib
+from .._kernel.pages import base_page_size, mapping_pages, mempolicy, query_pages
 from .._policies.enforcement import Enforcement, EnforcementLevel
 from .._policies.policy import Policy, policy_from_kernel
-from ..errors import NumaError, describe_errno
+from ..errors import NumaError
 
-__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy"]
+__all__ = ["Placement", "placement", "span_of", "owner_of", "range_policy", "pages_of"]
 
 
 @dataclass(frozen=True, repr=False)
@@ -230,54 +230,31 @@ def owner_of(a: np.ndarray) -> np.ndarray | None:
 def range_policy(address: int | None) -> Policy:
     """The policy the kernel holds for the page at `address`, or for the calling
     thread when `address` is None (get_mempolicy)."""
-    mode = ffi.new("int *")
-    words = ffi.new("unsigned long[]", mask_bits() // 64)
-    where = ffi.NULL if address is None else ffi.cast("void *", address)
-    flags = 0 if address is None else lib.NN_MPOL_F_ADDR
-    rc = lib.nn_get_mempolicy(mode, words, mask_bits() + 1, where, flags)
-    if rc < 0:
-        what = "the thread policy" if address is None else f"the policy at {address:#x}"
-        raise NumaError(f"cannot read {what}: {describe_errno(-rc, 'get_mempolicy')}", errno=-rc)
-    nodes = tuple(i for i in range(mask_bits()) if words[i // 64] >> (i % 64) & 1)
-    return policy_from_kernel(int(mode[0]), nodes)
+    return policy_from_kernel(*mempolicy(address))
 
 
 def _ours(a: np.ndarray) -> tuple[Policy | None, Enforcement | None]:
     owner = owner_of(a)
     if owner is None or get_handler_name(owner) != HANDLER_NAME:
         return None, None
-    status = ffi.new("int *")
-    arena = lib.nn_block_owner(ffi.cast("void *", owner.ctypes.data), ffi.NULL, status)
-    handler = handler_of_arena(int(ffi.cast("uintptr_t", arena))) if arena != ffi.NULL else None
+    arena, status = block_owner(owner.ctypes.data)
+    handler = handler_of_arena(arena) if arena else None
     if handler is None:
         return None, None
     enforcement = handler.enforcement
-    if status[0] & lib.NN_MAP_MIGRATED:  # rebound whole by migrate(): the kernel knows
+    if status & lib.NN_MAP_MIGRATED:  # rebound whole by migrate(): the kernel knows
         target = range_policy(owner.ctypes.data)
         return target, Enforcement(enforcement.level, f"migrated from {handler.policy}")
-    if status[0] & lib.NN_MAP_POLICY_FALLBACK and enforcement.level is not EnforcementLevel.NONE:
+    if status & lib.NN_MAP_POLICY_FALLBACK and enforcement.level is not EnforcementLevel.NONE:
         err = handler.last_errno()
         enforcement = Enforcement(
             EnforcementLevel.NONE,
-            "the kernel refused this block's "
-            f"policy: {describe_errno(err, 'mbind') if err else '?'}",
+            f"the kernel refused this block's policy: {error(err, step='mbind') if err else '?'}",
         )
     return handler.policy, enforcement
 
 
-def pages_of(address: int, nbytes: int) -> tuple[int, np.ndarray]:
-    """(first page address, node or -errno per page) for [address, address+nbytes)."""
-    page = int(lib.nn_base_page_size())
-    first = address - address % page
-    npages = (address + nbytes - first + page - 1) // page if nbytes else 0
-    status = np.empty(npages, dtype=np.intc)
-    if npages:
-        rc = lib.nn_query_pages(
-            ffi.cast("void *", first), npages, page, ffi.cast("int *", status.ctypes.data)
-        )
-        if rc < 0:
-            raise NumaError(f"cannot query pages: {describe_errno(-rc, 'move_pages')}", errno=-rc)
-    return first, status
+pages_of = query_pages  # (first page, node or -errno per page) of a range
 
 
 def _buffer_array(a: Any) -> np.ndarray:
@@ -304,7 +281,7 @@ def _from_numa_maps(
 ) -> Placement:
     """move_pages refused: the node counts of the mappings the span lies in, from
     /proc/self/numa_maps (no system call); get_mempolicy may be refused too."""
-    page = int(lib.nn_base_page_size())
+    page = base_page_size()
     counts: dict[int, int] = {}
     for mapping in mapping_pages(address, nbytes):
         for node, n in mapping.pages.items():
@@ -366,11 +343,11 @@ def placement(a: Any) -> Placement:
     address, nbytes = span_of(arr)
     requested, enforcement = _ours(arr)
     try:
-        first, status = pages_of(address, nbytes)
+        first, status = query_pages(address, nbytes)
     except NumaError as exc:
         if getattr(exc, "errno", None) not in (_errno.EPERM, _errno.ENOSYS):
             raise
         return _from_numa_maps(address, nbytes, requested, enforcement)
     policy = range_policy(first) if nbytes else None
-    page = int(lib.nn_base_page_size())
+    page = base_page_size()
     return Placement(address, nbytes, page, status, policy, requested, enforcement)

@@ -9,7 +9,8 @@ from typing import Any, SupportsIndex
 
 import numpy as np
 
-from .._kernel.lib import lib
+from .._kernel.lib import hugetlb_flags, lib
+from .._kernel.pages import base_page_size, huge_page_size
 from .._policies.enforcement import Enforcement, huge_page_shortfall, refuse_if_strict
 from .._policies.options import (
     AllocationOptions,
@@ -159,8 +160,8 @@ class NumaRegion(mmap.mmap):
     @classmethod
     def _map_hugetlb(cls, size: int, huge: HugePages) -> tuple[NumaRegion | None, str]:
         """A hugetlb mapping, or None and why not."""
-        page = int(lib.nn_huge_page_size(huge.c_value))
-        flags = mmap.MAP_PRIVATE | lib.nn_hugetlb_flags(huge.c_value)
+        page = huge_page_size(huge.c_value)
+        flags = mmap.MAP_PRIVATE | hugetlb_flags(huge.c_value)
         try:
             region = mmap.mmap.__new__(cls, -1, _round_up(size, page), flags=flags)
         except OSError as exc:
@@ -171,7 +172,7 @@ class NumaRegion(mmap.mmap):
     @classmethod
     def _map_normal(cls, size: int, huge: HugePages, options: AllocationOptions) -> NumaRegion:
         """A mapping of base pages, advised for THP (or against it) as asked."""
-        page = int(lib.nn_base_page_size())
+        page = base_page_size()
         # a 2 MiB multiple lets the kernel align the mapping for THP
         length = _round_up(size, THP_SIZE if huge is HugePages.TRANSPARENT else page)
         try:

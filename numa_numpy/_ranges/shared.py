@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
 
+from .._kernel.lib import error
+from .._kernel.sysfs import pid_namespace, start_time
 from .._kernel.topology import MAX_NODE_ID, topology
 from .._policies.enforcement import Enforcement
 from .._policies.options import AllocationOptions, HugePages, Prefault, PrefaultLike, resolve
@@ -62,7 +64,7 @@ from .._policies.policy import (
     as_policy,
     validate,
 )
-from ..errors import NumaAllocationError, NumaError, SharedSegmentError, describe_errno
+from ..errors import NumaAllocationError, NumaError, SharedSegmentError
 from .binding import bind_range, row_split
 from .region import buffer_address
 
@@ -233,23 +235,6 @@ def _install_exit_hooks() -> None:
     util.Finalize(None, _unlink_all, exitpriority=0)
 
 
-def _start_time(pid: int | str) -> int | None:
-    """The process's start time (clock ticks after boot), None if there is none."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm may hold spaces and parentheses: the fields follow the last ')'
-    return int(text[text.rindex(")") + 2 :].split()[19])
-
-
-def _pid_namespace() -> int:
-    try:
-        return os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return 0
-
-
 def _check_name(name: Any) -> str:
     """`name` if it can name a file directly in /dev/shm, else SharedSegmentError."""
     if not isinstance(name, str):
@@ -278,14 +263,10 @@ def _check_name(name: Any) -> str:
     return name
 
 
-def _open(name: str, size: int | None) -> _Segment:
-    _check_name(name)
-    # as shm_open does: no symbolic links; O_NONBLOCK so a FIFO planted there cannot hang us
-    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    if size is not None:
-        flags |= os.O_CREAT | os.O_EXCL
+def _open_fd(name: str, flags: int) -> int:
+    """The file /dev/shm/`name`, opened; its failures in the words of shared memory."""
     try:
-        fd = os.open(SHM_DIR / name, flags, 0o600)
+        return os.open(SHM_DIR / name, flags, 0o600)
     except FileExistsError:
         raise NumaError(f"shared memory {name!r} already exists") from None
     except FileNotFoundError:
@@ -297,48 +278,68 @@ def _open(name: str, size: int | None) -> _Segment:
             f"{name!r} is a directory in /dev/shm, not a shared array", name=name, field="name"
         ) from None
     except OSError as exc:
-        why = (
-            "it is a symbolic link (shared memory is never opened through one)"
-            if exc.errno == errno.ELOOP
-            else describe_errno(exc.errno or 0, "open")
-        )
-        raise SharedSegmentError(
-            f"cannot open shared memory {name!r}: {why}", name=name, field="name", errno=exc.errno
+        what = f"cannot open shared memory {name!r}"
+        if exc.errno == errno.ELOOP:
+            raise SharedSegmentError(
+                f"{what}: it is a symbolic link (shared memory is never opened through one)",
+                name=name,
+                field="name",
+                errno=exc.errno,
+            ) from None
+        raise error(
+            exc.errno or 0, what, SharedSegmentError, step="open", name=name, field="name"
         ) from None
+
+
+def _create(fd: int, name: str, size: int) -> _Segment:
+    """A new segment of `size` bytes over the file just made (O_EXCL: ours, so
+    removed again when it cannot be sized or mapped)."""
+    step = "ftruncate"
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        os.ftruncate(fd, size)
+        step = "mmap"
+        return _Segment(fd, size, flags=mmap.MAP_SHARED)
+    except (OSError, OverflowError) as exc:
+        os.unlink(SHM_DIR / name)  # ours: made by this O_EXCL open
+        code = getattr(exc, "errno", None) or errno.EFBIG
+        raise error(
+            code,
+            f"cannot make a {size}-byte shared segment",
+            NumaAllocationError,
+            step=step,
+            size=size,
+        ) from None
+
+
+def _existing(fd: int, name: str) -> _Segment:
+    """The segment over an existing file, mapped whole once it can hold a header."""
+    length = os.fstat(fd).st_size
+    if length < FIXED.size:  # mmap refuses an empty file with a bare ValueError
+        raise SharedSegmentError(
+            f"{name!r} is not a numa_numpy shared array: it holds {length} bytes, "
+            f"fewer than the {FIXED.size}-byte header",
+            name=name,
+            field="magic",
+        )
+    return _Segment(fd, length, flags=mmap.MAP_SHARED)
+
+
+def _open(name: str, size: int | None) -> _Segment:
+    """The segment `name`: made with `size` bytes, or (None) an existing one."""
+    _check_name(name)
+    # as shm_open does: no symbolic links; O_NONBLOCK so a FIFO planted there cannot hang us
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    if size is not None:
+        flags |= os.O_CREAT | os.O_EXCL
+    fd = _open_fd(name, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise SharedSegmentError(
                 f"{name!r} is not a numa_numpy shared array: not a regular file",
                 name=name,
                 field="name",
             )
-        if size is not None:
-            step = "ftruncate"
-            try:
-                os.ftruncate(fd, size)
-                step = "mmap"
-                segment = _Segment(fd, size, flags=mmap.MAP_SHARED)
-            except (OSError, OverflowError) as exc:
-                os.unlink(SHM_DIR / name)  # ours: made by this O_EXCL open
-                code = getattr(exc, "errno", None) or errno.EFBIG
-                raise NumaAllocationError(
-                    f"cannot make a {size}-byte shared segment: {describe_errno(code, step)}",
-                    size=size,
-                    errno=code,
-                    step=step,
-                ) from None
-            segment.name = name
-            return segment
-        length = os.fstat(fd).st_size
-        if length < FIXED.size:  # mmap refuses an empty file with a bare ValueError
-            raise SharedSegmentError(
-                f"{name!r} is not a numa_numpy shared array: it holds {length} bytes, "
-                f"fewer than the {FIXED.size}-byte header",
-                name=name,
-                field="magic",
-            )
-        segment = _Segment(fd, length, flags=mmap.MAP_SHARED)
+        segment = _create(fd, name, size) if size is not None else _existing(fd, name)
     finally:
         os.close(fd)
     segment.name = name
@@ -496,8 +497,8 @@ def shared_empty(
             data_offset,
             data_bytes,
             os.getpid(),
-            _start_time("self") or 0,
-            _pid_namespace(),
+            start_time("self") or 0,
+            pid_namespace(),
             0,
         )
         segment[FIXED.size : FIXED.size + len(blob)] = blob
@@ -737,24 +738,19 @@ def _check_nodes_exist(policy: Policy) -> None:
     policy.check_nodes(topo)
 
 
-def _header(segment: _Segment) -> _Header:
-    """A segment's header, or SharedSegmentError naming the field that is wrong.
+def _corrupt(name: str | None, field: str, why: str) -> SharedSegmentError:
+    """The error of a header field that does not hold what this numa_numpy writes."""
+    return SharedSegmentError(
+        f"{name!r} has a corrupt header: {field} {why}", name=name, field=field
+    )
 
-    Everything is checked against the segment before any array is made over
-    it: the sizes and offsets lie inside it, the data is page-aligned and past
-    the metadata, the dtype is one `_dtype_to_json` writes and holds no
-    pointers, the array fits the data, the policy names nodes that exist.
-    Kept on the segment: the arrays over it were made from this reading."""
-    if segment.header is not None:
-        return segment.header
+
+def _fixed_part(segment: _Segment) -> tuple[int, int, int]:
+    """(metadata bytes, data offset, data bytes) from the header's fixed part,
+    checked against the segment: the magic, the format, sizes and offsets that
+    lie inside it, page-aligned data past the metadata."""
     name = segment.name
     size = len(segment)
-
-    def bad(field: str, why: str) -> SharedSegmentError:
-        return SharedSegmentError(
-            f"{name!r} has a corrupt header: {field} {why}", name=name, field=field
-        )
-
     magic, version, meta_bytes, data_offset, data_bytes = FIXED.unpack_from(segment, 0)[:5]
     if magic != MAGIC:
         if bytes(segment[: len(LEGACY_MAGIC)]) == LEGACY_MAGIC:
@@ -777,22 +773,35 @@ def _header(segment: _Segment) -> _Header:
         )
     page = mmap.PAGESIZE
     if FIXED.size + meta_bytes > size:
-        raise bad(
-            "meta_bytes", f"is {meta_bytes}: the metadata would end past the {size}-byte segment"
+        raise _corrupt(
+            name,
+            "meta_bytes",
+            f"is {meta_bytes}: the metadata would end past the {size}-byte segment",
         )
     if data_offset < FIXED.size + meta_bytes or data_offset % page or data_offset >= size:
-        raise bad(
+        raise _corrupt(
+            name,
             "data_offset",
             f"is {data_offset}: the data starts at the first multiple of the page size "
             f"({page}) at or after the metadata's end ({FIXED.size + meta_bytes}), "
             f"inside the {size}-byte segment",
         )
     if not 0 < data_bytes <= size - min(data_offset, size) or data_bytes % page:
-        raise bad(
+        raise _corrupt(
+            name,
             "data_bytes",
             f"is {data_bytes}: the data is whole pages of {page} bytes, from {data_offset} "
             f"to at most the segment's end ({size})",
         )
+    return meta_bytes, data_offset, data_bytes
+
+
+def _metadata(
+    segment: _Segment, meta_bytes: int, data_bytes: int
+) -> tuple[tuple[int, ...], Literal["C", "F"], np.dtype, Policy]:
+    """(shape, order, dtype, policy) from the header's JSON metadata: a dtype
+    `_dtype_to_json` writes that holds no pointers, an array that fits the data,
+    a policy that names nodes that exist."""
     field = "metadata"
     try:
         text = bytes(segment[FIXED.size : FIXED.size + meta_bytes]).decode("utf-8")
@@ -824,8 +833,20 @@ def _header(segment: _Segment) -> _Header:
         policy = _header_policy(meta["policy"])
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError, Warning) as exc:
         # InvalidNodeError and InvalidPolicyError are ValueErrors: a policy that does not parse
-        raise bad(field, str(exc) or type(exc).__name__) from None
-    segment.header = _Header(data_offset, data_bytes, shape, order, dtype, policy)
+        raise _corrupt(segment.name, field, str(exc) or type(exc).__name__) from None
+    return shape, order, dtype, policy
+
+
+def _header(segment: _Segment) -> _Header:
+    """A segment's header, or SharedSegmentError naming the field that is wrong.
+
+    Everything is checked against the segment before any array is made over
+    it (`_fixed_part`, `_metadata`). Kept on the segment: the arrays over it
+    were made from this reading."""
+    if segment.header is None:
+        meta_bytes, data_offset, data_bytes = _fixed_part(segment)
+        shape, order, dtype, policy = _metadata(segment, meta_bytes, data_bytes)
+        segment.header = _Header(data_offset, data_bytes, shape, order, dtype, policy)
     return segment.header
 
 
@@ -901,7 +922,7 @@ def _stale(path: Path, namespace: int) -> bool:
         pid, started, creator_namespace = (int(x) for x in FIXED.unpack(head)[5:8])
         if creator_namespace and namespace and creator_namespace != namespace:
             return False  # another pid namespace: its pids mean nothing here
-        now = _start_time(pid)
+        now = start_time(pid)
         if not started:  # no start time was recorded: only a pid that is gone is safe
             return now is None
         # a live pid with another start time is a reused pid: the creator is gone
@@ -909,7 +930,7 @@ def _stale(path: Path, namespace: int) -> bool:
     legacy = _LEGACY_NAME.fullmatch(path.name)
     if head[: len(LEGACY_MAGIC)] == LEGACY_MAGIC and legacy:
         # format 1 recorded no start time: only a pid that no process has is safe
-        return _start_time(legacy.group(1)) is None
+        return start_time(legacy.group(1)) is None
     return False
 
 
@@ -943,7 +964,7 @@ def cleanup_shared(*, dry_run: bool = False) -> list[str]:
     >>> a.shared_name in nn.cleanup_shared(dry_run=True)  # its creator is alive
     False
     """
-    namespace = _pid_namespace()
+    namespace = pid_namespace()
     removed = []
     try:
         entries = sorted(SHM_DIR.iterdir())
