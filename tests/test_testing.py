@@ -234,6 +234,6 @@ def test_docstring_examples_run():
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.attempted > 0 and result.failed == 0, module.__name__
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    for test in doctest.DocTestFinder().find(nn.WeightedInterleave.from_bandwidth, globs={}):
+    for test in doctest.DocTestFinder().find(nn.InterleaveWeights.from_bandwidth, globs={}):
         runner.run(test)
     assert runner.summarize(verbose=False) == doctest.TestResults(failed=0, attempted=4)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import Any, ClassVar, Union
 
 import numpy as np
 
@@ -18,9 +18,6 @@ from .._kernel.lib import lib
 from .._kernel.topology import MAX_NODE_ID, Topology, format_list, mask_bits, parse_list, topology
 from ..errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
 from .docstrings import document
-
-if TYPE_CHECKING:
-    from .weights import InterleaveWeights
 
 __all__ = [
     "Policy",
@@ -665,7 +662,7 @@ class WeightedInterleave(Interleave):
 
     ``MPOL_WEIGHTED_INTERLEAVE``: node *n* gets ``weight[n]`` pages in each
     round. The weights are system-wide (root writes them);
-    `from_bandwidth` proposes weights from measured bandwidth.
+    `InterleaveWeights.from_bandwidth` proposes them from measured bandwidth.
 
     Parameters
     ----------
@@ -691,61 +688,6 @@ class WeightedInterleave(Interleave):
     mode: ClassVar[int] = lib.NN_MPOL_WEIGHTED_INTERLEAVE
     name: ClassVar[str] = "weighted-interleave"
     min_kernel: ClassVar[tuple[int, int]] = (6, 9)
-
-    @classmethod
-    def from_bandwidth(
-        cls,
-        bandwidth: Any = None,
-        *,
-        nodes: Any = None,
-        initiator: int | None = None,
-        topo: Topology | None = None,
-    ) -> InterleaveWeights:
-        """Propose node weights proportional to each node's bandwidth.
-
-        Parameters
-        ----------
-        bandwidth : mapping or bench result, optional
-            ``{node: bandwidth}`` in any unit, or the result of
-            ``numa_numpy._diagnostics.bandwidth.bandwidth_matrix()`` (``python -m numa_numpy
-            bench --json``: the copy bandwidth seen from `initiator`'s CPUs). Default:
-            the firmware's figures (HMAT, `Node.access`) for `nodes`.
-        nodes : iterable of int, optional
-            The nodes to weight (default: every usable node, or those measured).
-        initiator : int, optional
-            For a bench result: the CPU node whose row is used (default: this
-            thread's node).
-        topo : Topology, optional
-            Where the HMAT figures are read (default: this machine's).
-
-        Returns
-        -------
-        InterleaveWeights
-            ``weights`` ({node: 1-255}, the slowest node 1), ``bandwidth``,
-            ``source`` ("hmat" or "measured"), ``policy`` (this class over the
-            nodes), ``commands()`` and ``apply()``: the weights are the
-            machine's (``/sys/kernel/mm/mempolicy/weighted_interleave/nodeN``)
-            and only root may write them.
-
-        Raises
-        ------
-        NumaUnavailableError
-            No bandwidth given and the firmware reports none (no HMAT).
-        ValueError
-            A bandwidth that is not positive, or a node without one.
-
-        Examples
-        --------
-        >>> import numa_numpy as nn
-        >>> proposal = nn.WeightedInterleave.from_bandwidth({0: 20480, 2: 5120})
-        >>> proposal.weights
-        {0: 4, 2: 1}
-        >>> proposal.commands()[0]
-        'echo 4 > /sys/kernel/mm/mempolicy/weighted_interleave/node0'
-        """
-        from .weights import propose_weights
-
-        return propose_weights(bandwidth, nodes=nodes, initiator=initiator, topo=topo)
 
 
 @dataclass(frozen=True, repr=False, init=False)

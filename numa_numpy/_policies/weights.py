@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno as _errno
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from .._kernel.topology import Topology, current_node, format_list, topology
 from ..errors import NumaError, NumaUnavailableError
+from .policy import WeightedInterleave
 
 __all__ = ["InterleaveWeights", "propose_weights", "WEIGHTS_DIR"]
 
@@ -30,7 +32,7 @@ class InterleaveWeights:
     are the kernel's, global to the machine: `apply` writes them (root only),
     `commands` shows the same as shell lines.
 
-    Made by `WeightedInterleave.from_bandwidth`.
+    Made by `InterleaveWeights.from_bandwidth`.
 
     Parameters
     ----------
@@ -60,11 +62,62 @@ class InterleaveWeights:
     source: str  # "hmat" or "measured"
 
     @property
-    def policy(self) -> Any:
+    def policy(self) -> WeightedInterleave:
         """The `WeightedInterleave` over the weighted nodes."""
-        from .policy import WeightedInterleave
-
         return WeightedInterleave(tuple(sorted(self.weights)))
+
+    @classmethod
+    def from_bandwidth(
+        cls,
+        bandwidth: Any = None,
+        *,
+        nodes: Any = None,
+        initiator: int | None = None,
+        topo: Topology | None = None,
+    ) -> InterleaveWeights:
+        """Propose node weights proportional to each node's bandwidth.
+
+        Parameters
+        ----------
+        bandwidth : mapping or bench result, optional
+            ``{node: bandwidth}`` in any unit, or the result of
+            ``numa_numpy._diagnostics.bandwidth.bandwidth_matrix()`` (``python -m numa_numpy
+            bench --json``: the copy bandwidth seen from `initiator`'s CPUs). Default:
+            the firmware's figures (HMAT, `Node.access`) for `nodes`.
+        nodes : iterable of int, optional
+            The nodes to weight (default: every usable node, or those measured).
+        initiator : int, optional
+            For a bench result: the CPU node whose row is used (default: this
+            thread's node).
+        topo : Topology, optional
+            Where the HMAT figures are read (default: this machine's).
+
+        Returns
+        -------
+        InterleaveWeights
+            ``weights`` ({node: 1-255}, the slowest node 1), ``bandwidth``,
+            ``source`` ("hmat" or "measured"), ``policy`` (`WeightedInterleave`
+            over the nodes), ``commands()`` and ``apply()``: the weights are the
+            machine's (``/sys/kernel/mm/mempolicy/weighted_interleave/nodeN``)
+            and only root may write them.
+
+        Raises
+        ------
+        NumaUnavailableError
+            No bandwidth given and the firmware reports none (no HMAT).
+        ValueError
+            A bandwidth that is not positive, or a node without one.
+
+        Examples
+        --------
+        >>> import numa_numpy as nn
+        >>> proposal = nn.InterleaveWeights.from_bandwidth({0: 20480, 2: 5120})
+        >>> proposal.weights
+        {0: 4, 2: 1}
+        >>> proposal.commands()[0]
+        'echo 4 > /sys/kernel/mm/mempolicy/weighted_interleave/node0'
+        """
+        return propose_weights(bandwidth, nodes=nodes, initiator=initiator, topo=topo)
 
     def commands(self) -> list[str]:
         """Shell lines that apply the weights (run as root).
@@ -181,7 +234,7 @@ def propose_weights(
     initiator: int | None = None,
     topo: Topology | None = None,
 ) -> InterleaveWeights:
-    """See `WeightedInterleave.from_bandwidth`."""
+    """See `InterleaveWeights.from_bandwidth`."""
     if bandwidth is None:
         topo = topo or topology()
         wanted = tuple(nodes) if nodes is not None else topo.usable_nodes
@@ -198,3 +251,34 @@ def propose_weights(
             raise ValueError(f"no bandwidth given for node(s) {format_list(missing)}")
         measured = {n: measured[n] for n in wanted}
     return InterleaveWeights(_weights(measured), measured, source)
+
+
+def _deprecated_from_bandwidth(cls: type, *args: Any, **kwargs: Any) -> InterleaveWeights:
+    """Deprecated: use `InterleaveWeights.from_bandwidth` (kept for one release;
+    the weights moved beside the policy they feed, so that policies know
+    nothing of weights).
+
+    Parameters
+    ----------
+    *args, **kwargs
+        Those of `InterleaveWeights.from_bandwidth`.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numa_numpy as nn
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DeprecationWarning)
+    ...     nn.WeightedInterleave.from_bandwidth({0: 2.0, 1: 1.0}).weights
+    {0: 2, 1: 1}
+    """
+    warnings.warn(
+        "WeightedInterleave.from_bandwidth() moved to InterleaveWeights.from_bandwidth()",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return InterleaveWeights.from_bandwidth(*args, **kwargs)
+
+
+# attached from here, the module above the policy, so the arrow runs one way
+setattr(WeightedInterleave, "from_bandwidth", classmethod(_deprecated_from_bandwidth))  # noqa: B010

@@ -146,7 +146,7 @@ def test_weights_from_the_firmware_bandwidth(tmp_path):
     from fixtures import machine
 
     root = machine.lab().write(tmp_path)
-    proposal = nn.WeightedInterleave.from_bandwidth(topo=_topology.read_topology(root))
+    proposal = nn.InterleaveWeights.from_bandwidth(topo=_topology.read_topology(root))
     assert proposal.source == "hmat"
     assert proposal.weights == {0: 4, 1: 4, 2: 1, 3: 1}  # 20480 : 5120 MB/s
     assert proposal.bandwidth == {0: 20480.0, 1: 20480.0, 2: 5120.0, 3: 5120.0}
@@ -162,11 +162,11 @@ def test_weights_need_figures(tmp_path):
 
     topo = _topology.read_topology(machine.lab(hmat=False).write(tmp_path))
     with pytest.raises(nn.NumaUnavailableError, match=r"no bandwidth \(HMAT\) for node\(s\) 0-3"):
-        nn.WeightedInterleave.from_bandwidth(topo=topo)
+        nn.InterleaveWeights.from_bandwidth(topo=topo)
     with pytest.raises(ValueError, match="positive"):
-        nn.WeightedInterleave.from_bandwidth({0: 10.0, 1: 0.0})
+        nn.InterleaveWeights.from_bandwidth({0: 10.0, 1: 0.0})
     with pytest.raises(ValueError, match="node"):
-        nn.WeightedInterleave.from_bandwidth({0: 10.0}, nodes=[0, 1])
+        nn.InterleaveWeights.from_bandwidth({0: 10.0}, nodes=[0, 1])
 
 
 def test_weights_from_measured_bandwidth():
@@ -175,15 +175,15 @@ def test_weights_from_measured_bandwidth():
         "memory": [0, 1, "interleaved"],
         "copy_gbps": [[20.0, 9.9, 15.0], [10.0, 30.0, 15.0]],
     }
-    proposal = nn.WeightedInterleave.from_bandwidth(bench, initiator=1)
+    proposal = nn.InterleaveWeights.from_bandwidth(bench, initiator=1)
     assert proposal.source == "measured" and proposal.weights == {0: 1, 1: 3}
-    assert nn.WeightedInterleave.from_bandwidth(bench, initiator=0).weights == {0: 2, 1: 1}
-    ratio = nn.WeightedInterleave.from_bandwidth({0: 1000.0, 5: 1.0}).weights
+    assert nn.InterleaveWeights.from_bandwidth(bench, initiator=0).weights == {0: 2, 1: 1}
+    ratio = nn.InterleaveWeights.from_bandwidth({0: 1000.0, 5: 1.0}).weights
     assert ratio == {0: 255, 5: 1}  # the kernel keeps weights in 1-255
 
 
 def test_applying_weights_without_the_kernel_feature(tmp_path):
-    proposal = nn.WeightedInterleave.from_bandwidth({0: 2.0, 1: 1.0})
+    proposal = nn.InterleaveWeights.from_bandwidth({0: 2.0, 1: 1.0})
     with pytest.raises(nn.NumaUnavailableError, match="Linux 6.9"):
         proposal.apply(root=tmp_path)
 
@@ -191,10 +191,10 @@ def test_applying_weights_without_the_kernel_feature(tmp_path):
 def test_this_machine_weights_follow_its_firmware():
     topo = nn.topology()
     if all(n.access for n in topo.nodes if n.id in topo.usable_nodes):
-        assert nn.WeightedInterleave.from_bandwidth().source == "hmat"
+        assert nn.InterleaveWeights.from_bandwidth().source == "hmat"
     else:
         with pytest.raises(nn.NumaUnavailableError):
-            nn.WeightedInterleave.from_bandwidth()
+            nn.InterleaveWeights.from_bandwidth()
 
 
 @pytest.mark.multinode
@@ -202,7 +202,7 @@ def test_this_machine_weights_follow_its_firmware():
 def test_lab_hmat_weights_applied_spread_the_pages():
     if not os.environ.get("NUMA_LAB_HMAT"):
         pytest.skip("the lab without --hmat has no firmware bandwidth")
-    proposal = nn.WeightedInterleave.from_bandwidth()
+    proposal = nn.InterleaveWeights.from_bandwidth()
     assert proposal.weights == {0: 4, 1: 4, 2: 1, 3: 1}
     folder = Path("/sys/kernel/mm/mempolicy/weighted_interleave")
     saved = {f: f.read_text() for f in folder.iterdir() if f.is_file()}
