@@ -1,4 +1,5 @@
-"""The C block allocator (nn_arena.c), called directly through cffi.
+"""The C block allocator (nn_arena.c and its nn_small.c, nn_large.c, nn_cache.c,
+nn_blocks.c), called directly through cffi.
 
 A hypothesis state machine drives malloc / calloc / realloc / free over the three
 paths (small blocks carved from 1 MiB policy-bound chunks, large blocks below
@@ -855,7 +856,7 @@ def test_a_migrated_large_block_is_unmapped_on_free_not_cached(arena):
     assert bind_bytes() == before + CHUNK  # the chunk stays for small blocks
 
 
-# ---- issue 11's suspects in nn_arena.c -----------------------------------------------
+# ---- issue 11's suspects in the arena's C --------------------------------------------
 
 
 def run_isolated(code: str) -> subprocess.CompletedProcess[str]:
