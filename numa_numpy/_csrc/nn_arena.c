@@ -94,7 +94,7 @@ nn_arena *nn_arena_new(const nn_binding *binding, int huge, const nn_prefault_pl
     a->enforced = 1;
     a->prefault = (nn_prefault_plan){prefault->mode, prefault->nthreads, a->cpus,
                                      ncpus > 0 ? ncpus : 0};
-    a->stats.cache_limit = DEFAULT_CACHE_LIMIT;
+    a->stats.cache_limit = SIZE_MAX; /* none of its own until set: the budget alone */
     a->stats.small_limit = SMALL_MAX;
     a->stats.enforced = 1;
 

@@ -34,7 +34,6 @@ _Static_assert(SMALL_MAX == (size_t)1 << 16, "size classes are laid out up to 2^
 _Static_assert(NCLASSES == 8 + (16 - 7) * 4, "NCLASSES is size_class(SMALL_MAX) + 1");
 _Static_assert(HEADER % 16 == 0, "blocks keep malloc's 16-byte alignment");
 #define CACHE_SLOTS 64
-#define DEFAULT_CACHE_LIMIT ((size_t)1 << 30)
 /* Larger requests fail, as glibc's above PTRDIFF_MAX do: the header page, the
  * THP alignment slack and page rounding can then never overflow a size_t. */
 #define MAX_REQUEST (((size_t)PTRDIFF_MAX) - ((size_t)1 << 31))

@@ -18,6 +18,9 @@
 
 /* ---- the process-wide cache of freed large blocks ---- */
 
+/* Unconfigured until nn_cache_configure (the Python layer's budget, set when
+ * the package is imported): a zero budget and decay 0 cache nothing, so a block
+ * freed before then is unmapped, never kept under numbers of C's own. */
 static struct {
     size_t limit;       /* bytes cached by all arenas together */
     size_t hot_limit;   /* of which not MADV_FREE'd */
@@ -25,7 +28,7 @@ static struct {
     size_t cached, lazy; /* atomics; hot = cached - lazy (one atomic on the hot path) */
     size_t reclaimed, decayed, evicted; /* atomics: cumulative bytes */
     size_t chunks; /* atomic: of cached, emptied chunks */
-} cache = {(size_t)256 << 20, (size_t)32 << 20, 10000, 0, 0, 0, 0, 0, 0};
+} cache;
 
 static size_t load(const size_t *v) { return __atomic_load_n(v, __ATOMIC_RELAXED); }
 static void add(size_t *v, size_t n) { __atomic_add_fetch(v, n, __ATOMIC_RELAXED); }
