@@ -10,7 +10,17 @@ import numpy
 from cffi import FFI
 
 CSRC = Path(__file__).resolve().parent / "numa_numpy" / "_csrc"
-SOURCES = ["nn_syscalls.c", "nn_mapping.c", "nn_arena.c", "nn_placement.c", "nn_handler.c"]
+SOURCES = [
+    "nn_syscalls.c",
+    "nn_mapping.c",
+    "nn_arena.c",
+    "nn_small.c",
+    "nn_large.c",
+    "nn_cache.c",
+    "nn_blocks.c",
+    "nn_placement.c",
+    "nn_handler.c",
+]
 
 # NumPy's headers do not compile under Py_LIMITED_API, which cffi sets by default.
 extra_compile_args = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]

@@ -20,6 +20,7 @@ from .._kernel import arena as _arena
 from .._kernel.pages import base_page_size, numa_maps, query_pages
 from .._kernel.sysfs import MemoryLimit, memory_limit
 from ..errors import CacheSettingError
+from .budget import DEFAULT_DECAY_S, cache_rule, hot_limit
 from .handler import all_handlers, release_handlers
 from .scope import forget_scopes
 
@@ -35,17 +36,6 @@ __all__ = [
     "memory_limit",
 ]
 
-MiB, GiB = 1 << 20, 1 << 30
-BUDGET_MAX = 1 * GiB  # never more, however large the machine
-BUDGET_SHARE = 8  # at most 1/8 of the memory limit: well inside it
-HOT_MAX = 32 * MiB  # not MADV_FREE'd: what glibc's own heap may keep resident
-DEFAULT_DECAY_S = 10.0  # jemalloc's dirty_decay_ms default
-
-
-def default_budget(limit: MemoryLimit) -> int:
-    """Bytes of freed blocks the process keeps: an eighth of its memory limit, at
-    most 1 GiB."""
-    return min(BUDGET_MAX, limit.bytes // BUDGET_SHARE) if limit.bytes else BUDGET_MAX
 
 
 class _Settings:
@@ -58,7 +48,7 @@ def _apply() -> None:
     budget = _Settings.budget
     decay = _Settings.decay_s
     decay_ms = -1 if decay is None else round(decay * 1000)
-    _arena.cache_configure(budget, min(HOT_MAX, budget // 4), decay_ms)
+    _arena.cache_configure(budget, hot_limit(budget), decay_ms)
 
 
 def set_cache_limit(nbytes: int | None = None) -> None:
@@ -99,7 +89,7 @@ def set_cache_limit(nbytes: int | None = None) -> None:
     """
     if nbytes is None:
         _Settings.limit = memory_limit()
-        _Settings.budget = default_budget(_Settings.limit)
+        _Settings.budget = cache_rule(_Settings.limit.bytes).budget
     else:
         try:
             value = operator.index(nbytes)  # NumPy integers too

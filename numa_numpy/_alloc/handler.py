@@ -30,18 +30,16 @@ from .._policies.policy import Policy, validate
 from ..errors import InvalidPolicyError, NumaAllocationError, NumaError, PolicyNotEnforcedError
 from . import bridge as _bridge
 from .bridge import HANDLER_NAME
-
-CACHE_LIMIT_MAX = 1 << 30
+from .budget import cache_rule
 
 
 def default_cache_limit(policy: Policy, topo: Topology) -> int:
     """A handler's own cap on the freed blocks it keeps, within the process-wide
-    budget (numa_numpy._alloc.cache): an eighth of its nodes' memory, at most 1 GiB,
+    budget: the budget rule (numa_numpy._alloc.budget) over its nodes' memory,
     so that a cache never fills a small node that others need."""
     named = [n for n in policy.resolved_nodes(topo) if n in topo.node_ids]
     nodes = named or list(topo.usable_nodes) or list(topo.node_ids)
-    memory = sum(topo.node(n).memory_total for n in nodes)
-    return min(CACHE_LIMIT_MAX, memory // 8) if memory else CACHE_LIMIT_MAX
+    return cache_rule(sum(topo.node(n).memory_total for n in nodes)).budget
 
 
 def _shortfall(options: AllocationOptions, topo: Topology) -> Enforcement:

@@ -25,7 +25,8 @@ typedef struct nn_arena_stats {
     size_t cached_chunk_bytes;   /* of cached_bytes, emptied chunks */
     size_t released_chunk_bytes; /* cumulative: chunks emptied of small blocks and
                                     given back (to the cache or the kernel) */
-    size_t cache_limit;    /* this arena's own cap (its nodes' share) */
+    size_t cache_limit;    /* this arena's own cap (its nodes' share); SIZE_MAX until
+                              set: none of its own, the process's budget alone */
     size_t small_limit;    /* largest request served from chunks */
     size_t fallbacks;      /* mappings left unbound in soft mode */
     size_t huge_fallbacks; /* explicit huge pages unavailable: normal pages used */
@@ -51,7 +52,9 @@ typedef struct nn_cache_stats {
     int decay_thread;       /* 1 while the decay thread runs */
 } nn_cache_stats;
 
-/* Set the budget, the hot allowance and the decay time, and apply them now. */
+/* Set the budget, the hot allowance and the decay time, and apply them now.
+ * The numbers are the Python layer's (numa_numpy._alloc.budget); until the
+ * first call the cache is unconfigured: budget 0, decay 0, nothing kept. */
 void nn_cache_configure(size_t limit, size_t hot_limit, long long decay_ms);
 void nn_cache_stats_get(nn_cache_stats *out);
 /* Resident bytes of the lazy (MADV_FREE'd) cached blocks, asked of the kernel. */

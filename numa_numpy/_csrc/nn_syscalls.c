@@ -15,6 +15,28 @@ static __thread int last_step;
 int nn_last_step(void) { return last_step; }
 void nn_clear_step(void) { last_step = NN_STEP_NONE; }
 
+const char *nn_step_name(int step)
+{
+    static const char *const names[] = {
+        [NN_STEP_MMAP] = "mmap",
+        [NN_STEP_MMAP_HUGETLB] = "mmap(MAP_HUGETLB)",
+        [NN_STEP_MBIND] = "mbind",
+        [NN_STEP_HOME_NODE] = "set_mempolicy_home_node",
+        [NN_STEP_ROOM] = "the free-memory check of the bound nodes (MemFree in sysfs)",
+        [NN_STEP_POPULATE] = "madvise(MADV_POPULATE_WRITE)",
+        [NN_STEP_HUGETLB_NODES] = "the huge-page pool of the bound nodes",
+        [NN_STEP_SET_MEMPOLICY] = "set_mempolicy",
+        [NN_STEP_GET_MEMPOLICY] = "get_mempolicy",
+        [NN_STEP_MOVE_PAGES] = "move_pages",
+        [NN_STEP_MIGRATE_PAGES] = "migrate_pages",
+        [NN_STEP_GETCPU] = "getcpu",
+        [NN_STEP_MUNMAP] = "munmap",
+    };
+    if (step <= NN_STEP_NONE || step >= (int)(sizeof names / sizeof *names))
+        return NULL;
+    return names[step];
+}
+
 long nn_fail(int step, long rc)
 {
     last_step = step;

@@ -58,6 +58,9 @@ long nn_set_mempolicy_home_node(void *addr, size_t len, unsigned long home_node)
 #define NN_STEP_MUNMAP 13
 /* The step of the last failure in this thread (NN_STEP_NONE after nn_clear_step). */
 int nn_last_step(void);
+/* What the caller names in an error: "mmap", "mbind", ...; NULL for
+ * NN_STEP_NONE or an unknown step. */
+const char *nn_step_name(int step);
 void nn_clear_step(void);
 /* Record `step` as this thread's last failure and return rc (a -errno). */
 long nn_fail(int step, long rc);

@@ -29,28 +29,13 @@ __all__ = ["ffi", "lib"]
 # --- C return codes -> exceptions ------------------------------------------------
 # Every nn_* function returns -errno and notes which step failed in a per-thread
 # slot (nn_last_step); this is the one place that turns that into the name of the
-# call that failed.
-
-_STEPS = {
-    lib.NN_STEP_MMAP: "mmap",
-    lib.NN_STEP_MMAP_HUGETLB: "mmap(MAP_HUGETLB)",
-    lib.NN_STEP_MBIND: "mbind",
-    lib.NN_STEP_HOME_NODE: "set_mempolicy_home_node",
-    lib.NN_STEP_ROOM: "the free-memory check of the bound nodes (MemFree in sysfs)",
-    lib.NN_STEP_POPULATE: "madvise(MADV_POPULATE_WRITE)",
-    lib.NN_STEP_HUGETLB_NODES: "the huge-page pool of the bound nodes",
-    lib.NN_STEP_SET_MEMPOLICY: "set_mempolicy",
-    lib.NN_STEP_GET_MEMPOLICY: "get_mempolicy",
-    lib.NN_STEP_MOVE_PAGES: "move_pages",
-    lib.NN_STEP_MIGRATE_PAGES: "migrate_pages",
-    lib.NN_STEP_GETCPU: "getcpu",
-    lib.NN_STEP_MUNMAP: "munmap",
-}
+# call that failed (the names are the C layer's: nn_step_name).
 
 
 def failed_step(default: str = "an unknown step") -> str:
     """The call that failed last in this thread's nn_* calls (`default` if none)."""
-    return _STEPS.get(lib.nn_last_step(), default)
+    name = lib.nn_step_name(lib.nn_last_step())
+    return ffi.string(name).decode() if name != ffi.NULL else default
 
 
 def clear_step() -> None:

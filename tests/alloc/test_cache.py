@@ -13,7 +13,9 @@ from __future__ import annotations
 import gc
 import json
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +29,9 @@ from kernel_view import bound_bytes
 from memcg import MemoryCgroup, Unavailable, under_address_sanitizer
 
 import numa_numpy as nn
+from numa_numpy._alloc import budget as _budget
 from numa_numpy._alloc import cache as _memory
+from numa_numpy._alloc import handler as _handler
 
 MiB = 1 << 20
 
@@ -95,14 +99,14 @@ def test_memory_limit_is_the_tightest_cgroup_on_the_path(tmp_path, version):
     assert limit.source.endswith(
         f"outer/{'memory.limit_in_bytes' if version == 1 else 'memory.max'}"
     )
-    assert _memory.default_budget(limit) == 150 * MiB
+    assert _budget.cache_rule(limit.bytes).budget == 150 * MiB
 
 
 def test_memory_limit_without_cgroup_limits_is_the_machine(tmp_path):
     root = fake_root(tmp_path, 2, {"/outer/inner": "max"})
     limit = _memory.memory_limit(root)
     assert (limit.bytes, limit.source) == (16 << 30, "MemTotal")
-    assert _memory.default_budget(limit) == 1 << 30  # capped
+    assert _budget.cache_rule(limit.bytes).budget == 1 << 30  # capped
 
 
 def test_memory_high_counts_in_cgroup_v2(tmp_path):
@@ -119,6 +123,96 @@ def test_the_default_budget_follows_this_process_limit():
     assert stats["budget"] == min(1 << 30, limit.bytes // 8)
     assert stats["hot_limit"] == min(32 * MiB, stats["budget"] // 4)
     assert stats["decay_s"] == 10.0
+
+
+def test_one_rule_sets_the_process_budget_and_each_handlers_cap(cache_settings, monkeypatch):
+    """The numbers live in numa_numpy._alloc.budget alone: another rule there
+    changes the process's budget, its hot share and a new handler's cap."""
+    monkeypatch.setattr(_budget, "BUDGET_MAX", 1 << 62)
+    monkeypatch.setattr(_budget, "BUDGET_SHARE", 16)
+    monkeypatch.setattr(_budget, "HOT_MAX", 1 << 62)
+    monkeypatch.setattr(_budget, "HOT_SHARE", 2)
+    nn.forget_handlers()
+    try:
+        nn.set_cache_limit()
+        stats = process_stats()
+        assert stats["budget"] == stats["memory_limit"] // 16 > 0
+        assert stats["hot_limit"] == stats["budget"] // 2
+        handler = nn.on_node(0).handler
+        assert handler.stats()["cache_limit"] == nn.topology().node(0).memory_total // 16
+        assert _handler.default_cache_limit(nn.Bind(0), nn.topology()) == (
+            nn.topology().node(0).memory_total // 16
+        )
+    finally:
+        monkeypatch.undo()
+        nn.forget_handlers()  # no handler keeps the cap of the rule above
+
+
+def test_the_package_configures_the_cache_before_any_handler_exists():
+    """Importing numa_numpy sets the C cache from the rule, and makes no handler
+    meanwhile: every arena a handler makes meets a configured cache."""
+    code = """
+        import json
+        import numa_numpy as nn
+        from numa_numpy._alloc import budget, handler
+        process = nn.memory_stats()["process"]
+        rule = budget.cache_rule(nn.memory_limit().bytes)
+        print(json.dumps({"handlers": len(handler.all_handlers()), "rule": list(rule),
+                          "set": [process["budget"], process["hot_limit"], process["decay_s"]]}))
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["handlers"] == 0
+    assert out["set"] == out["rule"]
+
+
+def test_the_c_cache_starts_unconfigured_and_keeps_nothing():
+    """The C layer holds no budget of its own: its extension loaded alone (the
+    package not imported), a freed block is unmapped, not cached under some
+    default; once configured, the same free is cached."""
+    code = """
+        import importlib.util, json, sys
+        from pathlib import Path
+        folder = Path(importlib.util.find_spec("numa_numpy").origin).parent  # not imported
+        spec = importlib.util.spec_from_file_location("_numa", next(folder.glob("_numa.*.so")))
+        numa = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(numa)
+        ffi, lib = numa.ffi, numa.lib
+
+        def cache():
+            s = ffi.new("nn_cache_stats *")
+            lib.nn_cache_stats_get(s)
+            return [int(s.limit), int(s.hot_limit), int(s.decay_ms), int(s.cached_bytes),
+                    int(s.decay_thread)]
+
+        out = {"package": "numa_numpy" in sys.modules, "before": cache()}
+        binding = ffi.new("nn_binding *", {"mode": lib.NN_MPOL_DEFAULT, "home_node": -1})
+        arena = lib.nn_arena_new(binding, lib.NN_HUGE_NONE, ffi.NULL, 0)
+        stats = ffi.new("nn_arena_stats *")
+        lib.nn_arena_stats_get(arena, stats)
+        out["cap"] = int(stats.cache_limit)
+        lib.nn_arena_free(arena, lib.nn_arena_malloc(arena, 8 << 20))
+        out["freed"] = cache()
+        lib.nn_cache_configure(64 << 20, 16 << 20, -1)
+        lib.nn_arena_free(arena, lib.nn_arena_malloc(arena, 8 << 20))
+        out["configured"] = cache()
+        lib.nn_arena_destroy(arena)
+        print(json.dumps(out))
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["package"] is False
+    assert out["before"] == [0, 0, 0, 0, 0]  # budget, hot, decay, cached, decay thread
+    assert out["cap"] == (1 << 64) - 1  # no cap of its own until a handler sets one
+    assert out["freed"] == [0, 0, 0, 0, 0]  # the block was unmapped
+    assert out["configured"][:3] == [64 * MiB, 16 * MiB, -1]
+    assert out["configured"][3] >= 8 * MiB
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "1G", True])

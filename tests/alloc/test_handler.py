@@ -1,4 +1,5 @@
-"""The C block allocator (nn_arena.c), called directly through cffi.
+"""The C block allocator (nn_arena.c and its nn_small.c, nn_large.c, nn_cache.c,
+nn_blocks.c), called directly through cffi.
 
 A hypothesis state machine drives malloc / calloc / realloc / free over the three
 paths (small blocks carved from 1 MiB policy-bound chunks, large blocks below
@@ -557,6 +558,22 @@ def arena():
         lib.nn_arena_destroy(a)
 
 
+def test_a_new_arena_has_no_cache_cap_of_its_own(arena):
+    """The numbers are the Python layer's (numa_numpy._alloc.budget): until a
+    handler sets its cap, an arena is held by the process's budget alone."""
+    assert stats(arena())["cache_limit"] == SIZE_MAX
+
+
+def test_a_handler_caps_its_arena_by_the_budget_rule_before_its_first_block():
+    import numa_numpy as nn
+    from numa_numpy._alloc.budget import cache_rule
+
+    nn.forget_handlers()
+    s = nn.on_node(0).handler.stats()  # a new handler: nothing allocated yet
+    assert s["live_blocks"] == 0 and s["large_bytes"] == 0 and s["chunk_bytes"] == 0
+    assert s["cache_limit"] == cache_rule(nn.topology().node(0).memory_total).budget
+
+
 def test_block_owner_and_layout_of_each_path(arena):
     a = arena()
     for size in (0, 1, SMALL_LIMIT, SMALL_LIMIT + 1, 4 * MiB + 1):
@@ -855,7 +872,7 @@ def test_a_migrated_large_block_is_unmapped_on_free_not_cached(arena):
     assert bind_bytes() == before + CHUNK  # the chunk stays for small blocks
 
 
-# ---- issue 11's suspects in nn_arena.c -----------------------------------------------
+# ---- issue 11's suspects in the arena's C --------------------------------------------
 
 
 def run_isolated(code: str) -> subprocess.CompletedProcess[str]:

@@ -223,6 +223,30 @@ def test_the_c_layer_reports_the_failing_step():
         check(-errno.ENOMEM, "x", nn.NumaAllocationError, size=1, policy=None)
 
 
+def test_every_step_has_its_name_from_the_c_layer():
+    from numa_numpy._kernel.lib import ffi
+
+    names = {
+        "MMAP": "mmap",
+        "MMAP_HUGETLB": "mmap(MAP_HUGETLB)",
+        "MBIND": "mbind",
+        "HOME_NODE": "set_mempolicy_home_node",
+        "ROOM": "the free-memory check of the bound nodes (MemFree in sysfs)",
+        "POPULATE": "madvise(MADV_POPULATE_WRITE)",
+        "HUGETLB_NODES": "the huge-page pool of the bound nodes",
+        "SET_MEMPOLICY": "set_mempolicy",
+        "GET_MEMPOLICY": "get_mempolicy",
+        "MOVE_PAGES": "move_pages",
+        "MIGRATE_PAGES": "migrate_pages",
+        "GETCPU": "getcpu",
+        "MUNMAP": "munmap",
+    }
+    for step, name in names.items():
+        assert ffi.string(lib.nn_step_name(getattr(lib, f"NN_STEP_{step}"))).decode() == name
+    for unknown in (0, -1, max(getattr(lib, f"NN_STEP_{s}") for s in names) + 1):
+        assert lib.nn_step_name(unknown) == ffi.NULL
+
+
 # -- partitioned: a binding per range, each one enforced --------------------------------
 
 
