@@ -1,5 +1,6 @@
 """The compiled extension, loaded once. Only numa_numpy's modules import this."""
 
+import errno as _errno
 from pathlib import Path
 
 try:
@@ -66,12 +67,14 @@ def check(rc: int, what: str, exc: type[Exception] | None = None, **details: obj
 
 
 def error(err: int, what: str, exc: type[Exception] | None = None, **details: object) -> Exception:
-    """The exception for errno `err` of the step that failed last in this thread."""
+    """The exception for errno `err` of the step that failed last in this thread
+    (``errno``, ``errno_name`` and ``step`` as its attributes)."""
     from ..errors import NumaError, describe_errno
 
     step = failed_step()
     cls = exc or NumaError
     message = f"{what}: {describe_errno(err, step)}"
     if issubclass(cls, NumaError):
-        return cls(message, errno=err, step=step, **details)
+        name = _errno.errorcode.get(err, str(err))
+        return cls(message, errno=err, errno_name=name, step=step, **details)
     return cls(message)
