@@ -40,6 +40,7 @@ class Host:
         return cls(where, read_topology(where, files), live, files)
 
     def read(self, where: str | Path) -> str | None:
+        """The text of a file under the root, or None (noted unless missing)."""
         return self.files.text(where)
 
     def shown(self, path: Path) -> str:
