@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 
-
 class _Settings:
     limit: MemoryLimit = MemoryLimit(0, "")
     budget: int = 0

@@ -3,14 +3,12 @@ weighted-interleave weights, THP mode, and whether mbind is permitted here."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .._kernel.lib import failed_step, ffi, lib
+from .._kernel import probes, tunables
 from .._kernel.pages import numa_maps
-from .._kernel.topology import NODE_ROOT, KernelFiles, kernel_version, topology
+from .._kernel.topology import KernelFiles, kernel_version, topology
 from .._policies.cstructs import binding_struct
 from .._policies.policy import (
     Bind,
@@ -21,11 +19,9 @@ from .._policies.policy import (
     PreferredMany,
     WeightedInterleave,
 )
-from ..errors import describe_errno
+from ..errors import NumaError
 
 __all__ = ["Capabilities", "capabilities", "process_memory"]
-
-WEIGHTS = Path("/sys/kernel/mm/mempolicy/weighted_interleave")
 
 
 @dataclass(frozen=True)
@@ -124,16 +120,27 @@ def _probe_mbind() -> str:
     """'' when the kernel lets this process bind memory, else why not."""
     topo = topology()
     node = topo.usable_nodes[0] if topo.usable_nodes else 0
-    binding, _mask = binding_struct(Bind(node), topo)
-    plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
-    mapping = ffi.new("nn_mapping *")
-    rc = lib.nn_map(
-        binding, int(lib.nn_base_page_size()), 0, lib.NN_HUGE_NONE, plan, lib.NN_MAP_STRICT, mapping
-    )
-    if rc == 0:
-        lib.nn_unmap(mapping)
-        return ""
-    return describe_errno(-rc, failed_step("mbind"))  # a failed mmap is not mbind's
+    binding, _mask = binding_struct(Bind(node), topo)  # _mask keeps the node mask alive
+    try:
+        probes.bind_one_page(binding)
+    except NumaError as exc:  # its step tells a failed mmap from a refused mbind
+        return str(exc)
+    return ""
+
+
+Pools = dict[str, tuple[int, int]]  # "2MB"/"1GB" -> (total, free) pages
+
+
+def _huge_pages(files: KernelFiles, nodes: tuple[int, ...]) -> dict[int, Pools]:
+    """Node -> {"2MB"/"1GB": (total, free)} pages of its hugetlbfs pools."""
+    huge = {}
+    for node in nodes:
+        pools = tunables.huge_page_pools(files, node)
+        huge[node] = {
+            (f"{kib >> 10}MB" if kib < (1 << 20) else f"{kib >> 20}GB"): counts
+            for kib, counts in pools.items()
+        }
+    return huge
 
 
 def capabilities() -> Capabilities:
@@ -165,32 +172,11 @@ def capabilities() -> Capabilities:
         cls.name: kernel >= cls.min_kernel or kernel == (0, 0)
         for cls in (Default, Local, Bind, Preferred, PreferredMany, Interleave, WeightedInterleave)
     }
-    policies["weighted-interleave"] = policies["weighted-interleave"] and WEIGHTS.exists()
     files = KernelFiles()  # what cannot be read is left out, as on a kernel without it
-    selected = re.search(
-        r"\[(\w+)\]", files.text(Path("/sys/kernel/mm/transparent_hugepage/enabled")) or ""
-    )
-    thp = selected.group(1) if selected else "unavailable"
-    huge: dict[int, dict[str, tuple[int, int]]] = {}
-    for node in topo.node_ids:
-        pools = {}
-        folder = NODE_ROOT / f"node{node}" / "hugepages"
-        for name in files.names(folder):
-            match = re.fullmatch(r"hugepages-([0-9]{1,12})kB", name, re.ASCII)
-            if match is None:
-                continue
-            kib = int(match.group(1))
-            label = f"{kib >> 10}MB" if kib < (1 << 20) else f"{kib >> 20}GB"
-            pools[label] = (
-                files.integer(folder / name / "nr_hugepages") or 0,
-                files.integer(folder / name / "free_hugepages") or 0,
-            )
-        huge[node] = pools
-    weights = {}
-    for node in topo.node_ids:
-        weight = files.integer(WEIGHTS / f"node{node}", high=255)
-        if weight is not None:
-            weights[node] = weight
+    weights = tunables.interleave_weights(files, topo.node_ids)
+    policies["weighted-interleave"] &= tunables.has_interleave_weights(files)
+    thp = tunables.thp_enabled(files) or "unavailable"
+    huge = _huge_pages(files, topo.node_ids)
     refused = _probe_mbind()
     return Capabilities(kernel, policies, not refused, refused, thp, huge, weights)
 

@@ -1,5 +1,6 @@
 """The compiled extension, loaded once. Only numa_numpy's modules import this."""
 
+import errno as _errno
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,8 @@ def error(
     """The exception for errno `err`: of `step` when the caller knows the call
     (an OSError of its own), else of the step that failed last in this thread
     (`fallback` if none). Without `what` the message is the errno's words alone,
-    for a caller to put in its own context (`rephrase`)."""
+    for a caller to put in its own context (`rephrase`). The exception carries
+    ``errno``, ``errno_name`` and ``step``."""
     from ..errors import NumaError, describe_errno
 
     step = step or failed_step(fallback)
@@ -79,7 +81,8 @@ def error(
     words = describe_errno(err, step)
     message = f"{what}: {words}" if what else words
     if issubclass(cls, NumaError):
-        return cls(message, errno=err, step=step, **details)
+        name = _errno.errorcode.get(err, str(err))
+        return cls(message, errno=err, errno_name=name, step=step, **details)
     return cls(message)
 
 
@@ -93,7 +96,8 @@ def rephrase(
     cls = cls or type(exc)
     message = f"{what}: {exc}" if what else str(exc)
     if issubclass(cls, NumaError):
-        known = {k: getattr(exc, k) for k in ("errno", "step") if k not in details}
+        kept = ("errno", "errno_name", "step")
+        known = {k: getattr(exc, k) for k in kept if k not in details and hasattr(exc, k)}
         return cls(message, **known, **details)
     return cls(message)
 

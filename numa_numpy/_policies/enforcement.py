@@ -11,9 +11,10 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
+from .._kernel.sysfs import KernelFiles
 from .._kernel.topology import Topology, format_list
+from .._kernel.tunables import free_huge_pages
 from ..errors import NumaWarning, PolicyNotEnforcedError
 from .options import AllocationOptions, HugePages
 from .policy import Policy
@@ -161,14 +162,9 @@ def huge_page_shortfall(options: AllocationOptions, topo: Topology) -> str:
     nodes = [n for n in options.policy.resolved_nodes(topo) if n in topo.node_ids]
     nodes = nodes or list(topo.usable_nodes)
     free = 0
+    files = KernelFiles()
     for node in nodes:
-        path = Path(
-            f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/free_hugepages"
-        )
-        try:
-            free += int(path.read_text())
-        except (OSError, ValueError):
-            pass
+        free += free_huge_pages(files, node, kib) or 0
     if free:
         return ""
     return (

@@ -11,16 +11,16 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from .._kernel.sysfs import KernelFiles
 from .._kernel.topology import Topology, current_node, format_list, topology
+from .._kernel.tunables import WEIGHTS_DIR, has_interleave_weights, write_interleave_weight
 from ..errors import NumaError, NumaUnavailableError
 from .policy import WeightedInterleave
 
 __all__ = ["InterleaveWeights", "propose_weights", "WEIGHTS_DIR"]
 
-WEIGHTS_DIR = "sys/kernel/mm/mempolicy/weighted_interleave"
 MAX_WEIGHT = 255  # the kernel keeps each weight in a u8 (1-255)
 
 
@@ -156,15 +156,15 @@ class InterleaveWeights:
         >>> open(root + "/sys/kernel/mm/mempolicy/weighted_interleave/node0").read().strip()
         '2'
         """
-        folder = Path(os.fspath(root)) / WEIGHTS_DIR
-        if not folder.is_dir():
+        files = KernelFiles(root)
+        if not has_interleave_weights(files):
             raise NumaUnavailableError(
                 f"/{WEIGHTS_DIR} does not exist: weighted interleave needs Linux 6.9",
                 needed=(6, 9),
             )
         for node, weight in sorted(self.weights.items()):
             try:
-                (folder / f"node{node}").write_text(f"{weight}\n")
+                write_interleave_weight(files, node, weight)
             except PermissionError as exc:
                 raise NumaError(
                     f"cannot write /{WEIGHTS_DIR}/node{node}: {exc.strerror}; the weights "

@@ -17,11 +17,24 @@ import pytest
 from fixtures import cgroup, machine, seccomp
 
 import numa_numpy as nn
+from numa_numpy._diagnostics import registry
 from numa_numpy._kernel.lib import lib
 from numa_numpy._kernel.topology import format_list
 
 Severity = nn.Severity
 REPO = Path(__file__).resolve().parents[2]
+COVERED: set[str] = set()  # the checks that have a dedicated test (see `covers`)
+
+
+def covers(*checks: str):
+    """Mark a test as a dedicated test of the registered checks named: every
+    registered check must have one (test_every_registered_check_has_a_test)."""
+
+    def mark(test):
+        COVERED.update(checks)
+        return test
+
+    return mark
 
 
 def only(diagnosis: nn.Diagnosis, check: str) -> nn.Finding:
@@ -66,18 +79,9 @@ def written(path: str, value: str):
 def test_this_machine_is_diagnosed_by_every_check():
     report = nn.doctor()
     names = {f.check for f in report}
-    assert names == {
-        "policy-syscalls",
-        "container",
-        "cpuset",
-        "thp",
-        "numa-balancing",
-        "huge-pages",
-        "kernel",
-        "tiers",
-        "sockets",
-        "threads",
-    }
+    # every check runs here; "files" speaks only of files that could not be read
+    assert names == {c.name for c in registry.checks()} - {"files"}
+    assert len(names) >= 10
     ranks = [f.severity.rank for f in report]
     assert ranks == sorted(ranks, reverse=True)  # most severe first
     assert report.exit_status == (0 if report.healthy else 1)
@@ -100,7 +104,124 @@ def test_a_finding_shows_what_it_means_and_the_fix(tmp_path):
     ]
 
 
+# ------------------------------------------------------------ the registry
+def _lab_tree(root: Path) -> Path:
+    """The lab machine's files, with a pool, balancing, a container's cgroup and
+    two nodes on one socket: every check has something to read."""
+    m = machine.lab(
+        huge_pages={0: (8, 6)},
+        numa_balancing=1,
+        cgroup="0::/docker/abc\n",
+        cgroup_files={"docker/abc/cpuset.mems.effective": "0-3\n"},
+        packages={0: 0, 1: 0},
+        demotion_enabled="true",
+    )
+    return m.write(root)
+
+
+def _run_check(check: registry.Check, root: Path) -> tuple[list[nn.Finding], dict[str, str]]:
+    """The check's findings on the files under `root`, and what could not be read;
+    its findings carry its name and turn to JSON."""
+    host = registry.Host.of(root)
+    try:
+        findings = check.run(host)
+    except nn.NumaError:  # one of ours, naming what was wrong, is allowed
+        return [], host.files.problems
+    assert isinstance(findings, list) and all(isinstance(f, nn.Finding) for f in findings)
+    assert {f.check for f in findings} <= {check.name}
+    assert all(json.loads(json.dumps(f.as_dict())) == f.as_dict() for f in findings)
+    return findings, host.files.problems
+
+
+DAMAGE = {  # more kinds of damage, mixed, in tests/kernel/test_sysfs_fuzz.py
+    "words": lambda path: path.write_text("n/a [x] 5-2 -1\n"),
+    "not-utf8": lambda path: path.write_bytes(b"\xff\xfe\n"),
+    "folder": lambda path: (path.unlink(), (path / "x").mkdir(parents=True)),
+}
+
+
+@pytest.mark.parametrize("check", registry.checks(), ids=lambda c: c.name)
+def test_every_registered_check_reads_a_healthy_tree(tmp_path, check):
+    findings, problems = _run_check(check, _lab_tree(tmp_path))
+    assert problems == {}  # it read every file it needed as the kernel writes it
+    assert bool(findings) == (check.name != "files")  # "files" names only problems
+
+
+@pytest.mark.parametrize("check", registry.checks(), ids=lambda c: c.name)
+def test_every_registered_check_survives_each_file_damaged(tmp_path, check):
+    """Each file of the tree damaged in turn, each way: the check gives findings
+    (or one of our errors), never another exception."""
+    root = _lab_tree(tmp_path / "tree")
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    seen = 0
+    for rel in files:
+        data = (root / rel).read_bytes()
+        for how, damage in DAMAGE.items():
+            damage(root / rel)
+            try:
+                _, problems = _run_check(check, root)
+            except Exception as exc:
+                raise AssertionError(f"{check.name} on /{rel} made {how}: {exc!r}") from exc
+            seen += bool(problems)
+            if (root / rel).is_dir():
+                __import__("shutil").rmtree(root / rel)
+            (root / rel).write_bytes(data)
+    assert seen  # the damage was noticed
+    findings, _ = _run_check(check, root / "absent")  # and no tree at all
+    assert check.name != "files" or findings
+
+
+def test_every_registered_check_has_a_test():
+    names = {c.name for c in registry.checks()}
+    assert not names - COVERED, f"no test marked @covers(...) for {sorted(names - COVERED)}"
+    assert not COVERED - names, f"@covers names no registered check: {sorted(COVERED - names)}"
+
+
+def test_the_registry_orders_checks_and_refuses_a_name_or_place_taken():
+    found = registry.checks()
+    assert [c.order for c in found] == sorted(c.order for c in found)
+    assert len({c.name for c in found}) == len({c.order for c in found}) == len(found)
+    assert found[-1].name == "files"  # last: it names what the others could not read
+    with pytest.raises(ValueError, match="taken"):
+        registry.check(found[0].name, order=12345)(lambda host: [])
+    with pytest.raises(ValueError, match="taken"):
+        registry.check("another", order=found[0].order)(lambda host: [])
+    assert registry.checks() == found
+
+
+def test_a_new_check_is_one_registered_function(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @registry.check("example", order=55)
+    def example(host: registry.Host) -> list[nn.Finding]:
+        return [nn.Finding("example", Severity.INFO, f"{len(host.topo.nodes)} nodes")]
+
+    report = diagnose(tmp_path, machine.lab())
+    assert only(report, "example").summary == "4 nodes"
+    infos = [f.check for f in report if f.severity is Severity.INFO]
+    assert infos.index("example") < infos.index("huge-pages")  # its order: 55 < 60
+
+
+@pytest.mark.parametrize(
+    "probe, live, expected",
+    [(False, False, set()), (True, False, {"policy-syscalls"}), (True, True, None)],
+)
+def test_what_a_check_needs_decides_where_it_runs(tmp_path, probe, live, expected):
+    root = "/" if live else machine.lab().write(tmp_path)
+    ran = {f.check for f in nn.doctor(root=root, probe=probe)}
+    needing = {c.name for c in registry.checks() if c.needs != registry.Needs.FILES}
+    assert needing == {"policy-syscalls", "threads"}
+    if expected is None:
+        assert needing <= ran
+    else:
+        assert ran & needing == expected
+    for c in registry.checks():
+        assert c.applies(probe=True, live=True)
+        assert c.applies(probe=False, live=False) == (c.needs == registry.Needs.FILES)
+
+
 # ------------------------------------------------------- policy system calls
+@covers("policy-syscalls")
 @pytest.mark.parametrize(
     "err, words",
     [
@@ -261,6 +382,7 @@ def test_cli_doctor_healthy_here_and_usage_errors(capsys):
 
 
 # ------------------------------------------------------------------ cpuset
+@covers("cpuset")
 def test_mems_restricted_to_one_node_defeats_placement(tmp_path):
     report = diagnose(tmp_path, machine.lab(mems_allowed=(1,)))
     finding = only(report, "cpuset")
@@ -362,6 +484,7 @@ def test_child_blas_pool_against_its_cpuset():
 
 
 # ----------------------------------------------------------- containers
+@covers("container")
 @pytest.mark.parametrize(
     "changes, runtime",
     [
@@ -391,6 +514,7 @@ def test_container_detection_here_follows_the_files():
 
 
 # --------------------------------------------------------------------- THP
+@covers("thp")
 @pytest.mark.parametrize(
     "enabled, defrag, expected",
     [
@@ -444,6 +568,7 @@ def test_numa_balancing_from_files(tmp_path, mode, nodes, severity):
 BALANCING_OFF_FIX = "echo 0 > /proc/sys/kernel/numa_balancing (or boot with numa_balancing=disable)"
 
 
+@covers("numa-balancing")
 @pytest.mark.parametrize(
     "mode, cpus, memory, severity, summary, fix",
     [
@@ -538,6 +663,7 @@ def test_numa_balancing_switched_on_this_machine():
 
 
 # -------------------------------------------------------------- huge pages
+@covers("huge-pages")
 def test_huge_page_pool_on_some_nodes_only(tmp_path):
     finding = only(diagnose(tmp_path, machine.lab(huge_pages={0: (8, 6)})), "huge-pages")
     assert finding.severity is Severity.WARNING
@@ -555,6 +681,7 @@ def test_huge_page_pools_everywhere_or_nowhere(tmp_path):
 
 
 # ------------------------------------------------------------------ kernel
+@covers("kernel")
 def test_old_kernel_lacks_policies(tmp_path):
     finding = only(diagnose(tmp_path, machine.lab(release="5.10.0-28-amd64")), "kernel")
     assert finding.severity is Severity.INFO
@@ -575,6 +702,7 @@ def test_new_kernel_has_every_policy(tmp_path):
 
 
 # ------------------------------------------------------------------- tiers
+@covers("tiers")
 def test_memory_only_nodes_in_the_dram_tier(tmp_path):
     finding = only(diagnose(tmp_path, machine.lab(hmat=False)), "tiers")
     assert finding.severity is Severity.WARNING
@@ -596,6 +724,7 @@ def test_no_memory_only_nodes(tmp_path):
 
 
 # ----------------------------------------------------------------- sockets
+@covers("sockets")
 def test_two_nodes_per_socket_is_sub_numa_clustering(tmp_path):
     m = machine.Machine(cpus={0: (0, 1), 1: (2, 3)}, packages={0: 0, 1: 0, 2: 0, 3: 0})
     finding = only(diagnose(tmp_path, m), "sockets")
@@ -616,6 +745,7 @@ def test_one_node_per_socket(tmp_path):
 
 
 # ------------------------------------------------------------ thread pools
+@covers("threads")
 def test_blas_pool_larger_than_the_cpus():
     threadpoolctl = pytest.importorskip("threadpoolctl")
     cpus = len(os.sched_getaffinity(0))
@@ -884,6 +1014,7 @@ ODD_FILES = [
 ]
 
 
+@covers("files")
 @pytest.mark.parametrize(
     "rel, content, shown, why",
     ODD_FILES,

@@ -1,5 +1,5 @@
-"""Fuzz the doctor and the topology reader with damaged /sys and /proc trees
-(issue 22, "untrusted bytes").
+"""Fuzz the doctor, the topology reader and the readers of the kernel's settings
+with damaged /sys and /proc trees (issue 22, "untrusted bytes").
 
 A tree given to ``doctor(root=...)`` is a copy someone made (``tar``, ``cp``, a
 bug report): its files may hold anything. Start from the fixture machines and
@@ -7,9 +7,10 @@ from a copy of this machine's own files, damage the contents (random bytes, NUL
 padding, truncation, emptiness, bytes that are not UTF-8, huge and negative
 numbers, broken id lists) and the structure (files deleted, a file where a
 folder was and the reverse, symbolic-link loops, pipes, bogus ``nodeN``
-folders), and check that every tree gives a `Diagnosis` (and a `Topology`) that
-can be printed and turned to JSON, or one of numa_numpy's errors: never another
-exception, and never a hang (a pipe read would wait for a writer for ever).
+folders), and check that every tree gives a `Diagnosis` (and a `Topology`, and
+settings of the kinds `tunables` promises) that can be printed and turned to
+JSON, or one of numa_numpy's errors: never another exception, and never a hang
+(a pipe read would wait for a writer for ever).
 
 The suite runs 50 trees; by hand, more::
 
@@ -36,6 +37,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import numa_numpy as nn  # noqa: E402
 from numa_numpy._kernel import topology as _topology  # noqa: E402
+from numa_numpy._kernel import tunables  # noqa: E402
 
 EXAMPLES = int(os.environ.get("NUMA_FUZZ_EXAMPLES", "50"))
 DIR = object()  # an empty folder in a tree description
@@ -334,6 +336,37 @@ def _check_topology(root: Path) -> None:
         assert isinstance(why, str) and why
 
 
+def _check_tunables(root: Path) -> _topology.KernelFiles:
+    """Every reader of `tunables`, over the tree's nodes and CPUs and some it
+    does not have: a value of its kind, or None."""
+    files = _topology.KernelFiles(root)
+    topo = _topology.read_topology(root, _topology.KernelFiles(root))
+    nodes = [*topo.node_ids, 5, 1023]
+    assert isinstance(tunables.thp_enabled(files), (str, type(None)))
+    assert isinstance(tunables.thp_defrag(files), (str, type(None)))
+    for node in nodes:
+        for kib, (total, free) in tunables.huge_page_pools(files, node).items():
+            assert kib >= 0 and total >= 0 and free >= 0
+        free = tunables.free_huge_pages(files, node, 2048)
+        assert free is None or free >= 0
+    balancing = tunables.numa_balancing(files)
+    assert balancing is None or 0 <= balancing < 1 << 31
+    assert tunables.demotion_enabled(files) in (None, True, False)
+    assert isinstance(tunables.has_interleave_weights(files), bool)
+    weights = tunables.interleave_weights(files, nodes)
+    assert set(weights) <= set(nodes) and all(0 <= w <= 255 for w in weights.values())
+    for cpu in [c for n in topo.nodes for c in n.cpus][:64] + [16383]:
+        package = tunables.package_id(files, cpu)
+        assert package is None or -1 <= package < 1 << 31
+    assert isinstance(tunables.seccomp_mode(files), (str, type(None)))
+    assert all(
+        isinstance(a, str) and isinstance(b, str) for a, b in tunables.cgroup_memberships(files)
+    )
+    for why in files.problems.values():
+        assert isinstance(why, str) and why
+    return files
+
+
 def _check_doctor(root: Path) -> nn.Diagnosis:
     try:
         report = nn.doctor(root=root)
@@ -361,6 +394,7 @@ def test_every_damaged_tree_gives_a_diagnosis_and_a_topology(damage):
     with tempfile.TemporaryDirectory() as scratch:
         root = _damaged_tree(*damage, Path(scratch) / "root")
         _check_topology(root)
+        _check_tunables(root)
         _check_doctor(root)
 
 
@@ -370,6 +404,7 @@ def test_every_seed_reads_without_a_note(tmp_path, seed):
     files = _topology.KernelFiles(root)
     _topology.read_topology(root, files)
     assert files.problems == {}
+    assert _check_tunables(root).problems == {}
     assert not _check_doctor(root).of("files")
 
 

@@ -351,8 +351,7 @@ def test_capabilities_read_odd_files_as_absent(tmp_path, monkeypatch):
     (weights / "node2").write_text("300\n")
     (node_root / "node3/cpulist").write_text("0-\n")
     monkeypatch.setattr(_topology, "NODE_ROOT", node_root)
-    monkeypatch.setattr(_capabilities, "NODE_ROOT", node_root)
-    monkeypatch.setattr(_capabilities, "WEIGHTS", weights)
+    monkeypatch.setattr(_capabilities, "KernelFiles", lambda: _topology.KernelFiles(root))
     caps = nn.capabilities()  # before: ValueError
     assert caps.huge_pages[0] == {"1GB": (0, 0), "2MB": (0, 0)}
     assert caps.huge_pages[1] == {"2MB": (0, 0)}
