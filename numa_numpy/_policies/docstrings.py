@@ -20,7 +20,7 @@ import textwrap
 import typing
 from typing import Any, TypeVar
 
-__all__ = ["DOC_PARTS", "document", "fill_doc", "keyword_defaults"]
+__all__ = ["DOC_PARTS", "document", "fill_doc", "keyword_defaults", "show_keywords"]
 
 _NODE = """\
 node : int, str or sequence of int, optional
