@@ -3,21 +3,11 @@
 Constructors (`numa_empty`, `numa_zeros`, ... `interleaved_*`) return ordinary
 ndarrays whose memory the kernel places by a policy; scopes (`on_node`,
 `interleaved`, `policy`) make every NumPy allocation inside them do the same;
-`placement` asks the kernel where the pages are.
+`placement` asks the kernel where the pages are. The pool and its cache are
+also in `numa_numpy.memory`, the machine's checks in `numa_numpy.diagnostics`.
 """
 
 from ._alloc.bridge import HANDLER_NAME
-from ._alloc.cache import (
-    MemoryPool,
-    forget_handlers,
-    free_all_blocks,
-    get_memory_pool,
-    memory_limit,
-    memory_stats,
-    node_memory_stats,
-    set_cache_decay,
-    set_cache_limit,
-)
 from ._alloc.creation import (
     interleaved_empty,
     interleaved_full,
@@ -52,8 +42,6 @@ from ._compute.partition import (
 )
 from ._compute.replicas import Replicas, replicate
 from ._compute.team import NodeTeam, active_team, node_team
-from ._diagnostics.capabilities import Capabilities, capabilities, process_memory
-from ._diagnostics.doctor import Diagnosis, Finding, Severity, doctor
 from ._frontends.ipython import load_ipython_extension as load_ipython_extension
 from ._frontends.ipython import unload_ipython_extension as unload_ipython_extension
 from ._kernel.topology import AccessClass, Node, Topology, current_cpu, current_node, topology
@@ -77,6 +65,15 @@ from ._ranges.migrate import migrate
 from ._ranges.placement import Placement, placement
 from ._ranges.region import NumaRegion
 from ._ranges.shared import SharedArray, attach_shared, cleanup_shared, shared_empty, shared_zeros
+from .diagnostics import (
+    Capabilities,
+    Diagnosis,
+    Finding,
+    Severity,
+    capabilities,
+    doctor,
+    process_memory,
+)
 from .errors import (
     CacheSettingError,
     InvalidNodeError,
@@ -88,6 +85,17 @@ from .errors import (
     NumaWarning,
     PolicyNotEnforcedError,
     SharedSegmentError,
+)
+from .memory import (
+    MemoryPool,
+    forget_handlers,
+    free_all_blocks,
+    get_memory_pool,
+    memory_limit,
+    memory_stats,
+    node_memory_stats,
+    set_cache_decay,
+    set_cache_limit,
 )
 
 __version__ = "0.1.0"

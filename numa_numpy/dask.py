@@ -107,12 +107,14 @@ from ._alloc.thread import pinned
 from ._alloc.thread import thread_policy as _ThreadPolicy
 from ._kernel.sysfs import thread_ids
 from ._kernel.topology import topology
-from ._policies.options import HugePages, HugePagesLike, Prefault, PrefaultLike
+from ._policies.docstrings import document
+from ._policies.options import AllocationKeywords, AllocationOptions
 from ._policies.policy import Bind, Policy, PolicyLike, as_policy, parse_nodes
 from .errors import InvalidNodeError
 
 if TYPE_CHECKING:
     from distributed import Client, Worker
+    from typing_extensions import Unpack
 
 __all__ = [
     "NumaWorkerPlugin",
@@ -198,6 +200,7 @@ class _Installed:
         self.affinity: dict[int, set[int]] = {}  # thread id -> its affinity before
 
 
+@document
 class NumaWorkerPlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
     """Run a dask worker on NUMA node `node`: its threads pinned to the node's
     CPUs, every task inside ``numa_numpy.policy(policy)`` (default `Bind(node)`).
@@ -227,9 +230,7 @@ class NumaWorkerPlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
         policy: PolicyLike | None = None,
         pin: Pin | None = "process",
         thread_policy: bool = False,
-        strict: bool = False,
-        huge_pages: HugePagesLike = HugePages.AUTO,
-        prefault: PrefaultLike = Prefault.NONE,
+        **options: Unpack[AllocationKeywords],
     ) -> None:
         ids = parse_nodes(node)
         if len(ids) != 1:
@@ -240,9 +241,11 @@ class NumaWorkerPlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
         self.policy: Policy = as_policy(policy) if policy is not None else Bind(self.node)
         self.pin: Pin | None = pin
         self.thread_policy = bool(thread_policy)
-        self.strict = bool(strict)
-        self.huge_pages = HugePages.coerce(huge_pages)
-        self.prefault = Prefault.coerce(prefault)
+        self.options = AllocationOptions.from_keywords(
+            self.policy, "NumaWorkerPlugin", AllocationKeywords, **options
+        )
+        o = self.options  # as attributes too, as before
+        self.strict, self.huge_pages, self.prefault = o.strict, o.huge_pages, o.prefault
         self._installed: _Installed | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -258,9 +261,7 @@ class NumaWorkerPlugin(WorkerPlugin):  # type: ignore[misc, unused-ignore]
 
     def scope(self) -> PolicyScope:
         """A new scope of this plugin's policy and options."""
-        return _policy_scope(
-            self.policy, strict=self.strict, huge_pages=self.huge_pages, prefault=self.prefault
-        )
+        return _policy_scope(self.policy, **self.options.keywords())
 
     def setup(self, worker: Worker) -> None:
         if self._installed is not None:

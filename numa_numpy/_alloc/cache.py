@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
+import warnings
 from typing import Any
 
 from .._kernel import arena as _arena
@@ -68,7 +69,7 @@ def set_cache_limit(nbytes: int | None = None) -> None:
 
     See Also
     --------
-    set_cache_decay, MemoryPool.set_limit, memory_stats
+    set_cache_decay, MemoryPool.set_cache_limit, memory_stats
 
     Notes
     -----
@@ -82,7 +83,7 @@ def set_cache_limit(nbytes: int | None = None) -> None:
     --------
     >>> import numa_numpy as nn
     >>> nn.set_cache_limit(256 << 20)
-    >>> nn.get_memory_pool().get_limit()
+    >>> nn.get_memory_pool().get_cache_limit()
     268435456
     >>> nn.set_cache_limit()      # back to the default
     """
@@ -381,11 +382,12 @@ class MemoryPool:
         """
         return free_all_blocks()
 
-    def set_limit(self, size: int | None = None) -> None:
-        """Limit the bytes of free blocks the pool keeps (None: the default, an
-        eighth of the process's memory limit, at most 1 GiB). Unlike CuPy's, it
-        does not cap used memory: the kernel (the memory cgroup) does that for
-        host memory. See `set_cache_limit`.
+    def set_cache_limit(self, size: int | None = None) -> None:
+        """Limit the bytes of free blocks the pool keeps, its cache (None: the
+        default, an eighth of the process's memory limit, at most 1 GiB): the
+        same as `numa_numpy.set_cache_limit`. It does not cap used memory, as
+        CuPy's ``set_limit`` does: the kernel (the memory cgroup) does that
+        for host memory.
 
         Parameters
         ----------
@@ -397,33 +399,87 @@ class MemoryPool:
         CacheSettingError
             Not a number of bytes, or negative.
 
+        See Also
+        --------
+        get_cache_limit, numa_numpy.set_cache_limit
+
         Examples
         --------
         >>> import numa_numpy as nn
         >>> pool = nn.get_memory_pool()
-        >>> pool.set_limit(64 << 20)
-        >>> pool.get_limit()
+        >>> pool.set_cache_limit(64 << 20)
+        >>> pool.get_cache_limit()
         67108864
-        >>> pool.set_limit()
+        >>> pool.set_cache_limit()
         """
         set_cache_limit(size)
 
-    def get_limit(self) -> int:
-        """The limit `set_limit` set, in bytes.
+    def get_cache_limit(self) -> int:
+        """The limit `set_cache_limit` set, in bytes: the cache's budget.
 
         Examples
         --------
         >>> import numa_numpy as nn
-        >>> nn.get_memory_pool().get_limit() > 0
+        >>> nn.get_memory_pool().get_cache_limit() > 0
         True
         """
         return _Settings.budget
 
+    def set_limit(self, size: int | None = None) -> None:
+        """Deprecated: `set_cache_limit`, the name that says what it limits
+        (the cache of free blocks, not the memory in use as CuPy's
+        ``set_limit``). Warns DeprecationWarning; goes in the next release.
+
+        Parameters
+        ----------
+        size : int, optional
+            Bytes; None for the default.
+
+        Examples
+        --------
+        >>> import warnings
+        >>> import numa_numpy as nn
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     nn.get_memory_pool().set_limit(None)
+        >>> caught[0].category.__name__
+        'DeprecationWarning'
+        """
+        _deprecated("set_limit", "set_cache_limit")
+        self.set_cache_limit(size)
+
+    def get_limit(self) -> int:
+        """Deprecated: `get_cache_limit`. Warns DeprecationWarning; goes in
+        the next release.
+
+        Examples
+        --------
+        >>> import warnings
+        >>> import numa_numpy as nn
+        >>> pool = nn.get_memory_pool()
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", DeprecationWarning)
+        ...     pool.get_limit() == pool.get_cache_limit()
+        True
+        """
+        _deprecated("get_limit", "get_cache_limit")
+        return self.get_cache_limit()
+
     def __repr__(self) -> str:
         return (
             f"<numa_numpy MemoryPool used={self.used_bytes()} free={self.free_bytes()} "
-            f"limit={self.get_limit()}>"
+            f"limit={self.get_cache_limit()}>"
         )
+
+
+def _deprecated(old: str, new: str) -> None:
+    """The warning of a renamed pool method, pointing at its caller's line."""
+    warnings.warn(
+        f"MemoryPool.{old}() is deprecated: use MemoryPool.{new}(), which does the same "
+        "(it limits the cache of free blocks, not the memory in use)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 _POOL = MemoryPool()

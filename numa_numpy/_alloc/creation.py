@@ -16,8 +16,14 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from .._kernel.lib import clear_step, error
 from .._policies.docstrings import document
-from .._policies.options import HugePages, HugePagesLike, Prefault, PrefaultLike, resolve
-from .._policies.policy import Interleave, Local, NodesLike, PolicyLike
+from .._policies.options import (
+    DEFAULTS,
+    AllocationKeywords,
+    PlacementKeywords,
+    check_keywords,
+    resolve,
+)
+from .._policies.policy import Interleave, Local, NodesLike, Policy
 from ..errors import NumaAllocationError
 from .handler import active_handler
 from .scope import _BY_VALUE as _SCOPES  # noqa: F401 - the scope cache, read by tests
@@ -25,8 +31,6 @@ from .scope import PolicyScope, default_scope, scope_for
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-    from .._policies.options import AllocationKeywords, PlacementKeywords
 
 __all__ = [
     "numa_empty",
@@ -50,23 +54,23 @@ Order = Literal["C", "F"]
 OrderKACF = Literal["K", "A", "C", "F"]
 
 
-def _scope(
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
-) -> PolicyScope:
-    """The (cached) scope for a constructor's NUMA keywords; an unknown keyword
-    is a TypeError, as for any Python function."""
-    chosen = resolve(node, policy)
+def _scope(where: str, placed: Policy | None, /, **numa: Any) -> PolicyScope:
+    """The (cached) scope for a constructor's NUMA keywords; `placed`: the
+    policy the constructor fixes itself (``interleaved_*``), which then takes
+    no node= or policy=. An unknown keyword is a TypeError naming `where`, the
+    constructor, as for any Python function."""
+    if placed is None:
+        check_keywords(where, numa, PlacementKeywords)
+        chosen = resolve(numa.pop("node", None), numa.pop("policy", None))
+    else:
+        check_keywords(where, numa, AllocationKeywords)
+        chosen = placed
     if chosen is None:  # the active scope's policy, with these options
         active = active_handler()
-        chosen = active.policy if active else Local()
-        return PolicyScope(chosen, strict=strict, huge_pages=huge_pages, prefault=prefault)
-    if strict is False and huge_pages is HugePages.AUTO and prefault is Prefault.NONE:
+        return PolicyScope(active.policy if active else Local(), **numa)
+    if all(value is DEFAULTS[name] for name, value in numa.items()):
         return default_scope(chosen)
-    return scope_for(chosen, strict, huge_pages, prefault)
+    return scope_for(chosen, where, **numa)
 
 
 def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
@@ -173,7 +177,7 @@ def numa_empty(
     True
     """
     _refuse(like, device)
-    return _allocate(_scope(**numa), lambda: np.empty(shape, dtype, order))
+    return _allocate(_scope("numa_empty", None, **numa), lambda: np.empty(shape, dtype, order))
 
 
 @document
@@ -238,7 +242,7 @@ def numa_zeros(
     Bind(0)
     """
     _refuse(like, device)
-    return _allocate(_scope(**numa), lambda: np.zeros(shape, dtype, order))
+    return _allocate(_scope("numa_zeros", None, **numa), lambda: np.zeros(shape, dtype, order))
 
 
 @document
@@ -301,7 +305,7 @@ def numa_ones(
     array([1, 1, 1, 1], dtype=int8)
     """
     _refuse(like, device)
-    return _allocate(_scope(**numa), lambda: np.ones(shape, dtype, order))
+    return _allocate(_scope("numa_ones", None, **numa), lambda: np.ones(shape, dtype, order))
 
 
 @document
@@ -368,7 +372,9 @@ def numa_full(
     (7.5, 1.0)
     """
     _refuse(like, device)
-    return _allocate(_scope(**numa), lambda: np.full(shape, fill_value, dtype, order))
+    return _allocate(
+        _scope("numa_full", None, **numa), lambda: np.full(shape, fill_value, dtype, order)
+    )
 
 
 @document
@@ -436,7 +442,10 @@ def numa_empty_like(
     ((2, 3), dtype('float64'))
     """
     _refuse(None, device)
-    return _allocate(_scope(**numa), lambda: np.empty_like(prototype, dtype, order, subok, shape))
+    return _allocate(
+        _scope("numa_empty_like", None, **numa),
+        lambda: np.empty_like(prototype, dtype, order, subok, shape),
+    )
 
 
 @document
@@ -503,7 +512,10 @@ def numa_zeros_like(
            [0, 0]], dtype=int32)
     """
     _refuse(None, device)
-    return _allocate(_scope(**numa), lambda: np.zeros_like(a, dtype, order, subok, shape))
+    return _allocate(
+        _scope("numa_zeros_like", None, **numa),
+        lambda: np.zeros_like(a, dtype, order, subok, shape),
+    )
 
 
 @document
@@ -569,7 +581,9 @@ def numa_ones_like(
     array([1., 1., 1.])
     """
     _refuse(None, device)
-    return _allocate(_scope(**numa), lambda: np.ones_like(a, dtype, order, subok, shape))
+    return _allocate(
+        _scope("numa_ones_like", None, **numa), lambda: np.ones_like(a, dtype, order, subok, shape)
+    )
 
 
 @document
@@ -641,7 +655,8 @@ def numa_full_like(
     """
     _refuse(None, device)
     return _allocate(
-        _scope(**numa), lambda: np.full_like(a, fill_value, dtype, order, subok, shape)
+        _scope("numa_full_like", None, **numa),
+        lambda: np.full_like(a, fill_value, dtype, order, subok, shape),
     )
 
 
@@ -728,7 +743,7 @@ def numa_array(
         # ndmin reshapes the copy into a view: give the caller the owner itself.
         return out if out.flags.owndata else out.copy(order="K")
 
-    return _allocate(_scope(**numa), make)
+    return _allocate(_scope("numa_array", None, **numa), make)
 
 
 @document
@@ -785,7 +800,7 @@ def interleaved_empty(
     >>> b.nbytes
     80000000
     """
-    scope = _scope(policy=Interleave(nodes), **options)
+    scope = _scope("interleaved_empty", Interleave(nodes), **options)
     return _allocate(scope, lambda: np.empty(shape, dtype, order))
 
 
@@ -853,7 +868,7 @@ def interleaved_zeros(
     >>> len(spread) == 2 and spread[1] - spread[0] <= 1  # doctest: +MULTINODE
     True
     """
-    scope = _scope(policy=Interleave(nodes), **options)
+    scope = _scope("interleaved_zeros", Interleave(nodes), **options)
     return _allocate(scope, lambda: np.zeros(shape, dtype, order))
 
 
@@ -910,7 +925,7 @@ def interleaved_ones(
     >>> nn.interleaved_ones(3, nodes=[0])
     array([1., 1., 1.])
     """
-    scope = _scope(policy=Interleave(nodes), **options)
+    scope = _scope("interleaved_ones", Interleave(nodes), **options)
     return _allocate(scope, lambda: np.ones(shape, dtype, order))
 
 
@@ -971,5 +986,5 @@ def interleaved_full(
     >>> float(a.sum())
     2097152.0
     """
-    scope = _scope(policy=Interleave(nodes), **options)
+    scope = _scope("interleaved_full", Interleave(nodes), **options)
     return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))

@@ -15,14 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._policies.docstrings import document
 from .._policies.enforcement import warn
-from .._policies.options import (
-    AllocationKeywords,
-    AllocationOptions,
-    HugePages,
-    HugePagesLike,
-    Prefault,
-    PrefaultLike,
-)
+from .._policies.options import AllocationOptions, ScopeKeywords
 from .._policies.policy import Bind, Interleave, NodesLike, Policy, PolicyLike, as_policy
 from . import bridge as _bridge
 from . import handler as _handler
@@ -127,13 +120,12 @@ class PolicyScope:
     def __init__(
         self,
         policy: PolicyLike,
-        *,
-        strict: bool = False,
-        huge_pages: HugePagesLike = HugePages.AUTO,
-        prefault: PrefaultLike = Prefault.NONE,
-        thread: bool = False,
+        **options: Unpack[ScopeKeywords],
     ) -> None:
-        self.options = AllocationOptions.of(policy, strict, huge_pages, prefault)
+        thread = options.pop("thread", False)
+        self.options = AllocationOptions.from_keywords(
+            policy, "PolicyScope", ScopeKeywords, **options
+        )
         # thread=True: also the OS thread's task policy (set_mempolicy), so that
         # allocations outside NumPy (Python objects, other libraries) follow it.
         self.thread = thread_policy(self.options.policy) if thread else None
@@ -231,8 +223,7 @@ class PolicyScope:
             # NumPy's allocator belongs to the task and may stay set across an
             # await; the thread policy belongs to the OS thread, shared by every
             # task, so it is set around each step only (see thread_policy).
-            o = self.options
-            numpy_part = scope_for(o.policy, o.strict, o.huge_pages, o.prefault)
+            numpy_part = scope_for(self.options.policy, **self.options.keywords())
             return run_inside(numpy_part, self.thread(func), task_local=True)
         return run_inside(self, func, task_local=True)
 
@@ -322,24 +313,16 @@ def default_scope(policy: Policy) -> PolicyScope:
 
 
 def scope_for(
-    policy: Policy,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
-    thread: bool = False,
+    policy: Policy, where: str = "PolicyScope", /, **options: Unpack[ScopeKeywords]
 ) -> PolicyScope:
-    """The scope of `policy` with these options (validated, then cached)."""
-    options = AllocationOptions.of(policy, strict, huge_pages, prefault)
-    key = (options, bool(thread))
+    """The scope of `policy` with these options (validated, then cached); an
+    unknown keyword is a TypeError naming `where`, the caller."""
+    thread = bool(options.pop("thread", False))
+    allocation = AllocationOptions.from_keywords(policy, where, ScopeKeywords, **options)
+    key = (allocation, thread)
     scope = _BY_OPTIONS.get(key)
     if scope is None:
-        scope = PolicyScope(
-            policy,
-            strict=options.strict,
-            huge_pages=options.huge_pages,
-            prefault=options.prefault,
-            thread=bool(thread),
-        )
+        scope = PolicyScope(policy, thread=thread, **allocation.keywords())
         _bounded(_BY_OPTIONS)[key] = scope
     return scope
 
@@ -348,13 +331,6 @@ def forget_scopes() -> None:
     """Drop the cached scopes (and with them their handlers)."""
     for cache in (_BY_ID, _BY_NODE, _INTERLEAVED, _BY_VALUE, _BY_TEXT, _BY_OPTIONS):
         cache.clear()
-
-
-class ScopeKeywords(AllocationKeywords, total=False):
-    """A scope's keywords: the allocation options, and whether the thread's own
-    policy follows too."""
-
-    thread: bool
 
 
 @document
@@ -409,7 +385,7 @@ def policy(policy: PolicyLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
             return scope
         if isinstance(policy, Policy):
             return default_scope(policy)
-    return scope_for(as_policy(policy), **options)
+    return scope_for(as_policy(policy), "policy", **options)
 
 
 @document
@@ -458,7 +434,7 @@ def on_node(node: NodesLike, **options: Unpack[ScopeKeywords]) -> PolicyScope:
     1.0
     """
     if options:
-        return scope_for(Bind(node), **options)
+        return scope_for(Bind(node), "on_node", **options)
     if type(node) is not int:  # validated by Bind: 0.0 and True are no node ids
         return default_scope(Bind(node))
     scope = _BY_NODE.get(node)
@@ -503,7 +479,7 @@ def interleaved(nodes: NodesLike | None = None, **options: Unpack[ScopeKeywords]
     Interleave()
     """
     if options:
-        return scope_for(Interleave(nodes), **options)
+        return scope_for(Interleave(nodes), "interleaved", **options)
     if not (nodes is None or type(nodes) is int):
         return default_scope(Interleave(nodes))
     scope = _INTERLEAVED.get(nodes)

@@ -7,18 +7,22 @@ ufuncs).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._alloc.creation import placement_scope
-from .._policies.options import HugePages, HugePagesLike, Prefault, PrefaultLike
+from .._policies.docstrings import document
+from .._policies.options import AllocationKeywords, check_keywords
 from .._policies.policy import NodesLike, Partitioned, Policy, parse_nodes
 from .._ranges.binding import row_split
 from ..errors import InvalidPolicyError
 from .layout import _index, _policy_of, _valid_layout
 from .parallel import _NUMPY_INITIALISES, PartitionedArray, _allocate
 from .team import NodeTeam, active_team
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "partitioned_empty",
@@ -50,20 +54,20 @@ def _shape(shape: Any) -> tuple[int, ...]:
 
 
 def _new(
+    where: str,
     shape: Any,
     dtype: Any,
     order: str,
     nodes: NodesLike | None,
     policy: Partitioned | None,
-    strict: bool,
-    huge_pages: HugePagesLike,
-    prefault: PrefaultLike,
     zero: bool = False,
+    /,
+    **options: Any,
 ) -> PartitionedArray:
-    """What the constructors share: the policy and its (cached) scope."""
-    scope = placement_scope(
-        policy=_policy(nodes, policy), strict=strict, huge_pages=huge_pages, prefault=prefault
-    )
+    """What the constructors share: the policy and its (cached) scope; an
+    unknown keyword is a TypeError naming `where`, the constructor."""
+    check_keywords(where, options, AllocationKeywords)
+    scope = placement_scope(where, _policy(nodes, policy), **options)
     return _allocate(_shape(shape), np.dtype(dtype), order, scope, zero=zero)
 
 
@@ -122,6 +126,7 @@ def _fill(arr: PartitionedArray, value: Any) -> None:
     team.run([(n, i, fill, (lo, hi)) for n, i, lo, hi in chunks], assist=True)
 
 
+@document
 def partitioned_empty(
     shape: Any,
     dtype: Any = float,
@@ -129,9 +134,7 @@ def partitioned_empty(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> PartitionedArray:
     """An uninitialised array split into one block of rows per node.
 
@@ -189,9 +192,10 @@ def partitioned_empty(
     >>> nn.blocks(a)
     [(0, slice(0, 1024, None))]
     """
-    return _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault)
+    return _new("partitioned_empty", shape, dtype, order, nodes, policy, **options)
 
 
+@document
 def partitioned_zeros(
     shape: Any,
     dtype: Any = float,
@@ -199,9 +203,7 @@ def partitioned_zeros(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> PartitionedArray:
     """Zeros split into one block of rows per node (see
     :func:`partitioned_empty`): what ``np.zeros`` gives, for every dtype
@@ -235,12 +237,13 @@ def partitioned_zeros(
     ['', '']
     """
     team = _writers(np.dtype(dtype))
-    arr = _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault, team is None)
+    arr = _new("partitioned_zeros", shape, dtype, order, nodes, policy, team is None, **options)
     if team is not None:
         _zero(arr, team)
     return arr
 
 
+@document
 def partitioned_ones(
     shape: Any,
     dtype: Any = float,
@@ -248,9 +251,7 @@ def partitioned_ones(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> PartitionedArray:
     """Ones split into one block of rows per node (see
     :func:`partitioned_full`).
@@ -275,19 +276,11 @@ def partitioned_ones(
     >>> int(nn.partitioned_ones(10, int).sum())
     10
     """
-    return partitioned_full(
-        shape,
-        1,
-        dtype,
-        order,
-        nodes=nodes,
-        policy=policy,
-        strict=strict,
-        huge_pages=huge_pages,
-        prefault=prefault,
-    )
+    check_keywords("partitioned_ones", options, AllocationKeywords)
+    return partitioned_full(shape, 1, dtype, order, nodes=nodes, policy=policy, **options)
 
 
+@document
 def partitioned_full(
     shape: Any,
     fill_value: Any,
@@ -296,9 +289,7 @@ def partitioned_full(
     *,
     nodes: NodesLike | None = None,
     policy: Partitioned | None = None,
-    strict: bool = False,
-    huge_pages: HugePagesLike = HugePages.AUTO,
-    prefault: PrefaultLike = Prefault.NONE,
+    **options: Unpack[AllocationKeywords],
 ) -> PartitionedArray:
     """`fill_value` everywhere, split into one block of rows per node, written
     as ``np.full`` writes it (unsafe casting; an array `fill_value`
@@ -334,6 +325,6 @@ def partitioned_full(
     """
     if dtype is None:
         dtype = np.array(fill_value).dtype
-    arr = _new(shape, dtype, order, nodes, policy, strict, huge_pages, prefault)
+    arr = _new("partitioned_full", shape, dtype, order, nodes, policy, **options)
     _fill(arr, fill_value)
     return arr

@@ -2,17 +2,25 @@
 ``strict``, ``huge_pages``, ``prefault``, ``thread``), the policy flags and the
 errors they raise. A docstring names a part on a line of its own
 (``{placement_keywords}``) and `document` fills it in, indented like the
-placeholder, so ``numa_zeros?`` in IPython shows the whole text. Docstrings
-only: nothing here changes what a function does.
+placeholder, so ``numa_zeros?`` in IPython shows the whole text.
+
+A function that takes the keywords as a bundle (``**numa:
+Unpack[PlacementKeywords]``) shows them one by one all the same: `document`
+gives it a ``__signature__`` with each keyword of the TypedDict, its type and
+its default (`keyword_defaults`, which ``options.py`` calls once), for
+``help()``, ``inspect.signature`` and Sphinx. Docstrings and signatures only:
+nothing here changes what a function does.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import textwrap
-from typing import TypeVar
+import typing
+from typing import Any, TypeVar
 
-__all__ = ["DOC_PARTS", "document", "fill_doc"]
+__all__ = ["DOC_PARTS", "document", "fill_doc", "keyword_defaults", "show_keywords"]
 
 _NODE = """\
 node : int, str or sequence of int, optional
@@ -113,9 +121,73 @@ def fill_doc(doc: str) -> str:
     return _PLACEHOLDER.sub(part, doc)
 
 
+_DEFAULTS: dict[str, Any] = {}
+_UNPACK = re.compile(r"^(?:typing(?:_extensions)?\.)?Unpack\[(\w+)\]$")
+
+
+def keyword_defaults(**defaults: Any) -> None:
+    """Register what each bundled keyword is when not given, in the order the
+    signatures show them (a keyword not registered defaults to None and comes
+    first)."""
+    _DEFAULTS.update(defaults)
+
+
+def _bundle(func: Any, annotation: Any) -> Any:
+    """The TypedDict a ``**kwargs: Unpack[...]`` annotation names, or None."""
+    if isinstance(annotation, str):
+        match = _UNPACK.match(annotation.strip("'\""))
+        if match is None:
+            return None
+        found = getattr(func, "__globals__", {}).get(match.group(1))
+        if found is None:
+            raise TypeError(f"{func.__qualname__}: {annotation} names no TypedDict of its module")
+        return found
+    args = typing.get_args(annotation)
+    return args[0] if args and "Unpack" in repr(typing.get_origin(annotation)) else None
+
+
+def _annotation(value: Any) -> Any:
+    return value.__forward_arg__ if isinstance(value, typing.ForwardRef) else value
+
+
+def show_keywords(func: Any) -> None:
+    """Give `func` a ``__signature__`` in which its ``**bundle`` of NUMA
+    keywords is spelled out, keyword by keyword; nothing when it has none."""
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return
+    params = list(signature.parameters.values())
+    if not params or params[-1].kind is not inspect.Parameter.VAR_KEYWORD:
+        return
+    bundle = _bundle(func, params[-1].annotation)
+    if bundle is None:
+        return
+    order = list(_DEFAULTS)
+    names = sorted(bundle.__annotations__, key=lambda k: order.index(k) if k in order else -1)
+    keywords = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=_DEFAULTS.get(name),
+            annotation=_annotation(bundle.__annotations__[name]),
+        )
+        for name in names
+    ]
+    func.__signature__ = signature.replace(parameters=params[:-1] + keywords)
+
+
 def document(obj: _Documented) -> _Documented:
     """Fill the shared parts into `obj`'s docstring (a decorator; docstrings
-    only, behaviour unchanged; under ``python -OO`` there is nothing to fill)."""
+    only, behaviour unchanged; under ``python -OO`` there is nothing to fill),
+    and spell out its bundled keywords in its signature (a class's: its
+    ``__init__`` or ``__new__``)."""
     if obj.__doc__:
         obj.__doc__ = fill_doc(obj.__doc__)
+    if isinstance(obj, type):
+        for method in ("__new__", "__init__"):
+            if method in vars(obj):
+                show_keywords(getattr(obj, method))
+    else:
+        show_keywords(obj)
     return obj

@@ -1,19 +1,27 @@
 """The options of an allocation, in one place: huge pages, prefaulting,
 strictness, and which policy ``node=`` / ``policy=`` name.
 
-A new keyword for every constructor, scope and region goes here: a member of
-an `_Option` enum (with its C constant), a field of `AllocationOptions` and a
-key of `AllocationKeywords`.
+Every constructor, scope, region, shared array, partitioned constructor and the
+dask plugin takes these keywords as one bundle (``**numa:
+Unpack[PlacementKeywords]`` and its kin below) and turns them into an
+`AllocationOptions` with `AllocationOptions.from_keywords`, which rejects an
+unknown keyword as Python would. A new allocation keyword goes here only: a key
+of `AllocationKeywords` (its type), a field of `AllocationOptions` (its default)
+and an entry of `_COERCE` (how the user's value becomes the field's); if it
+reaches C, also its C struct (``cstructs.py``) and, for every docstring at once,
+its part in ``docstrings.py``.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from typing import Any, TypedDict, Union
 
 from .._kernel.lib import lib
 from ..errors import InvalidPolicyError
+from .docstrings import keyword_defaults
 from .policy import Bind, NodesLike, Policy, PolicyLike, as_policy
 
 __all__ = [
@@ -23,7 +31,10 @@ __all__ = [
     "PrefaultLike",
     "AllocationKeywords",
     "PlacementKeywords",
+    "ScopeKeywords",
+    "SharedPlacementKeywords",
     "AllocationOptions",
+    "check_keywords",
     "resolve",
 ]
 
@@ -145,9 +156,28 @@ class PlacementKeywords(AllocationKeywords, total=False):
     policy: PolicyLike | None
 
 
+class ScopeKeywords(AllocationKeywords, total=False):
+    """A scope's keywords: the allocation options, and whether the thread's own
+    policy follows too."""
+
+    thread: bool
+
+
+class SharedPlacementKeywords(TypedDict, total=False):
+    """A shared array's: `PlacementKeywords` but ``huge_pages`` (a segment in
+    /dev/shm is of base pages)."""
+
+    node: NodesLike | None
+    policy: PolicyLike | None
+    strict: bool
+    prefault: PrefaultLike
+
+
 @dataclass(frozen=True)
 class AllocationOptions:
-    """Everything that selects a handler (and binds a region or shared array)."""
+    """Everything that selects a handler (and binds a region or shared array).
+
+    The field defaults are the keywords' defaults."""
 
     policy: Policy
     strict: bool = False
@@ -155,17 +185,60 @@ class AllocationOptions:
     prefault: Prefault = Prefault.NONE
 
     @classmethod
-    def of(
-        cls,
-        policy: PolicyLike,
-        strict: bool = False,
-        huge_pages: HugePagesLike = HugePages.AUTO,
-        prefault: PrefaultLike = Prefault.NONE,
+    def from_keywords(
+        cls, policy: PolicyLike, where: str = "", bundle: type = AllocationKeywords, /, **numa: Any
     ) -> AllocationOptions:
-        """Options from the keywords as users write them (strings, True/False)."""
-        return cls(
-            as_policy(policy), bool(strict), HugePages.coerce(huge_pages), Prefault.coerce(prefault)
-        )
+        """Options from the keywords as users write them (strings, True/False).
+
+        `numa` may hold any keyword of `bundle` (the TypedDict the caller
+        takes: its other keys, such as ``thread``, are the caller's to read);
+        any other is a TypeError naming `where` (the function), as Python's.
+        """
+        check_keywords(where, numa, bundle)
+        values = {name: coerce(numa[name]) for name, coerce in _COERCE.items() if name in numa}
+        return cls(as_policy(policy), **values)
+
+    def keywords(self) -> dict[str, Any]:
+        """The options as keywords again (``PolicyScope(policy, **o.keywords())``)."""
+        return {name: getattr(self, name) for name in _COERCE}
+
+
+# how a keyword's value as users write it becomes the field's, in the order
+# they are checked
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "strict": bool,
+    "huge_pages": HugePages.coerce,
+    "prefault": Prefault.coerce,
+}
+#: each keyword's value when not given (the fields' defaults): what the
+#: signatures show, and what a constructor's fast path compares with
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(AllocationOptions)[1:]}
+keyword_defaults(node=None, policy=None, **DEFAULTS, thread=False)
+
+
+_ORDER = ("node", "policy", *_COERCE, "thread")
+
+
+def _names(bundle: type) -> list[str]:
+    """The keys of `bundle`, in the order the docstrings describe them."""
+    keys = bundle.__annotations__
+    return sorted(keys, key=lambda k: _ORDER.index(k) if k in _ORDER else -1)
+
+
+def check_keywords(where: str, given: Mapping[str, Any], bundle: type) -> None:
+    """A TypeError, in Python's words, for each keyword in `given` that the
+    TypedDict `bundle` lacks, naming the ones it has."""
+    keys = bundle.__annotations__
+    unknown = [name for name in given if name not in keys]
+    if not unknown:
+        return
+    accepted = _names(bundle)
+    quoted = ", ".join(repr(name) for name in unknown)
+    what = f"an unexpected keyword argument {quoted}"
+    if len(unknown) > 1:
+        what = f"unexpected keyword arguments {quoted}"
+    caller = f"{where}() got" if where else "got"
+    raise TypeError(f"{caller} {what} (its NUMA keywords: {', '.join(accepted)})")
 
 
 def resolve(node: NodesLike | None = None, policy: PolicyLike | None = None) -> Policy | None:

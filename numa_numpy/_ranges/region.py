@@ -5,25 +5,22 @@ from __future__ import annotations
 import ctypes
 import mmap
 import operator
-from typing import Any, SupportsIndex
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 import numpy as np
 
 from .._kernel.lib import hugetlb_flags, lib
 from .._kernel.pages import base_page_size, huge_page_size
+from .._policies.docstrings import document
 from .._policies.enforcement import Enforcement, huge_page_shortfall, refuse_if_strict
-from .._policies.options import (
-    AllocationOptions,
-    HugePages,
-    HugePagesLike,
-    Prefault,
-    PrefaultLike,
-    resolve,
-)
+from .._policies.options import AllocationKeywords, AllocationOptions, HugePages, resolve
 from .._policies.policy import Local, NodesLike, Policy, PolicyLike, validate
 from ..errors import NumaAllocationError, NumaError
 from .binding import bind_range
 from .placement import Placement, placement
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["NumaRegion"]
 
@@ -58,9 +55,10 @@ def _size(size: Any) -> int:
     return nbytes
 
 
+@document
 class NumaRegion(mmap.mmap):
-    """A policy-bound anonymous mapping: ``NumaRegion(size, policy, *, huge_pages,
-    prefault, strict)``.
+    """A policy-bound anonymous mapping: ``NumaRegion(size, policy, *, node,
+    strict, huge_pages, prefault)``.
 
     It is a buffer (``memoryview(region)``, ``np.frombuffer(region)``,
     ``region.as_array(shape, dtype)``), unmapped when the region and every view or
@@ -74,11 +72,10 @@ class NumaRegion(mmap.mmap):
     size : int
         Bytes (NumPy integers too), rounded up to the page size.
     policy : Policy or str, optional
-        Where the pages go (default: Local); or ``node=`` for Bind.
-    huge_pages : {"auto", "none", "transparent", "2mb", "1gb"}
-    prefault : {"none", "touch", "parallel"}
-    strict : bool
-        Raise instead of warning when the policy or huge pages are not met.
+        Where the pages go (default: Local, whatever scope is active).
+    node : int, str or sequence of int, optional
+        Shorthand for ``policy=Bind(node)``; give `node` or `policy`, not both.
+    {allocation_keywords}
 
     Raises
     ------
@@ -116,13 +113,11 @@ class NumaRegion(mmap.mmap):
         policy: PolicyLike | None = None,
         *,
         node: NodesLike | None = None,
-        huge_pages: HugePagesLike = HugePages.AUTO,
-        prefault: PrefaultLike = Prefault.NONE,
-        strict: bool = False,
+        **numa: Unpack[AllocationKeywords],
     ) -> NumaRegion:
         chosen = resolve(node, policy or None) or Local()
         size = _size(size)
-        options = AllocationOptions.of(chosen, strict, huge_pages, prefault)
+        options = AllocationOptions.from_keywords(chosen, "NumaRegion", AllocationKeywords, **numa)
         topo = validate(chosen)
         huge = options.huge_pages
         if huge is HugePages.AUTO:

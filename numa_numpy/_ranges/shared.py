@@ -46,21 +46,27 @@ import sys
 import warnings
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
 from .._kernel.lib import error
 from .._kernel.sysfs import pid_namespace, start_time
 from .._kernel.topology import MAX_NODE_ID, topology
+from .._policies.docstrings import document
 from .._policies.enforcement import Enforcement
-from .._policies.options import AllocationOptions, HugePages, Prefault, PrefaultLike, resolve
+from .._policies.options import (
+    AllocationKeywords,
+    AllocationOptions,
+    HugePages,
+    SharedPlacementKeywords,
+    check_keywords,
+    resolve,
+)
 from .._policies.policy import (
     Local,
-    NodesLike,
     Partitioned,
     Policy,
-    PolicyLike,
     as_policy,
     validate,
 )
@@ -417,16 +423,14 @@ def _attach_view(
         raise
 
 
+@document
 def shared_empty(
     shape: Any,
     dtype: Any = float,
     order: str = "C",
     *,
     name: str | None = None,
-    node: NodesLike | None = None,
-    policy: PolicyLike | None = None,
-    strict: bool = False,
-    prefault: PrefaultLike = Prefault.NONE,
+    **numa: Unpack[SharedPlacementKeywords],
 ) -> SharedArray:
     """A new array in a named shared-memory segment, placed by a policy.
 
@@ -466,7 +470,8 @@ def shared_empty(
     >>> nn.attach_shared(a.shared_name).tolist()
     [7, 7, 7, 7]
     """
-    chosen = resolve(node, policy or None) or Local()
+    check_keywords("shared_empty", numa, SharedPlacementKeywords)
+    chosen = resolve(numa.pop("node", None), numa.pop("policy", None) or None) or Local()
     topo = validate(chosen)
     if chosen.parts(topo) is not None:  # the split must mean the same in every process
         chosen = Partitioned(chosen.resolved_nodes(topo))
@@ -505,7 +510,9 @@ def shared_empty(
         segment[8 : FIXED.size] = fixed[8:]
         segment[:8] = MAGIC  # last: a reader never sees a half-written header as valid
         header = _header(segment)  # as every attaching process will read it
-        options = AllocationOptions(chosen, bool(strict), HugePages.NONE, Prefault.coerce(prefault))
+        options = AllocationOptions.from_keywords(  # /dev/shm: base pages
+            chosen, "shared_empty", AllocationKeywords, huge_pages=HugePages.NONE, **numa
+        )
         segment.enforcement = bind_range(
             buffer_address(segment) + data_offset,
             data_bytes,
@@ -524,14 +531,13 @@ def shared_empty(
         raise
 
 
-class SharedKeywords(TypedDict, total=False):
+class SharedKeywords(SharedPlacementKeywords, total=False):
+    """`shared_empty`'s keywords: the name, and the NUMA keywords."""
+
     name: str | None
-    node: NodesLike | None
-    policy: PolicyLike | None
-    strict: bool
-    prefault: PrefaultLike
 
 
+@document
 def shared_zeros(
     shape: Any, dtype: Any = float, order: str = "C", **options: Unpack[SharedKeywords]
 ) -> SharedArray:

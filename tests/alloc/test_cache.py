@@ -802,8 +802,8 @@ def test_memory_pool_has_cupys_names_and_meanings(cache_settings):
     pool = nn.get_memory_pool()
     assert pool is nn.get_memory_pool() and isinstance(pool, nn.MemoryPool)
     nn.set_cache_decay(None)
-    pool.set_limit(256 * MiB)
-    assert pool.get_limit() == nn.memory_stats()["process"]["budget"] == 256 * MiB
+    pool.set_cache_limit(256 * MiB)
+    assert pool.get_cache_limit() == nn.memory_stats()["process"]["budget"] == 256 * MiB
     pool.free_all_blocks()
     a = nn.numa_zeros(8 * MiB, np.uint8)
     assert pool.used_bytes() >= a.nbytes
@@ -814,5 +814,5 @@ def test_memory_pool_has_cupys_names_and_meanings(cache_settings):
     # free_all_blocks releases the cached free blocks, and only those
     assert nn.free_all_blocks() >= 8 * MiB
     assert pool.free_bytes() == 0
-    pool.set_limit(None)
-    assert pool.get_limit() == nn.memory_stats()["process"]["budget"]
+    pool.set_cache_limit(None)
+    assert pool.get_cache_limit() == nn.memory_stats()["process"]["budget"]

@@ -184,7 +184,7 @@ def test_freed_blocks_are_reused_and_trimmed():
 
 def test_freed_blocks_follow_the_process_budget():
     nn.free_all_blocks()
-    budget = nn.get_memory_pool().get_limit()
+    budget = nn.get_memory_pool().get_cache_limit()
     try:
         nn.set_cache_limit(0)  # nothing may be kept
         b = nn.partitioned_zeros(1 << 20)

@@ -44,10 +44,27 @@ def _own_members(cls: type) -> list[tuple[str, object]]:
     return found
 
 
+#: the public modules besides numa_numpy itself whose names are checked too
+FACES = [nn.memory, nn.diagnostics]
+
+
+def _public_names() -> list[tuple[str, object]]:
+    """(name, object) of ``numa_numpy.__all__``, then the faces' names that
+    are not among them (``numa_numpy.diagnostics.bandwidth_matrix``)."""
+    named = [(name, getattr(nn, name)) for name in nn.__all__]
+    seen = {id(obj) for _, obj in named}
+    for face in FACES:
+        for name in face.__all__:
+            obj = getattr(face, name)
+            if id(obj) not in seen:
+                named.append((f"{face.__name__}.{name}", obj))
+                seen.add(id(obj))
+    return named
+
+
 def public_items() -> list[tuple[str, object]]:
     items: list[tuple[str, object]] = []
-    for name in nn.__all__:
-        obj = getattr(nn, name)
+    for name, obj in _public_names():
         if inspect.isclass(obj):
             items.append((name, obj))
             if not issubclass(obj, BaseException):
@@ -115,6 +132,15 @@ def test_the_docstring_check_finds_what_is_missing():
     assert problems("examples_only", examples_only) == ["no Parameters section"]
     assert problems("nothing", lambda: None) == ["no docstring"]
     assert len(ITEMS) > 100 and {"numa_zeros", "NodeTeam.run"} <= {n for n, _ in ITEMS}
+
+
+def test_every_name_of_the_public_modules_is_checked():
+    checked = {id(obj) for _, obj in ITEMS}
+    for face in FACES:
+        for name in face.__all__:
+            assert id(getattr(face, name)) in checked, f"{face.__name__}.{name} is not checked"
+    assert "numa_numpy.diagnostics.bandwidth_matrix" in {n for n, _ in ITEMS}
+    assert "MemoryPool.set_cache_limit" in {n for n, _ in ITEMS}
 
 
 CONSTRUCTORS = [
