@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from fixtures import cgroup, machine, seccomp
+from fixtures.faults import injected
 
 import numa_numpy as nn
 from numa_numpy._diagnostics import registry
@@ -45,15 +46,6 @@ def only(diagnosis: nn.Diagnosis, check: str) -> nn.Finding:
 
 def diagnose(tmp_path: Path, m: machine.Machine) -> nn.Diagnosis:
     return nn.doctor(root=m.write(tmp_path))
-
-
-@contextlib.contextmanager
-def injected(op: int, err: int):
-    assert lib.nn_inject_fault(op, err, 1000) == 0
-    try:
-        yield
-    finally:
-        lib.nn_inject_fault(op, 0, 0)
 
 
 @contextlib.contextmanager

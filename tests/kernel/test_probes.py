@@ -4,11 +4,11 @@ raise our error, with the errno, its name and the step, when it refuses."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 
 import pytest
+from fixtures.faults import injected
 
 import numa_numpy as nn
 from numa_numpy._kernel import probes
@@ -17,15 +17,6 @@ from numa_numpy._policies.cstructs import binding_struct
 from numa_numpy._policies.policy import Bind
 
 CALLS = ["mbind", "set_mempolicy", "get_mempolicy", "move_pages", "migrate_pages"]
-
-
-@contextlib.contextmanager
-def injected(op: int, err: int):
-    assert lib.nn_inject_fault(op, err, 1000) == 0
-    try:
-        yield
-    finally:
-        lib.nn_inject_fault(op, 0, 0)
 
 
 @pytest.fixture
