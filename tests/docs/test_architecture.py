@@ -257,26 +257,45 @@ def test_the_tests_mirror_the_layers():
 
 def graph_summary() -> dict[str, int]:
     """Modules, arrows (distinct module -> module imports, function-level ones
-    included) and floors (the longest chain of imports, counted in modules; a
-    cycle counts as one floor)."""
+    included), floors (the longest chain of imports, in modules, a cycle
+    counting as one) and the arrows between folders (a top module is a folder)."""
     graph: dict[str, set[str]] = {m: set() for m in sources()}
     for importer, target, _name, _line in imports():
         if target in graph and target != importer and not importer.startswith(target + "."):
             graph[importer].add(target)
-    floors: dict[str, int] = {}
+    # a cycle is one floor: each module's group is the set it reaches and is reached by
+    reach = {m: _reachable(graph, m) for m in graph}
+    group = {m: frozenset(n for n in reach[m] | {m} if m in reach[n] or n == m) for m in graph}
+    floors: dict[frozenset[str], int] = {}
 
-    def floor(node: str, seen: frozenset[str]) -> int:
-        if node in floors:
-            return floors[node]
-        below = [floor(n, seen | {node}) for n in graph[node] if n not in seen | {node}]
-        floors[node] = 1 + max(below, default=0)
-        return floors[node]
+    def floor(g: frozenset[str]) -> int:
+        if g not in floors:
+            below = {group[n] for m in g for n in graph[m]} - {g}
+            floors[g] = 1 + max((floor(b) for b in below), default=0)
+        return floors[g]
 
+    def folder(module: str) -> str:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 2 else module
+
+    between = {(folder(a), folder(b)) for a in graph for b in graph[a] if folder(a) != folder(b)}
     return {
         "modules": len(graph),
         "arrows": sum(len(v) for v in graph.values()),
-        "floors": max(floor(m, frozenset()) for m in graph),
+        "floors": max(floor(group[m]) for m in graph),
+        "arrows between folders": len(between),
     }
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = list(graph[start])
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph[node])
+    return seen
 
 
 if __name__ == "__main__":  # python tests/docs/test_architecture.py [TREE]
