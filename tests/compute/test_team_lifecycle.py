@@ -23,6 +23,7 @@ import weakref
 
 import numpy as np
 import pytest
+from fixtures.teams import HANG, pool_sizes, team_threads, wait_no_team_threads
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -33,11 +34,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from processes import wait_for_child
-from threadpoolctl import threadpool_info, threadpool_limits
 
 import numa_numpy as nn
-
-HANG = 30  # seconds: a deadline for a hang, not a timing claim
 
 
 def _run_threads(target, args, errors, hang_message):
@@ -50,32 +48,6 @@ def _run_threads(target, args, errors, hang_message):
         t.join(HANG)
     assert not any(t.is_alive() for t in threads), hang_message
     assert errors == [], "".join(traceback.format_exception(errors[0]))
-
-
-def _team_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("numa-team-")]
-
-
-def _wait_no_team_threads(timeout: float = HANG) -> None:
-    deadline = time.monotonic() + timeout
-    while _team_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)  # workers of a collected team stop on their own
-    assert _team_threads() == []
-
-
-def _pools() -> list[int]:
-    return [p["num_threads"] for p in threadpool_info()]
-
-
-@pytest.fixture
-def baseline_pools():
-    """A known pool size (3) that no team below asks for, restored afterwards."""
-    if not threadpool_info():
-        pytest.skip("NumPy loaded no BLAS that threadpoolctl can see")
-    with threadpool_limits(limits=3):
-        if set(_pools()) != {3}:
-            pytest.skip(f"the pools refuse 3 threads: {_pools()}")
-        yield [3] * len(_pools())
 
 
 def _two_workers() -> int:
@@ -107,7 +79,7 @@ def test_one_team_entered_by_two_asyncio_tasks():
     assert asyncio.run(main()) is None
     assert seen == [True] * 12
     assert not team.running
-    _wait_no_team_threads()
+    wait_no_team_threads()
 
 
 def test_teams_entered_from_threads_and_tasks_at_once():
@@ -142,7 +114,7 @@ def test_teams_entered_from_threads_and_tasks_at_once():
 
     _run_threads(thread, range(3), errors, "a thread hangs")
     assert not any(t.running for t in teams)
-    _wait_no_team_threads()
+    wait_no_team_threads()
 
 
 def test_teams_left_out_of_order_restore_what_each_replaced():
@@ -174,7 +146,7 @@ def test_a_launch_that_fails_half_way_leaves_no_worker_behind(monkeypatch):
     team = nn.node_team(threads_per_node=_two_workers())
     if sum(team.threads.values()) < 2:
         pytest.skip("needs two workers")
-    before = _pools()
+    before = pool_sizes()
     start = _team._Worker.start
     calls = []
 
@@ -188,8 +160,8 @@ def test_a_launch_that_fails_half_way_leaves_no_worker_behind(monkeypatch):
     with pytest.raises(RuntimeError, match="new thread"):
         team.start()
     assert not team.running and nn.active_team() is None
-    _wait_no_team_threads(5)  # the first worker was stopped, not left waiting
-    assert _pools() == before
+    wait_no_team_threads(5)  # the first worker was stopped, not left waiting
+    assert pool_sizes() == before
     monkeypatch.setattr(_team._Worker, "start", start)
     with team:  # and the team still starts
         assert team.on_each_worker(lambda: 1) == [1] * sum(team.threads.values())
@@ -201,7 +173,7 @@ def test_a_launch_that_fails_half_way_leaves_no_worker_behind(monkeypatch):
 def test_fork_inside_a_team_the_child_computes_and_never_hangs():
     a = nn.partitioned_full((4096, 2), 1.0)
     team = nn.node_team(threads_per_node=_two_workers(), min_bytes=1)
-    before = _pools()
+    before = pool_sizes()
     read, write = os.pipe()
     with team:
         with warnings.catch_warnings():
@@ -219,7 +191,7 @@ def test_fork_inside_a_team_the_child_computes_and_never_hangs():
                     report.append("ran")
                 except nn.NumaError as exc:
                     report.append("fork" in str(exc))
-                report.append(_pools() == before)  # no team runs in the child
+                report.append(pool_sizes() == before)  # no team runs in the child
                 with team:  # entered again: workers of the child's own
                     report.append(float((a + 2).sum()))
                     report.append(team.on_each_worker(lambda: 1) == [1] * len(team.workers()))
@@ -278,7 +250,7 @@ def test_team_stopped_and_started_while_another_thread_uses_it():
     assert errors == [], "".join(traceback.format_exception(errors[0]))
     assert done[0] > 0
     assert not team.running
-    _wait_no_team_threads()
+    wait_no_team_threads()
 
 
 def _stop_after_planning(monkeypatch, team):
@@ -308,8 +280,7 @@ def test_a_ufunc_whose_team_stops_just_before_it_submits_runs_on_the_caller(monk
         with pytest.raises(nn.NumaError, match="not running"):  # user code: never inline
             team.map_blocks(np.sqrt, a)
     assert not team.running
-    _wait_no_team_threads()
-
+    wait_no_team_threads()
 
 
 @pytest.mark.parametrize("make", ["zeros", "full", "ones"])
@@ -327,7 +298,7 @@ def test_constructors_whose_team_stops_just_before_they_submit_fill_on_the_calle
             a, want = nn.partitioned_ones((64, 2)), 1.0
         assert not team.running
     assert (a == want).all()
-    _wait_no_team_threads()
+    wait_no_team_threads()
 
 ASYNC_OWNER = """
 import asyncio, time
@@ -367,53 +338,6 @@ def test_team_stopped_while_asyncio_to_thread_uses_it():
         pytest.fail(f"asyncio.run hangs (a task queued to a stopped team): {exc.stderr!r}")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "iterations True"
-
-
-# -- BLAS/OpenMP pools (items 9, 10) -------------------------------------------------
-
-
-def test_a_team_collected_without_close_releases_the_pool_cap(baseline_pools):
-    team = nn.node_team(threads_per_node=1, blas_threads=1)
-    team.start()
-    assert _pools() == [1] * len(baseline_pools)
-    del team
-    gc.collect()
-    _wait_no_team_threads()
-    assert _pools() == baseline_pools
-
-
-def test_overlapping_teams_share_one_reference_counted_cap(baseline_pools):
-    ncpu = min(len(nn.topology().node(n).cpus) for n in nn.node_team().worker_nodes)
-    if ncpu < 2:
-        pytest.skip("needs a node with two CPUs (blas_threads=2)")
-    a = nn.node_team(threads_per_node=1, blas_threads=1)
-    b = nn.node_team(threads_per_node=1, blas_threads=2)
-    ones, twos = [1] * len(baseline_pools), [2] * len(baseline_pools)
-    a.start()
-    assert _pools() == ones
-    b.start()
-    assert _pools() == ones  # the smaller cap of the two running teams
-    a.close()
-    assert _pools() == twos  # b still runs: its cap, not the originals
-    b.close()
-    assert _pools() == baseline_pools  # the originals, not a's cap
-    b.start()
-    a.start()
-    b.close()
-    assert _pools() == ones
-    a.close()
-    assert _pools() == baseline_pools
-
-
-def test_pool_originals_are_those_before_the_first_team():
-    if not threadpool_info():
-        pytest.skip("NumPy loaded no BLAS that threadpoolctl can see")
-    before = _pools()
-    with nn.node_team(threads_per_node=1, blas_threads=1):
-        with nn.node_team(threads_per_node=1, blas_threads=1):
-            assert set(_pools()) == {1}
-        assert set(_pools()) == {1}
-    assert _pools() == before
 
 
 # -- run(assist=True): the caller's own task (item 18) -------------------------------
@@ -463,7 +387,7 @@ class TeamLives(RuleBasedStateMachine):
         self.starts: dict[int, int] = {}  # id(team) -> start() calls not closed
         self.open: list[nn.NodeTeam] = []  # entered in this context, oldest first
         self.blas = 2 if self._ncpu() >= 2 else 1
-        self.baseline = _pools()
+        self.baseline = pool_sizes()
 
     @staticmethod
     def _ncpu() -> int:
@@ -646,7 +570,7 @@ class TeamLives(RuleBasedStateMachine):
                 _check_compute(team, rows)
                 with team:
                     _check_compute(team, rows)
-                ok = ok and not _team_threads() and _pools() == self.baseline
+                ok = ok and not team_threads() and pool_sizes() == self.baseline
                 code = 0 if ok else 2
             except BaseException:
                 traceback.print_exc()
@@ -667,17 +591,17 @@ class TeamLives(RuleBasedStateMachine):
     def worker_threads_are_the_running_teams(self) -> None:
         expected = sum(sum(t.threads.values()) for t in self.teams if t.running)
         deadline = time.monotonic() + HANG
-        while len(_team_threads()) != expected and time.monotonic() < deadline:
+        while len(team_threads()) != expected and time.monotonic() < deadline:
             time.sleep(0.005)  # a collected team's workers stop on their own
-        assert len(_team_threads()) == expected
+        assert len(team_threads()) == expected
 
     @invariant()
     def pools_at_the_running_teams_cap(self) -> None:
         running = [t.blas_threads for t in self.teams if t.running]
         if running:
-            assert set(_pools()) <= {min(running)}
+            assert set(pool_sizes()) <= {min(running)}
         else:
-            assert _pools() == self.baseline
+            assert pool_sizes() == self.baseline
 
     def teardown(self) -> None:
         for team in reversed(self.open):
@@ -687,8 +611,8 @@ class TeamLives(RuleBasedStateMachine):
             while team.running:
                 team.close()
         self.teams.clear()
-        _wait_no_team_threads()
-        assert _pools() == self.baseline
+        wait_no_team_threads()
+        assert pool_sizes() == self.baseline
         assert nn.active_team() is None
 
 
@@ -731,3 +655,4 @@ def test_run_raises_the_first_failure_in_task_order():
             with pytest.raises(ValueError, match="^first"):
                 team.run([(node, 0, fail_after, (0.2, "first")),
                           (node, 1, fail_after, (0.0, "second"))], assist=assist)
+
