@@ -18,11 +18,11 @@ import sys
 import textwrap
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.cache import process_stats, wait_for
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from kernel_view import bound_bytes
@@ -31,31 +31,8 @@ from memcg import MemoryCgroup, Unavailable, under_address_sanitizer
 import numa_numpy as nn
 from numa_numpy._alloc import budget as _budget
 from numa_numpy._alloc import cache as _memory
-from numa_numpy._alloc import handler as _handler
 
 MiB = 1 << 20
-
-
-def process_stats() -> dict:
-    return nn.memory_stats()["process"]
-
-
-@pytest.fixture
-def cache_settings():
-    """Tests change process-wide settings: put the defaults back, pass or fail."""
-    yield
-    nn.set_cache_limit()
-    nn.set_cache_decay()
-    nn.free_all_blocks()
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 # ---- the limit and the budget --------------------------------------------------------
@@ -123,29 +100,6 @@ def test_the_default_budget_follows_this_process_limit():
     assert stats["budget"] == min(1 << 30, limit.bytes // 8)
     assert stats["hot_limit"] == min(32 * MiB, stats["budget"] // 4)
     assert stats["decay_s"] == 10.0
-
-
-def test_one_rule_sets_the_process_budget_and_each_handlers_cap(cache_settings, monkeypatch):
-    """The numbers live in numa_numpy._alloc.budget alone: another rule there
-    changes the process's budget, its hot share and a new handler's cap."""
-    monkeypatch.setattr(_budget, "BUDGET_MAX", 1 << 62)
-    monkeypatch.setattr(_budget, "BUDGET_SHARE", 16)
-    monkeypatch.setattr(_budget, "HOT_MAX", 1 << 62)
-    monkeypatch.setattr(_budget, "HOT_SHARE", 2)
-    nn.forget_handlers()
-    try:
-        nn.set_cache_limit()
-        stats = process_stats()
-        assert stats["budget"] == stats["memory_limit"] // 16 > 0
-        assert stats["hot_limit"] == stats["budget"] // 2
-        handler = nn.on_node(0).handler
-        assert handler.stats()["cache_limit"] == nn.topology().node(0).memory_total // 16
-        assert _handler.default_cache_limit(nn.Bind(0), nn.topology()) == (
-            nn.topology().node(0).memory_total // 16
-        )
-    finally:
-        monkeypatch.undo()
-        nn.forget_handlers()  # no handler keeps the cap of the rule above
 
 
 def test_the_package_configures_the_cache_before_any_handler_exists():
@@ -385,77 +339,6 @@ def test_fork_with_a_running_decay_thread(cache_settings):
     assert os.waitstatus_to_exitcode(status) == 0
     assert process_stats()["decay_thread"] == 1  # resumed after the fork
     assert wait_for(lambda: process_stats()["cached_bytes"] == 0)
-
-
-# ---- issue 16 item 6: handlers still in use stay reachable ---------------------------
-
-
-def retired_since(known: set[int]) -> list[dict]:
-    """Stats of the retired handlers made after `known` was taken (other tests
-    may leave retired handlers of their own alive)."""
-    return [
-        s
-        for k, s in nn.memory_stats().items()
-        if k != "process" and s["retired"] and s["id"] not in known
-    ]
-
-
-def handler_ids() -> set[int]:
-    return {s["id"] for k, s in nn.memory_stats().items() if k != "process"}
-
-
-def test_forget_handlers_keeps_handlers_in_use_reachable(cache_settings):
-    nn.forget_handlers()
-    known = handler_ids()
-    scope = nn.on_node(0)
-    kept: list[np.ndarray] = []
-
-    def work(n: int) -> tuple[object, bool]:
-        a = np.ones(n)
-        kept.append(a)
-        return nn.current_policy(), nn.placement(a).requested == nn.Bind(0)
-
-    with ThreadPoolExecutor(1, initializer=scope.initializer) as pool:
-        assert pool.submit(work, 1 << 20).result() == (nn.Bind(0), True)
-        before = kept[0]
-        nn.forget_handlers()  # the worker's context still holds the old handler
-        # arrays made before: still ours, still with their policy
-        assert nn.placement(before).requested == nn.Bind(0)
-        # the worker keeps allocating into that handler: it is still found
-        assert pool.submit(work, 4 << 20).result() == (nn.Bind(0), True)
-        retired = retired_since(known)
-        assert len(retired) == 1, retired
-        assert retired[0]["live_blocks"] == 2
-        assert retired[0]["used_bytes"] == (1 << 20) * 8 + (4 << 20) * 8
-        # and trimmable: a block freed in the worker is cached, free_all_blocks() releases it
-        pool.submit(lambda: kept.pop()).result()
-        pool.submit(lambda: gc.collect()).result()
-        retired_cached = sum(s["cached_bytes"] for s in retired_since(known))
-        assert retired_cached >= 32 * MiB
-        assert nn.free_all_blocks() >= retired_cached
-    # the pool keeps its initializer, a bound method of the scope, and a scope
-    # holds its handler's capsule: all of them must go for the handler to go
-    del before, scope, pool
-    kept.clear()
-    gc.collect()
-    # the worker thread, its context and every array are gone: so is the handler
-    assert wait_for(lambda: not retired_since(known))
-
-
-def test_retired_handler_dies_with_its_last_array():
-    nn.forget_handlers()
-    gc.collect()
-    known = handler_ids()
-    bound = bound_bytes()
-    with nn.on_node(0):
-        a = np.ones(1 << 20)
-        small = [np.ones(8) for _ in range(100)]
-    nn.forget_handlers()
-    assert [s["live_blocks"] for s in retired_since(known)] == [101]
-    del a, small
-    gc.collect()
-    assert retired_since(known) == []
-    assert bound_bytes() <= bound
 
 
 # ---- inside a memory cgroup ----------------------------------------------------------
@@ -816,3 +699,4 @@ def test_memory_pool_has_cupys_names_and_meanings(cache_settings):
     assert pool.free_bytes() == 0
     pool.set_cache_limit(None)
     assert pool.get_cache_limit() == nn.memory_stats()["process"]["budget"]
+

@@ -69,19 +69,6 @@ def test_decorator(handler_name):
     assert compute.__name__ == "compute"
 
 
-def test_arrays_outlive_their_scope_and_handler_is_cached():
-    scope = nn.on_node(0)
-    with scope:
-        a = np.full(1 << 18, 3.0)
-    assert (a == 3.0).all()
-    assert nn.on_node(0).handler is scope.handler  # one handler per policy and options
-
-
-def test_options_select_distinct_handlers():
-    assert nn.on_node(0).handler is not nn.on_node(0, prefault="touch").handler
-    assert nn.on_node(0).handler is not nn.on_node(0, strict=True).handler
-
-
 def test_bad_node_raises_at_entry_and_leaves_numpy_alone(handler_name):
     with pytest.raises(nn.InvalidNodeError, match="node 77 does not exist"):
         with nn.on_node(77):
@@ -163,106 +150,6 @@ def test_cached_scopes_are_forgotten_with_their_handlers():
         assert nn.current_policy() == nn.Bind(0)
     with scope:  # the old object still works: it re-resolves its handler
         assert nn.current_policy() == nn.Bind(0)
-
-
-# --- decorated generators and async generators ------------------------------------
-
-
-def test_decorated_generator_runs_inside_the_scope_at_every_resumption(handler_name):
-    seen = []
-
-    @nn.on_node(0)
-    def gen(n):
-        try:
-            for i in range(n):
-                got = yield nn.current_policy(), handler_name(np.ones(8))
-                seen.append((got, nn.current_policy()))
-            return "done"
-        finally:
-            seen.append(("finally", nn.current_policy()))
-
-    g = gen(2)
-    assert nn.current_policy() is None  # creating it enters nothing
-    assert next(g) == (nn.Bind(0), "numa_numpy")
-    assert nn.current_policy() is None and handler_name() == "default_allocator"
-    with nn.interleaved():  # the caller's scope does not reach into the body
-        assert g.send("a") == (nn.Bind(0), "numa_numpy")
-        assert nn.current_policy() == nn.Interleave()
-    with pytest.raises(StopIteration) as stop:
-        g.send("b")
-    assert stop.value.value == "done"
-    assert seen == [("a", nn.Bind(0)), ("b", nn.Bind(0)), ("finally", nn.Bind(0))]
-    assert gen.__name__ == "gen"
-
-    # throw() and close() run the body inside the scope too
-    g = gen(5)
-    next(g)
-    with pytest.raises(KeyError):
-        g.throw(KeyError("x"))
-    assert seen[-1] == ("finally", nn.Bind(0)) and nn.current_policy() is None
-    g = gen(5)
-    next(g)
-    seen.clear()
-    g.close()
-    assert seen == [("finally", nn.Bind(0))] and nn.current_policy() is None
-    assert list(gen(3)) == [(nn.Bind(0), "numa_numpy")] * 3
-
-
-def test_decorated_generator_can_catch_a_thrown_exception():
-    @nn.interleaved()
-    def gen():
-        while True:
-            try:
-                yield nn.current_policy()
-            except ValueError:
-                yield "caught", nn.current_policy()
-
-    g = gen()
-    next(g)
-    assert g.throw(ValueError()) == ("caught", nn.Interleave())
-    assert nn.current_policy() is None
-    g.close()
-
-
-def test_decorated_async_generator_runs_inside_the_scope_at_every_resumption(handler_name):
-    import asyncio
-
-    seen = []
-
-    @nn.on_node(0)
-    async def agen(n):
-        try:
-            for _ in range(n):
-                await asyncio.sleep(0)
-                got = yield nn.current_policy(), handler_name(np.ones(8))
-                seen.append((got, nn.current_policy()))
-        finally:
-            seen.append(("finally", nn.current_policy()))
-
-    async def main():
-        g = agen(2)
-        assert await g.__anext__() == (nn.Bind(0), "numa_numpy")
-        assert nn.current_policy() is None
-        with nn.interleaved():
-            assert await g.asend("a") == (nn.Bind(0), "numa_numpy")
-            assert nn.current_policy() == nn.Interleave()
-        with pytest.raises(StopAsyncIteration):
-            await g.asend("b")
-        assert [x async for x in agen(2)] == [(nn.Bind(0), "numa_numpy")] * 2
-        g = agen(3)
-        await g.__anext__()
-        await g.aclose()
-        assert seen[-1] == ("finally", nn.Bind(0))
-        g = agen(3)
-        await g.__anext__()
-        with pytest.raises(KeyError):
-            await g.athrow(KeyError("x"))
-        assert nn.current_policy() is None
-        return True
-
-    assert asyncio.run(main())
-    assert seen[:3] == [("a", nn.Bind(0)), ("b", nn.Bind(0)), ("finally", nn.Bind(0))]
-    assert nn.current_policy() is None
 
 
 # --- a scope held across yield, exited out of order -------------------------------
@@ -426,3 +313,4 @@ def test_a_scope_open_in_a_copied_context_exits_there(handler_name):
         return nn.current_policy(), handler_name()
 
     assert copy.run(inside) == (None, "default_allocator")
+

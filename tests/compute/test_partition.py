@@ -108,4 +108,3 @@ def test_migrate_to_partitioned_is_refused_and_moves_nothing():
     with pytest.raises(nn.InvalidPolicyError, match="partitioned copy"):
         nn.migrate(a, nn.Partitioned())
     assert nn.placement(a).pages == before.pages and (a == 1).all()
-

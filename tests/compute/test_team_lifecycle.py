@@ -655,4 +655,3 @@ def test_run_raises_the_first_failure_in_task_order():
             with pytest.raises(ValueError, match="^first"):
                 team.run([(node, 0, fail_after, (0.2, "first")),
                           (node, 1, fail_after, (0.0, "second"))], assist=assist)
-

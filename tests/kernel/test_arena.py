@@ -564,16 +564,6 @@ def test_a_new_arena_has_no_cache_cap_of_its_own(arena):
     assert stats(arena())["cache_limit"] == SIZE_MAX
 
 
-def test_a_handler_caps_its_arena_by_the_budget_rule_before_its_first_block():
-    import numa_numpy as nn
-    from numa_numpy._alloc.budget import cache_rule
-
-    nn.forget_handlers()
-    s = nn.on_node(0).handler.stats()  # a new handler: nothing allocated yet
-    assert s["live_blocks"] == 0 and s["large_bytes"] == 0 and s["chunk_bytes"] == 0
-    assert s["cache_limit"] == cache_rule(nn.topology().node(0).memory_total).budget
-
-
 def test_block_owner_and_layout_of_each_path(arena):
     a = arena()
     for size in (0, 1, SMALL_LIMIT, SMALL_LIMIT + 1, 4 * MiB + 1):
