@@ -234,8 +234,9 @@ TESTS = ROOT / "tests"
 
 
 def test_the_tests_mirror_the_layers():
-    """tests/<layer>/test_<module>[_topic].py tests numa_numpy/_<layer>/<module>.py;
-    tests/test_<name>.py a public module; tests/system and tests/docs the whole."""
+    """tests/<layer>/test_<module>[_topic].py tests numa_numpy/_<layer>/<module>.py,
+    and every module of a layer has one; tests/test_<name>.py a public module;
+    tests/system and tests/docs the whole."""
     for layer in LAYERS:
         assert (TESTS / layer.lstrip("_")).is_dir(), f"no tests/{layer.lstrip('_')}/"
     unmatched = []
@@ -253,6 +254,15 @@ def test_the_tests_mirror_the_layers():
         if not any(stem == m or stem.startswith(m + "_") for m in public):
             unmatched.append(str(path.relative_to(ROOT)))
     assert not unmatched, f"tests that name no module of their layer: {unmatched}"
+    untested = [
+        f"numa_numpy/{layer}/{module.name}"
+        for layer in LAYERS
+        for module in sorted((PACKAGE / layer).glob("*.py"))
+        if module.name != "__init__.py"
+        and not list((TESTS / layer.lstrip("_")).glob(f"test_{module.stem}.py"))
+        and not list((TESTS / layer.lstrip("_")).glob(f"test_{module.stem}_*.py"))
+    ]
+    assert not untested, f"modules with no tests/<layer>/test_<module>*.py: {untested}"
 
 
 def graph_summary() -> dict[str, int]:
