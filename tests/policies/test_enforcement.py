@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from fixtures.faults import inject
 from kernel_view import bound_bytes
 
 import numa_numpy as nn
@@ -19,10 +20,6 @@ def fresh_handlers():
     for op in (lib.NN_FAULT_MMAP, lib.NN_FAULT_MBIND, lib.NN_FAULT_POPULATE):
         lib.nn_inject_fault(op, 0, 0)
     nn.forget_handlers()
-
-
-def inject(op, err, count=1):
-    assert lib.nn_inject_fault(op, err, count) == 0
 
 
 @pytest.mark.parametrize("err", [errno.EPERM, errno.EINVAL])
@@ -200,53 +197,6 @@ def test_capabilities_probe_names_mmap_for_a_mapping_failure(fresh_handlers):
     assert nn.capabilities().mbind_permitted
 
 
-def test_the_c_layer_reports_the_failing_step():
-    from numa_numpy._kernel.lib import check, clear_step, failed_step
-
-    clear_step()
-    assert failed_step("none") == "none"
-    inject(lib.NN_FAULT_MMAP, errno.EAGAIN)
-    from numa_numpy._kernel.lib import ffi
-    from numa_numpy._policies.cstructs import binding_struct
-
-    binding, _mask = binding_struct(nn.Bind(0), nn.topology())
-    plan = ffi.new("nn_prefault_plan *", {"mode": lib.NN_PREFAULT_NONE})
-    out = ffi.new("nn_mapping *")
-    rc = lib.nn_map(binding, 4096, 0, lib.NN_HUGE_NONE, plan, lib.NN_MAP_STRICT, out)
-    assert rc == -errno.EAGAIN and failed_step() == "mmap"
-    with pytest.raises(nn.NumaError, match=r"mapping: .*EAGAIN, originated from mmap\)") as info:
-        check(rc, "mapping")
-    assert info.value.errno == errno.EAGAIN and info.value.step == "mmap"
-    assert lib.nn_check_room(binding, 1 << 62) == -errno.ENOMEM
-    assert failed_step().startswith("the free-memory check")
-    with pytest.raises(nn.NumaAllocationError):
-        check(-errno.ENOMEM, "x", nn.NumaAllocationError, size=1, policy=None)
-
-
-def test_every_step_has_its_name_from_the_c_layer():
-    from numa_numpy._kernel.lib import ffi
-
-    names = {
-        "MMAP": "mmap",
-        "MMAP_HUGETLB": "mmap(MAP_HUGETLB)",
-        "MBIND": "mbind",
-        "HOME_NODE": "set_mempolicy_home_node",
-        "ROOM": "the free-memory check of the bound nodes (MemFree in sysfs)",
-        "POPULATE": "madvise(MADV_POPULATE_WRITE)",
-        "HUGETLB_NODES": "the huge-page pool of the bound nodes",
-        "SET_MEMPOLICY": "set_mempolicy",
-        "GET_MEMPOLICY": "get_mempolicy",
-        "MOVE_PAGES": "move_pages",
-        "MIGRATE_PAGES": "migrate_pages",
-        "GETCPU": "getcpu",
-        "MUNMAP": "munmap",
-    }
-    for step, name in names.items():
-        assert ffi.string(lib.nn_step_name(getattr(lib, f"NN_STEP_{step}"))).decode() == name
-    for unknown in (0, -1, max(getattr(lib, f"NN_STEP_{s}") for s in names) + 1):
-        assert lib.nn_step_name(unknown) == ffi.NULL
-
-
 # -- partitioned: a binding per range, each one enforced --------------------------------
 
 
@@ -346,3 +296,4 @@ def test_ranges_report_the_enforcement_asked_for_and_prefault_only_when_asked(st
     finally:
         region.close()
         shared.unlink()
+
