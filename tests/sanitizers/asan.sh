@@ -122,7 +122,7 @@ status=0
 # allocator's reserved regions split into more VMAs as they fill. They run in a
 # second pass without quarantine; asan_plugin.py leaves ASan's fixed shadow and
 # allocator ranges out of kernel_view.mapping_count() in both passes.
-COUNTING=${ASAN_COUNTING_TESTS:-tests/system/test_leaks.py tests/alloc/test_handler.py}
+COUNTING=${ASAN_COUNTING_TESTS:-tests/system/test_leaks.py tests/kernel/test_arena.py}
 DESELECT=()
 for t in $COUNTING; do [[ -e ${t%%::*} ]] && DESELECT+=(--deselect "$t"); done
 export PYTHONPATH="$HERE:$PYTHONPATH"
