@@ -291,6 +291,9 @@ class ArenaMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         gc.collect()
+        # blocks other tests left in the process cache would decay (be unmapped)
+        # while this runs, and the bound bytes below would drop under the baseline
+        lib.nn_cache_trim()
         self.maps_before = kernel_view.mapping_count()
         self.bind_before = bind_bytes() if self.MODE == "bind" else 0
         self.arena = new_arena(self.MODE, huge=self.HUGE)
