@@ -8,7 +8,8 @@ from typing import Any
 
 from .._kernel import probes, tunables
 from .._kernel.pages import numa_maps
-from .._kernel.topology import KernelFiles, kernel_version, topology
+from .._kernel.sysfs import KernelFiles
+from .._kernel.topology import kernel_version, topology
 from .._policies.cstructs import binding_struct
 from .._policies.policy import (
     Bind,

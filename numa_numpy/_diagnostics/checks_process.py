@@ -8,7 +8,8 @@ import os
 from typing import Any
 
 from .._kernel import probes, tunables
-from .._kernel.topology import MAX_NODE_ID, Topology, cpuset_files, format_list, read_topology
+from .._kernel.sysfs import MAX_NODE_ID
+from .._kernel.topology import Topology, cpuset_files, format_list, read_topology
 from .._policies.cstructs import binding_struct
 from .._policies.policy import Bind
 from ..errors import NumaError

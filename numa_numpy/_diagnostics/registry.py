@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._kernel.topology import KernelFiles, Topology, read_topology
+from .._kernel.sysfs import KernelFiles
+from .._kernel.topology import Topology, read_topology
 from .findings import Finding
 
 __all__ = ["Host", "Needs", "Check", "check", "checks"]

@@ -82,7 +82,7 @@ def parse_list(text: str, *, high: int | None = None) -> tuple[int, ...]:
 
     Examples
     --------
-    >>> from numa_numpy._kernel.topology import parse_list
+    >>> from numa_numpy._kernel.sysfs import parse_list
     >>> parse_list("0-2,5\\n")
     (0, 1, 2, 5)
     >>> parse_list("5-2")
@@ -140,7 +140,7 @@ def parse_int(text: str, *, low: int = 0, high: int = (1 << 63) - 1) -> int:
 
     Examples
     --------
-    >>> from numa_numpy._kernel.topology import parse_int
+    >>> from numa_numpy._kernel.sysfs import parse_int
     >>> parse_int("8\\n")
     8
     >>> parse_int("n/a")
@@ -209,7 +209,7 @@ class KernelFiles:
     --------
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from numa_numpy._kernel.topology import KernelFiles
+    >>> from numa_numpy._kernel.sysfs import KernelFiles
     >>> root = Path(tempfile.mkdtemp())
     >>> _ = (root / "nr_hugepages").write_bytes(b"8\\n" + b"\\0" * 100)  # as tar pads it
     >>> _ = (root / "cpulist").write_text("5-2\\n")

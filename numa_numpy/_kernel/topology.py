@@ -29,7 +29,6 @@ from .sysfs import (
     _meminfo_kib,
     cgroup_folders,
     parse_int,
-    parse_list,
     self_file,
 )
 
@@ -40,16 +39,9 @@ __all__ = [
     "topology",
     "current_node",
     "current_cpu",
-    "parse_list",
     "format_list",
     "kernel_version",
-    "KernelFiles",
-    "parse_int",
     "node_free_bytes",
-    "MAX_CPU_ID",
-    "MAX_NODE_ID",
-    "NODE_ROOT",
-    "TIER_ROOT",
 ]
 
 

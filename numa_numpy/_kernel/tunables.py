@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .topology import KernelFiles
+from .sysfs import KernelFiles
 
 __all__ = [
     "THP",

@@ -15,7 +15,8 @@ from typing import Any, ClassVar, Union
 import numpy as np
 
 from .._kernel.lib import lib
-from .._kernel.topology import MAX_NODE_ID, Topology, format_list, mask_bits, parse_list, topology
+from .._kernel.sysfs import MAX_NODE_ID, parse_list
+from .._kernel.topology import Topology, format_list, mask_bits, topology
 from ..errors import InvalidNodeError, InvalidPolicyError, NumaUnavailableError
 from .docstrings import document
 

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 import numpy as np
 
 from .._kernel.lib import error
-from .._kernel.sysfs import pid_namespace, start_time
-from .._kernel.topology import MAX_NODE_ID, topology
+from .._kernel.sysfs import MAX_NODE_ID, pid_namespace, start_time
+from .._kernel.topology import topology
 from .._policies.docstrings import document
 from .._policies.enforcement import Enforcement
 from .._policies.options import (

@@ -36,8 +36,11 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import numa_numpy as nn  # noqa: E402
+from numa_numpy._kernel import (
+    sysfs,
+    tunables,  # noqa: E402
+)
 from numa_numpy._kernel import topology as _topology  # noqa: E402
-from numa_numpy._kernel import tunables  # noqa: E402
 
 EXAMPLES = int(os.environ.get("NUMA_FUZZ_EXAMPLES", "50"))
 DIR = object()  # an empty folder in a tree description
@@ -325,7 +328,7 @@ def damaged(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
 
 # ------------------------------------------------------------------ the checks
 def _check_topology(root: Path) -> None:
-    files = _topology.KernelFiles(root)
+    files = sysfs.KernelFiles(root)
     topo = _topology.read_topology(root, files)
     assert isinstance(topo, nn.Topology) and topo.nodes
     assert all(0 <= i <= _topology.MAX_NODE_ID for i in topo.node_ids)
@@ -339,8 +342,8 @@ def _check_topology(root: Path) -> None:
 def _check_tunables(root: Path) -> _topology.KernelFiles:
     """Every reader of `tunables`, over the tree's nodes and CPUs and some it
     does not have: a value of its kind, or None."""
-    files = _topology.KernelFiles(root)
-    topo = _topology.read_topology(root, _topology.KernelFiles(root))
+    files = sysfs.KernelFiles(root)
+    topo = _topology.read_topology(root, sysfs.KernelFiles(root))
     nodes = [*topo.node_ids, 5, 1023]
     assert isinstance(tunables.thp_enabled(files), (str, type(None)))
     assert isinstance(tunables.thp_defrag(files), (str, type(None)))
@@ -401,7 +404,7 @@ def test_every_damaged_tree_gives_a_diagnosis_and_a_topology(damage):
 @pytest.mark.parametrize("seed", sorted(SEEDS))
 def test_every_seed_reads_without_a_note(tmp_path, seed):
     root = _materialize(SEEDS[seed], tmp_path)
-    files = _topology.KernelFiles(root)
+    files = sysfs.KernelFiles(root)
     _topology.read_topology(root, files)
     assert files.problems == {}
     assert _check_tunables(root).problems == {}

@@ -4,17 +4,18 @@ from pathlib import Path
 import pytest
 
 import numa_numpy as nn
+from numa_numpy._kernel import sysfs
 from numa_numpy._kernel import topology as _topology
 
 
 def test_topology_matches_sysfs():
     topo = nn.topology()
     online = Path("/sys/devices/system/node/online").read_text().strip()
-    assert topo.node_ids == _topology.parse_list(online)
+    assert topo.node_ids == sysfs.parse_list(online)
     assert topo.from_sysfs
     for node in topo.nodes:
         cpus = Path(f"/sys/devices/system/node/node{node.id}/cpulist").read_text()
-        assert node.cpus == _topology.parse_list(cpus)
+        assert node.cpus == sysfs.parse_list(cpus)
         row = Path(f"/sys/devices/system/node/node{node.id}/distance").read_text().split()
         assert [node.distances[i] for i in topo.node_ids] == [int(x) for x in row]
         assert node.memory_total >= node.memory_free > 0 or not node.has_memory
@@ -62,7 +63,7 @@ def test_unknown_node_lookup_names_the_nodes():
     "text, ids", [("0", (0,)), ("0-3", (0, 1, 2, 3)), ("1,3-4\n", (1, 3, 4)), ("", ())]
 )
 def test_parse_list(text, ids):
-    assert _topology.parse_list(text) == ids
+    assert sysfs.parse_list(text) == ids
 
 
 # ------------------------------------------------- tiers and HMAT (fixture tree)
@@ -114,7 +115,7 @@ def test_this_machine_reports_its_tiers():
     tier_root = Path("/sys/devices/virtual/memory_tiering")
     topo = nn.topology()
     expected = {
-        int(d.name[len("memory_tier") :]): _topology.parse_list((d / "nodelist").read_text())
+        int(d.name[len("memory_tier") :]): sysfs.parse_list((d / "nodelist").read_text())
         for d in tier_root.glob("memory_tier*")
     }
     assert topo.tiers == dict(sorted(expected.items()))
@@ -230,7 +231,7 @@ def test_a_tar_snapshot_padded_with_nuls_gives_the_same_topology(tmp_path):
         if path.is_file():
             data = path.read_bytes()
             path.write_bytes(data + b"\0" * (4096 - len(data) % 4096))
-    files = _topology.KernelFiles(root)
+    files = sysfs.KernelFiles(root)
     padded = _topology.read_topology(root, files)
     assert padded == plain and str(padded) == str(plain) and padded.tiers == plain.tiers
     assert [n.access for n in padded.nodes] == [n.access for n in plain.nodes]
@@ -255,7 +256,7 @@ def test_an_unreadable_node_list_is_one_node_and_noted(tmp_path, rel, content, w
 
     root = machine.lab().write(tmp_path)
     (root / "sys/devices/system/node" / rel).write_bytes(content)
-    files = _topology.KernelFiles(root)
+    files = sysfs.KernelFiles(root)
     topo = _topology.read_topology(root, files)  # before: ValueError, UnicodeDecodeError
     assert topo.node_ids == (0,) and not topo.from_sysfs
     assert topo.nodes[0].memory_total == 2097152 << 10  # from /proc/meminfo
@@ -274,7 +275,7 @@ def test_odd_node_files_leave_the_value_out_and_note_the_file(tmp_path):
     (node / "possible").write_text("0-1\n")
     (root / "sys/devices/virtual/memory_tiering/memory_tier72/nodelist").write_text("2-3-\n")
     (root / "proc/self/status").write_text("Mems_allowed_list:\t0,,x\n")
-    files = _topology.KernelFiles(root)
+    files = sysfs.KernelFiles(root)
     topo = _topology.read_topology(root, files)
     assert topo.node(0).cpus == () and topo.node(1).cpus == (1,)
     assert topo.node(1).memory_total == 0  # the whole file was not text
@@ -299,7 +300,7 @@ def test_odd_node_files_leave_the_value_out_and_note_the_file(tmp_path):
 
 
 def test_kernel_files_never_raise_for_what_they_hold(tmp_path):
-    files = _topology.KernelFiles(tmp_path)
+    files = sysfs.KernelFiles(tmp_path)
     os.mkfifo(tmp_path / "fifo")  # reading it would wait for a writer for ever
     (tmp_path / "big").write_bytes(b"1" * ((1 << 20) + 1))
     (tmp_path / "folder").mkdir()
@@ -333,5 +334,5 @@ def test_kernel_files_never_raise_for_what_they_hold(tmp_path):
 )
 def test_parse_list_refuses_what_the_kernel_does_not_write(text, high, message):
     with pytest.raises(ValueError, match=message):
-        _topology.parse_list(text, high=high)
+        sysfs.parse_list(text, high=high)
 

@@ -11,7 +11,7 @@ import pytest
 from fixtures import machine
 
 from numa_numpy._kernel import tunables
-from numa_numpy._kernel.topology import KernelFiles
+from numa_numpy._kernel.sysfs import KernelFiles
 
 NODE0 = "sys/devices/system/node/node0"
 

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import numa_numpy as nn
-from numa_numpy._kernel.topology import format_list, parse_list
+from numa_numpy._kernel.sysfs import parse_list
+from numa_numpy._kernel.topology import format_list
 
 
 @given(st.sets(st.integers(0, 1023), min_size=1, max_size=40))  # the kernel's ids
