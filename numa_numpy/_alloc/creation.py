@@ -54,7 +54,7 @@ Order = Literal["C", "F"]
 OrderKACF = Literal["K", "A", "C", "F"]
 
 
-def _scope(where: str, placed: Policy | None, /, **numa: Any) -> PolicyScope:
+def placement_scope(where: str, placed: Policy | None, /, **numa: Any) -> PolicyScope:
     """The (cached) scope for a constructor's NUMA keywords; `placed`: the
     policy the constructor fixes itself (``interleaved_*``), which then takes
     no node= or policy=. An unknown keyword is a TypeError naming `where`, the
@@ -73,7 +73,10 @@ def _scope(where: str, placed: Policy | None, /, **numa: Any) -> PolicyScope:
     return scope_for(chosen, where, **numa)
 
 
-def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
+def allocate_in(scope: PolicyScope, make: Callable[[], T]) -> T:
+    """`make()` under `scope`, a failed allocation raised as NumaAllocationError
+    naming the step that failed (the constructors' second step, after
+    `placement_scope`; the partitioned constructors take both)."""
     with scope:
         clear_step()  # the arena's nn_map runs in this thread: read its failing step after
         try:
@@ -90,12 +93,6 @@ def _allocate(scope: PolicyScope, make: Callable[[], T]) -> T:
                 policy=handler.policy,
                 errno=err,
             ) from exc
-
-
-#: The two steps every constructor takes, for the package's other constructors
-#: (the partitioned ones): the scope of the NUMA keywords, the allocation in it.
-placement_scope = _scope
-allocate_in = _allocate
 
 
 def _requested_bytes(exc: MemoryError) -> int:
@@ -177,7 +174,9 @@ def numa_empty(
     True
     """
     _refuse(like, device)
-    return _allocate(_scope("numa_empty", None, **numa), lambda: np.empty(shape, dtype, order))
+    return allocate_in(
+        placement_scope("numa_empty", None, **numa), lambda: np.empty(shape, dtype, order)
+    )
 
 
 @document
@@ -242,7 +241,9 @@ def numa_zeros(
     Bind(0)
     """
     _refuse(like, device)
-    return _allocate(_scope("numa_zeros", None, **numa), lambda: np.zeros(shape, dtype, order))
+    return allocate_in(
+        placement_scope("numa_zeros", None, **numa), lambda: np.zeros(shape, dtype, order)
+    )
 
 
 @document
@@ -305,7 +306,9 @@ def numa_ones(
     array([1, 1, 1, 1], dtype=int8)
     """
     _refuse(like, device)
-    return _allocate(_scope("numa_ones", None, **numa), lambda: np.ones(shape, dtype, order))
+    return allocate_in(
+        placement_scope("numa_ones", None, **numa), lambda: np.ones(shape, dtype, order)
+    )
 
 
 @document
@@ -372,8 +375,8 @@ def numa_full(
     (7.5, 1.0)
     """
     _refuse(like, device)
-    return _allocate(
-        _scope("numa_full", None, **numa), lambda: np.full(shape, fill_value, dtype, order)
+    return allocate_in(
+        placement_scope("numa_full", None, **numa), lambda: np.full(shape, fill_value, dtype, order)
     )
 
 
@@ -442,8 +445,8 @@ def numa_empty_like(
     ((2, 3), dtype('float64'))
     """
     _refuse(None, device)
-    return _allocate(
-        _scope("numa_empty_like", None, **numa),
+    return allocate_in(
+        placement_scope("numa_empty_like", None, **numa),
         lambda: np.empty_like(prototype, dtype, order, subok, shape),
     )
 
@@ -512,8 +515,8 @@ def numa_zeros_like(
            [0, 0]], dtype=int32)
     """
     _refuse(None, device)
-    return _allocate(
-        _scope("numa_zeros_like", None, **numa),
+    return allocate_in(
+        placement_scope("numa_zeros_like", None, **numa),
         lambda: np.zeros_like(a, dtype, order, subok, shape),
     )
 
@@ -581,8 +584,9 @@ def numa_ones_like(
     array([1., 1., 1.])
     """
     _refuse(None, device)
-    return _allocate(
-        _scope("numa_ones_like", None, **numa), lambda: np.ones_like(a, dtype, order, subok, shape)
+    return allocate_in(
+        placement_scope("numa_ones_like", None, **numa),
+        lambda: np.ones_like(a, dtype, order, subok, shape),
     )
 
 
@@ -654,8 +658,8 @@ def numa_full_like(
     (True, 7.0)
     """
     _refuse(None, device)
-    return _allocate(
-        _scope("numa_full_like", None, **numa),
+    return allocate_in(
+        placement_scope("numa_full_like", None, **numa),
         lambda: np.full_like(a, fill_value, dtype, order, subok, shape),
     )
 
@@ -743,7 +747,7 @@ def numa_array(
         # ndmin reshapes the copy into a view: give the caller the owner itself.
         return out if out.flags.owndata else out.copy(order="K")
 
-    return _allocate(_scope("numa_array", None, **numa), make)
+    return allocate_in(placement_scope("numa_array", None, **numa), make)
 
 
 @document
@@ -800,8 +804,8 @@ def interleaved_empty(
     >>> b.nbytes
     80000000
     """
-    scope = _scope("interleaved_empty", Interleave(nodes), **options)
-    return _allocate(scope, lambda: np.empty(shape, dtype, order))
+    scope = placement_scope("interleaved_empty", Interleave(nodes), **options)
+    return allocate_in(scope, lambda: np.empty(shape, dtype, order))
 
 
 @document
@@ -868,8 +872,8 @@ def interleaved_zeros(
     >>> len(spread) == 2 and spread[1] - spread[0] <= 1  # doctest: +MULTINODE
     True
     """
-    scope = _scope("interleaved_zeros", Interleave(nodes), **options)
-    return _allocate(scope, lambda: np.zeros(shape, dtype, order))
+    scope = placement_scope("interleaved_zeros", Interleave(nodes), **options)
+    return allocate_in(scope, lambda: np.zeros(shape, dtype, order))
 
 
 @document
@@ -925,8 +929,8 @@ def interleaved_ones(
     >>> nn.interleaved_ones(3, nodes=[0])
     array([1., 1., 1.])
     """
-    scope = _scope("interleaved_ones", Interleave(nodes), **options)
-    return _allocate(scope, lambda: np.ones(shape, dtype, order))
+    scope = placement_scope("interleaved_ones", Interleave(nodes), **options)
+    return allocate_in(scope, lambda: np.ones(shape, dtype, order))
 
 
 @document
@@ -986,5 +990,5 @@ def interleaved_full(
     >>> float(a.sum())
     2097152.0
     """
-    scope = _scope("interleaved_full", Interleave(nodes), **options)
-    return _allocate(scope, lambda: np.full(shape, fill_value, dtype, order))
+    scope = placement_scope("interleaved_full", Interleave(nodes), **options)
+    return allocate_in(scope, lambda: np.full(shape, fill_value, dtype, order))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .._alloc.creation import allocate_in as _allocate_in
+from .._alloc.creation import allocate_in
 from .._alloc.handler import handler_of_arena
 from .._alloc.scope import PolicyScope
 from .._kernel.arena import block_owner, block_parts, next_block
@@ -174,7 +174,7 @@ def _allocate_split(
         next_block(max(rowbytes, 1))
     make: Any = np.zeros if zero else np.empty
     try:
-        root = _allocate_in(scope, lambda: make(shape, dtype, order))
+        root = allocate_in(scope, lambda: make(shape, dtype, order))
     finally:
         next_block(0)  # unused by a small block: not for the next
     byte_bounds = _byte_bounds(root.ctypes.data, root.nbytes, k) if rowbytes else None
