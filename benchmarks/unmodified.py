@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -163,12 +164,19 @@ def python310() -> str | None:
     return shutil.which("python3.10")
 
 
-def ours_tool(python: str, script: str) -> tuple[Tool, Any]:
-    """`numa-numpy run --parallel`, else the environment switch, else n/a; and
-    what the probe script saw in a process started that way."""
+def ours_tool(python: str, script: str, command: str | None) -> tuple[Tool, Any]:
+    """`command` (the script's path appended) when given; else `numa-numpy run
+    --parallel`, else the environment switch, else n/a; and what the probe
+    script saw in a process started that way."""
+    probe = str(HERE / "probe.py")
+    if command:
+        argv = shlex.split(command)
+        seen, why = run_json([*argv, probe], clean_env(), 120)
+        if seen is None:
+            return Tool("ours", None, note=f"`{command}` does not run a script: {why}"), why
+        return Tool("ours", [*argv, script], note=f"`{command}`"), seen
     console = Path(python).parent / "numa-numpy"
     cli = [str(console)] if console.exists() else [python, "-m", "numa_numpy"]
-    probe = str(HERE / "probe.py")
     seen, why = run_json([*cli, "run", "--parallel", probe], clean_env(), 120)
     if seen is not None:  # the command exists and ran the script
         how = f"`{' '.join(Path(c).name for c in cli)} run --parallel`"
@@ -190,7 +198,7 @@ def build_tools(args: argparse.Namespace) -> tuple[dict[str, Tool], dict[str, An
     main_py = sys.executable
     plain = str(HERE / "plain.py")
     tools = {"numpy": Tool("numpy", [main_py, plain])}
-    tools["ours"], facts["ours_probe"] = ours_tool(main_py, plain)
+    tools["ours"], facts["ours_probe"] = ours_tool(main_py, plain, args.ours)
     peer_py = main_py
     if args.peer_venv:
         why = ensure_venv(Path(args.peer_venv), main_py, PEER_REQS, args.setup, args.quiet)
@@ -278,6 +286,9 @@ def evaluate(
         if "median_s" in cell and "median_s" in ref:
             cell["speedup"] = ref["median_s"] / cell["median_s"]
         cell["same"] = same_result(cell, ref)
+        value, expected = cell.get("last", {}).get("value"), ref.get("last", {}).get("value")
+        if value is not None and expected:
+            cell["rel_err"] = abs(value - expected) / abs(expected)
 
 
 def cell_text(cell: dict[str, Any] | None, tool: Tool | None) -> str:
@@ -290,10 +301,10 @@ def cell_text(cell: dict[str, Any] | None, tool: Tool | None) -> str:
     if "median_s" not in cell:
         return "failed"
     text = fmt(cell["median_s"])
+    if cell.get("same") is False and tool.name != "numpy126":
+        return f"WRONG ({text})"  # no speed-up: a wrong result is no win
     if "speedup" in cell:
         text += f" ({cell['speedup']:.2f}x)"
-    if cell.get("same") is False and tool.name != "numpy126":
-        text = f"WRONG {text}"
     return text
 
 
@@ -304,8 +315,16 @@ def check_text(
         return "n/a"
     if tool.name == "numpy":
         return "reference"
-    verdicts = {n: cells.get((expr, n, tool.name), {}).get("same") for n in sizes}
-    wrong = [size_text(n) for n, v in verdicts.items() if v is False]
+    verdicts = {
+        n: cells[(expr, n, tool.name)].get("same") for n in sizes if (expr, n, tool.name) in cells
+    }
+    if not verdicts:
+        return "-"
+    wrong = []
+    for n, v in verdicts.items():
+        if v is False:
+            err = cells[(expr, n, tool.name)].get("rel_err")
+            wrong.append(size_text(n) + ("" if err is None else f" (rel. error {err:.1e})"))
     if wrong:
         if tool.name == "numpy126":
             return "differs from NumPy 2 at " + ", ".join(wrong) + " (informational)"
@@ -316,11 +335,14 @@ def check_text(
 
 
 def targets(
-    cells: dict[tuple[str, int, str], dict[str, Any]], exprs: list[str], tools: dict[str, Tool]
+    cells: dict[tuple[str, int, str], dict[str, Any]],
+    exprs: list[str],
+    sizes: list[int],
+    tools: dict[str, Tool],
 ) -> list[dict[str, Any]]:
-    """The issue's targets for ours, one row per target and expression: status
-    MET, MISSED (a wrong result or a failed run is MISSED whatever its time),
-    or why it was not measured."""
+    """The issue's targets for ours, one row per target, expression and size
+    of the run: status MET, MISSED (a wrong result or a failed run is MISSED
+    whatever its time), or why it was not measured."""
     available = "ours" in tools and tools["ours"].argv is not None
     rows: list[dict[str, Any]] = []
 
@@ -334,11 +356,16 @@ def targets(
         return ""
 
     def add(expr: str, target: str, peer: str | None, nbytes: int, need: float) -> None:
+        if nbytes not in sizes:
+            return
         ours = cells.get((expr, nbytes, "ours"))
         other = cells.get((expr, nbytes, peer)) if peer else None
         why = "n/a (ours not available)" if not available else unusable(ours, "ours")
+        label = TITLES[peer].split(" (")[0] if peer else ""
         if not why and peer:
-            why = unusable(other, TITLES[peer].split(" (")[0])
+            why = unusable(other, label)
+            if other is not None and other.get("same") is False and "speedup" in other:
+                why = ""  # compared anyway: said in the status
         figure = None
         if not why:
             assert ours is not None
@@ -354,6 +381,8 @@ def targets(
                 figure = ours["speedup"]
             met = figure <= -need if need < 0 else figure >= need
             why = "MET" if met else "MISSED"
+            if other is not None and other.get("same") is False:
+                why += f" ({label}'s result differs from NumPy's)"
         rows.append({"expr": expr, "target": target, "figure": figure, "status": why})
 
     for expr in exprs:
@@ -429,7 +458,7 @@ def report(
     ]
     if notes:
         lines += ["", "Not measured:", "", *notes]
-    rows = targets(cells, exprs, tools)
+    rows = targets(cells, exprs, sizes, tools)
     lines += [
         "",
         f"Targets for ours (set for 2 cores; this machine has {os.cpu_count()} CPUs):",
@@ -443,7 +472,8 @@ def report(
     lines += [
         "",
         "Figures: speed-up over NumPy; against numexpr, numexpr's time over ours; against "
-        "PNumPy, our speed-up over PNumPy's; at 8 KiB, our time over NumPy's.",
+        "PNumPy, our speed-up over PNumPy's; at 8 KiB, our time over NumPy's. Targets at "
+        "sizes this run did not measure are left out.",
     ]
     return "\n".join(lines), rows
 
@@ -453,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"sizes {QUICK_SIZES}, 5 samples")
     p.add_argument("--sizes", default=None, help=f"per operand, comma-separated ({DEFAULT_SIZES})")
     p.add_argument("--repeat", type=int, default=None, help="samples per process (15; quick 5)")
-    p.add_argument("--rounds", type=int, default=1, help="processes per cell (median of them)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="processes per cell, median of them (3; quick 1)"
+    )
     p.add_argument(
         "--exprs", default=",".join(EXPRESSIONS), help="subset of " + ",".join(EXPRESSIONS)
     )
@@ -478,6 +510,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-setup", dest="setup", action="store_false", help="do not create missing venvs"
     )
+    p.add_argument(
+        "--ours",
+        default=None,
+        help="the command that runs a script as ours, the script's path appended "
+        "(default: numa-numpy run --parallel, else NUMA_NUMPY_PARALLEL=1 python)",
+    )
     p.add_argument("--json", default=None, help="write every figure here")
     p.add_argument("--markdown", default=None, help="also write the tables here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -487,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in (args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)).split(",")
     ]
     args.repeat = args.repeat or (5 if args.quick else 15)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     exprs = [e for e in args.exprs.split(",") if e]
     args.tools = [t for t in args.tools.split(",") if t]
     unknown = sorted(set(exprs) - set(EXPRESSIONS)) + sorted(set(args.tools) - set(TOOLS))
