@@ -198,7 +198,8 @@ def build_tools(args: argparse.Namespace) -> tuple[dict[str, Tool], dict[str, An
     main_py = sys.executable
     plain = str(HERE / "plain.py")
     tools = {"numpy": Tool("numpy", [main_py, plain])}
-    tools["ours"], facts["ours_probe"] = ours_tool(main_py, plain, args.ours)
+    if "ours" in args.tools:
+        tools["ours"], facts["ours_probe"] = ours_tool(main_py, plain, args.ours)
     peer_py = main_py
     if args.peer_venv:
         why = ensure_venv(Path(args.peer_venv), main_py, PEER_REQS, args.setup, args.quiet)
@@ -417,7 +418,7 @@ def machine(
         f"({version('threading_layer', 'numba')} threading layer), "
         f"PNumPy environment: NumPy {version('numpy', 'numpy126')}; "
         f"ours: {tools['ours'].note if 'ours' in tools else 'not run'} "
-        f"(probe: {json.dumps(probe, default=repr)}); "
+        f"{'' if probe is None else '(probe: ' + json.dumps(probe, default=repr) + ')'}; "
         f"{args.repeat} samples per process, {args.rounds} process(es) per cell, median; "
         f"load average before the run {facts['load_before']:.2f}, "
         f"after {os.getloadavg()[0]:.2f} (other jobs share these CPUs)."
