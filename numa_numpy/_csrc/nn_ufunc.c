@@ -151,7 +151,7 @@ static int plan(call *c, npy_intp n, const char *lead, npy_intp s)
     int node[NN_REG_PARTS];
     int parts = s > 0 ? nn_parts_find(lead, &start, bound, node, NN_REG_PARTS) : 0;
     if (parts < 2)
-        return split_even(c, 0, 0, n, nn_workers_count(), -1);
+        return split_even(c, 0, 0, n, nn_workers_ready(), -1);
     int k = 0;
     for (int j = 0; j < parts && k < NN_MAX_PIECES; j++) {
         npy_intp lo = index_at(lead, s, n, start + bound[j]);
@@ -445,4 +445,32 @@ void nn_ufunc_stats_get(nn_ufunc_stats *out)
     out->on = g_on;
     out->threshold = g_threshold;
     out->installed = nslots;
+}
+
+/* ---- test hook: a replaced loop called inside a worker's piece ---- */
+
+typedef struct nested_job {
+    int slot;
+    char *buf;
+    npy_intp n;
+} nested_job;
+
+static void nested_piece(void *ctx, int piece)
+{
+    nested_job *j = ctx;
+    char *half = j->buf + (piece ? j->n / 2 : 0) * 8;
+    npy_intp len = piece ? j->n - j->n / 2 : j->n / 2, steps[3] = {8, 8, 8};
+    char *args[3] = {half, half, half};
+    tramp[j->slot](args, &len, steps, NULL);
+}
+
+int nn_ufunc_nested_check(const char *loop, double *buf, long long n)
+{
+    int k = 0;
+    while (k < nslots && strcmp(slots[k].name, loop) != 0)
+        k++;
+    if (k == nslots || slots[k].isz[0] != 8 || n < 2)
+        return -EINVAL;
+    nested_job j = {k, (char *)buf, (npy_intp)n};
+    return nn_workers_run(nested_piece, &j, 2, NULL);
 }

@@ -34,5 +34,9 @@ typedef struct nn_ufunc_stats {
     long long threshold;
 } nn_ufunc_stats;
 void nn_ufunc_stats_get(nn_ufunc_stats *out);
+/* Test hook: a job of two pieces, each calling replaced loop `loop` (an
+ * 8-byte binary loop, "add dd->d") in place on its half of buf[0:n]; a
+ * worker's call must run whole (counted as nested). nn_workers_run's code. */
+int nn_ufunc_nested_check(const char *loop, double *buf, long long n);
 
 #endif

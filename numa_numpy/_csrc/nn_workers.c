@@ -272,6 +272,26 @@ int nn_workers_stop(void)
     return 0;
 }
 
+/* In a forked child, the first use starts the parent's pool again. */
+static void restart_locked(void)
+{
+    if (P.forked && P.ngroups && !P.nworkers) {
+        P.forked = 0;
+        if (spawn_locked() == 0)
+            P.stats.restarts++;
+    }
+}
+
+int nn_workers_ready(void)
+{
+    if (__atomic_load_n(&P.forked, __ATOMIC_RELAXED) && !in_worker &&
+        pthread_mutex_trylock(&P.run_lock) == 0) {
+        restart_locked();
+        pthread_mutex_unlock(&P.run_lock);
+    }
+    return nn_workers_count();
+}
+
 int nn_workers_count(void) { return __atomic_load_n(&P.nworkers, __ATOMIC_RELAXED); }
 
 int nn_workers_on_node(int node)
@@ -321,11 +341,7 @@ int nn_workers_run(nn_piece_fn fn, void *ctx, int npieces, const int *piece_node
         __atomic_fetch_add(&P.stats.busy, 1, __ATOMIC_RELAXED);
         return -EBUSY;
     }
-    if (P.forked && P.ngroups && !P.nworkers) { /* a forked child: start again */
-        P.forked = 0;
-        if (spawn_locked() == 0)
-            P.stats.restarts++;
-    }
+    restart_locked();
     if (!P.nworkers) {
         pthread_mutex_unlock(&P.run_lock);
         return -ESRCH;
@@ -382,9 +398,12 @@ void nn_workers_stats_get(nn_workers_stats *out)
 
 typedef struct selftest_job {
     long spin_ns;
-    int raise_piece; /* this piece raises FE_DIVBYZERO (-1: none) */
+    int raise_piece; /* this piece raises FE_DIVBYZERO (-1: none, -2: workers' pieces) */
     int ran[NN_MAX_PIECES];
+    int nested[NN_MAX_PIECES]; /* what a job started inside the piece got */
 } selftest_job;
+
+static void noop_piece(void *ctx, int piece) { (void)ctx, (void)piece; }
 
 static void selftest_piece(void *ctx, int piece)
 {
@@ -394,16 +413,17 @@ static void selftest_piece(void *ctx, int piece)
     do
         clock_gettime(CLOCK_MONOTONIC, &b);
     while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < t->spin_ns);
-    if (piece == t->raise_piece) {
+    if (piece == t->raise_piece || (t->raise_piece == -2 && in_worker)) {
         volatile double zero = 0.0, one = 1.0;
         volatile double inf = one / zero;
         (void)inf;
     }
     t->ran[piece] = in_worker ? 2 : 1;
+    t->nested[piece] = nn_workers_run(noop_piece, NULL, 2, NULL);
 }
 
 int nn_workers_selftest(int npieces, const int *piece_node, long spin_ns, int raise_piece,
-                        int *flags_after, int *ran)
+                        int *flags_after, int *ran, int *nested)
 {
     selftest_job t = {.spin_ns = spin_ns, .raise_piece = raise_piece};
     feclearexcept(FE_ALL_EXCEPT);
@@ -413,5 +433,7 @@ int nn_workers_selftest(int npieces, const int *piece_node, long spin_ns, int ra
     feclearexcept(FE_ALL_EXCEPT);
     for (int i = 0; ran && i < npieces && i < NN_MAX_PIECES; i++)
         ran[i] = t.ran[i];
+    for (int i = 0; nested && i < npieces && i < NN_MAX_PIECES; i++)
+        nested[i] = t.nested[i];
     return rc;
 }

@@ -25,6 +25,8 @@ int nn_workers_start(const int *nodes, const int *ncpus, int ngroups, const int 
 int nn_workers_stop(void);
 /* Workers now (0: stopped, or a forked child whose pool was not restarted). */
 int nn_workers_count(void);
+/* nn_workers_count, after restarting the pool in a forked child. */
+int nn_workers_ready(void);
 /* Workers of node `node` (0 when none). */
 int nn_workers_on_node(int node);
 /* Node ids with workers, up to max into out; returns how many. */
@@ -61,8 +63,10 @@ void nn_workers_stats_get(nn_workers_stats *out);
 /* Test hook: a job of npieces that each spin spin_ns nanoseconds (piece
  * raise_piece also raises FE_DIVBYZERO); *flags_after: 1 when the caller's
  * thread has FE_DIVBYZERO raised afterwards; ran[i]: 1 run by the caller,
- * 2 by a worker. Returns nn_workers_run's code. */
+ * 2 by a worker (raise_piece -2: every piece a worker runs raises); nested[i]:
+ * what a job started inside piece i got (-EDEADLK in a worker, -EBUSY in
+ * the caller). Returns nn_workers_run's code. */
 int nn_workers_selftest(int npieces, const int *piece_node, long spin_ns, int raise_piece,
-                        int *flags_after, int *ran);
+                        int *flags_after, int *ran, int *nested);
 
 #endif

@@ -10,6 +10,7 @@ the C side pins each worker to its node's CPUs that this thread may run on.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .lib import check, clear_step, ffi, lib
 
@@ -29,6 +30,7 @@ __all__ = [
     "set_record",
     "last_record",
     "selftest",
+    "nested_check",
     "block_parts_at",
     "MAX_PIECES",
 ]
@@ -142,15 +144,30 @@ def last_record() -> list[tuple[int, int]]:
 
 def selftest(
     npieces: int, nodes: Sequence[int] | None = None, spin_ns: int = 0, raise_piece: int = -1
-) -> tuple[int, bool, list[int]]:
+) -> tuple[int, bool, list[int], list[int]]:
     """Run a job without NumPy: (rc, FE_DIVBYZERO raised in this thread
-    afterwards, per piece 1 run by this thread / 2 by a worker / 0 not run).
-    rc is returned, not raised: the tests look at -EBUSY and -EDEADLK."""
+    afterwards, per piece 1 run by this thread / 2 by a worker / 0 not run,
+    per piece the code a job started inside it got). raise_piece: the piece
+    that raises FE_DIVBYZERO (-2: every piece a worker runs). Codes are
+    returned, not raised: the tests look at -EBUSY and -EDEADLK."""
     flags = ffi.new("int *")
     ran = ffi.new("int[]", max(npieces, 1))
+    nested = ffi.new("int[]", max(npieces, 1))
     node_arg = ffi.new("int[]", list(nodes)) if nodes is not None else ffi.NULL
-    rc = lib.nn_workers_selftest(npieces, node_arg, spin_ns, raise_piece, flags, ran)
-    return int(rc), bool(flags[0]), [int(ran[i]) for i in range(npieces)]
+    rc = lib.nn_workers_selftest(npieces, node_arg, spin_ns, raise_piece, flags, ran, nested)
+    return (
+        int(rc),
+        bool(flags[0]),
+        [int(ran[i]) for i in range(npieces)],
+        [int(nested[i]) for i in range(npieces)],
+    )
+
+
+def nested_check(loop: str, buffer: Any) -> int:
+    """Test hook: a job whose two pieces call the replaced `loop` ("add dd->d")
+    in place on halves of `buffer` (a float64 array); returns the job's code."""
+    pointer = ffi.cast("double *", buffer.ctypes.data)
+    return int(lib.nn_ufunc_nested_check(loop.encode(), pointer, buffer.size))
 
 
 def block_parts_at(address: int) -> tuple[int, list[int], list[int]] | None:
