@@ -77,7 +77,6 @@ from .diagnostics import (
 )
 from .errors import (
     CacheSettingError,
-    ParallelSettingError,
     InvalidNodeError,
     InvalidPolicyError,
     MigrationError,
@@ -85,6 +84,7 @@ from .errors import (
     NumaError,
     NumaUnavailableError,
     NumaWarning,
+    ParallelSettingError,
     PolicyNotEnforcedError,
     SharedSegmentError,
 )

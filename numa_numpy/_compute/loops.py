@@ -190,9 +190,7 @@ class parallel:  # noqa: N801 - used like a function, as a context manager
 
     def __init__(self, enabled: bool = True, *, threshold: int | None = None) -> None:
         if not isinstance(enabled, bool):
-            raise ParallelSettingError(
-                f"enabled must be a bool, not {enabled!r}", enabled=enabled
-            )
+            raise ParallelSettingError(f"enabled must be a bool, not {enabled!r}", enabled=enabled)
         self.enabled = enabled
         self.threshold = _check_threshold(threshold) if threshold is not None else None
         self._saved: list[tuple[int, int]] = []

@@ -114,7 +114,7 @@ def test_a_second_caller_gets_ebusy_and_runs_nothing(pool):
 def test_a_worker_never_splits_again(pool):
     rc, _, ran, nested = busy_job(8)
     assert rc == 0
-    for who, code in zip(ran, nested):
+    for who, code in zip(ran, nested, strict=True):
         # in a worker: refused outright; in the caller: the pool is its own job's
         assert code == (-errno.EDEADLK if who == 2 else -errno.EBUSY)
 
@@ -238,8 +238,9 @@ def test_pieces_of_a_partitioned_block_run_on_its_parts_nodes(pool):
         x[:] = 1.5
         pages = ffi.new("int[]", 2)
         start, bounds, _ = loops.block_parts_at(int(ffi.cast("uintptr_t", ptr)))
+        page = lib.nn_base_page_size()
         for i, offset in enumerate(bounds[:2]):  # the kernel's word on each part
-            lib.nn_query_pages(ffi.cast("char *", ptr) + offset, 1, lib.nn_base_page_size(), pages + i)
+            lib.nn_query_pages(ffi.cast("char *", ptr) + offset, 1, page, pages + i)
         assert list(pages) == [node, node]
         loops.set_record(True)
         loops.set_thread_mode(1, 2)
