@@ -85,16 +85,19 @@ def _node_groups(nodes: Iterable[int] | None) -> dict[int, tuple[int, ...]]:
 
 
 def _ensure_running(nodes: Iterable[int] | None = None) -> None:
-    """Loops installed and workers running (on `nodes` when given); lock held."""
+    """Loops installed and workers running (on `nodes` when given); lock held.
+    A forked child's workers start again in C, on its first split call."""
     _k.install_loops()
+    if nodes is None and (_k.worker_count() or _k.worker_stats()["forked"]):
+        return  # running: no topology read on every parallel() block
     groups = _node_groups(nodes if nodes is not None else _state["nodes"])
-    if nodes is not None and _k.worker_count() and groups != _state.get("groups"):
-        _k.stop_workers()
-    if not _k.worker_count() and not _k.worker_stats()["forked"]:
-        _k.start_workers(groups)
-        _state["groups"] = groups
     if nodes is not None:
         _state["nodes"] = tuple(groups)
+    if _k.worker_count() and groups != _state.get("groups"):
+        _k.stop_workers()
+    if not _k.worker_count():
+        _k.start_workers(groups)
+        _state["groups"] = groups
 
 
 def set_parallel(
@@ -144,9 +147,10 @@ def set_parallel(
     with _lock:
         if enabled:
             _ensure_running(nodes)
-        elif nodes is not None:
-            _node_groups(nodes)  # checked, kept for the next start
-            _state["nodes"] = tuple(nodes)
+        elif nodes is not None:  # checked, used from the next start
+            _state["nodes"] = tuple(_node_groups(nodes))
+            if _k.worker_count() and _node_groups(nodes) != _state.get("groups"):
+                _k.stop_workers()
         if value is not None:
             _state["threshold"] = value
         _k.set_mode(enabled, _current_threshold())

@@ -329,6 +329,20 @@ def test_info_reports_the_settings():
     assert nn.parallel_info()["threshold"] == 12345
 
 
+def test_nodes_choose_the_workers():
+    topo = nn.topology()
+    allowed = set(topo.allowed_cpus)
+    node = next(n for n in topo.nodes if set(n.cpus) & allowed)
+    nn.set_parallel(True, nodes=[node.id])
+    assert nn.parallel_info()["workers"] == {node.id: len(set(node.cpus) & allowed)}
+    with nn.parallel(threshold=2):
+        before = splits()
+        np.add(np.ones(100), 1)
+        assert splits() == before + 1
+    nn.set_parallel(True, nodes=None)  # the nodes stay those chosen last
+    assert set(nn.parallel_info()["workers"]) == {node.id}
+
+
 @pytest.mark.parametrize("call", [
     lambda: nn.set_parallel(True, threshold=-1),
     lambda: nn.set_parallel(True, threshold=0),
