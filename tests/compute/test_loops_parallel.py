@@ -370,3 +370,28 @@ def test_threshold_from_the_environment(monkeypatch):
     with pytest.raises(nn.ParallelSettingError):
         nn.set_parallel(True)
     monkeypatch.delenv("NUMA_NUMPY_PARALLEL_THRESHOLD")
+
+
+@pytest.mark.multinode
+def test_pieces_of_a_partitioned_array_run_on_the_nodes_of_its_pages():
+    from numa_numpy._kernel import loops as kernel_loops
+
+    nodes = [n for n in nn.topology().usable_nodes if n in nn.topology().cpu_nodes][:2]
+    if len(nodes) < 2:
+        pytest.skip("needs two nodes with both CPUs and memory")
+    nn.set_parallel(True, threshold=2)
+    a = np.asarray(nn.partitioned_full(1 << 22, 1.5, nodes=nodes))
+    pages = nn.placement(a).pages
+    assert set(pages) == set(nodes)  # the kernel's word on where the parts are
+    kernel_loops.set_record(True)
+    try:
+        before = nn.parallel_info()["local_pieces"]
+        np.multiply(a, 2.0, out=a)
+        record = kernel_loops.last_record()
+    finally:
+        kernel_loops.set_record(False)
+    workers = nn.parallel_info()["workers"]
+    assert nn.parallel_info()["local_pieces"] - before == sum(workers[n] for n in nodes)
+    assert [node for _, node in record] == [n for n in nodes for _ in range(workers[n])]
+    assert all(nn.topology().node_of_cpu(cpu) == node for cpu, node in record)
+    assert np.all(a == 3.0)
