@@ -20,6 +20,8 @@ SOURCES = [
     "nn_blocks.c",
     "nn_placement.c",
     "nn_handler.c",
+    "nn_workers.c",
+    "nn_ufunc.c",
 ]
 
 # NumPy's headers do not compile under Py_LIMITED_API, which cffi sets by default.
@@ -32,7 +34,8 @@ ffibuilder.cdef((CSRC / "numa_numpy.cdef").read_text())
 ffibuilder.set_source(
     "numa_numpy._numa",
     '#include "nn_syscalls.h"\n#include "nn_mapping.h"\n#include "nn_arena.h"\n'
-    '#include "nn_placement.h"\n#include "nn_handler.h"\n',
+    '#include "nn_placement.h"\n#include "nn_handler.h"\n#include "nn_workers.h"\n'
+    '#include "nn_ufunc.h"\n',
     sources=[str((CSRC / name).relative_to(Path.cwd())) if CSRC.is_relative_to(Path.cwd())
              else str(CSRC / name) for name in SOURCES],
     include_dirs=[str(CSRC), numpy.get_include()],
@@ -40,7 +43,7 @@ ffibuilder.set_source(
     py_limited_api=False,
     extra_compile_args=extra_compile_args,
     extra_link_args=extra_link_args,
-    libraries=["pthread"],
+    libraries=["pthread", "m"],
 )
 
 if __name__ == "__main__":

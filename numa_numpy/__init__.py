@@ -33,6 +33,7 @@ from ._alloc.scope import (
 )
 from ._alloc.thread import get_thread_policy, pinned, thread_policy
 from ._compute.layout import blocks
+from ._compute.loops import parallel, parallel_info, set_parallel
 from ._compute.parallel import PartitionedArray
 from ._compute.partition import (
     partitioned_empty,
@@ -83,6 +84,7 @@ from .errors import (
     NumaError,
     NumaUnavailableError,
     NumaWarning,
+    ParallelSettingError,
     PolicyNotEnforcedError,
     SharedSegmentError,
 )
@@ -177,6 +179,7 @@ __all__ = [
     "NumaUnavailableError",
     "PolicyNotEnforcedError",
     "CacheSettingError",
+    "ParallelSettingError",
     "MigrationError",
     "SharedSegmentError",
     "NumaWarning",
@@ -192,4 +195,7 @@ __all__ = [
     "blocks",
     "Replicas",
     "replicate",
+    "set_parallel",
+    "parallel",
+    "parallel_info",
 ]

@@ -15,6 +15,7 @@ __all__ = [
     "PolicyNotEnforcedError",
     "MigrationError",
     "CacheSettingError",
+    "ParallelSettingError",
     "SharedSegmentError",
     "NumaWarning",
 ]
@@ -174,6 +175,22 @@ class CacheSettingError(NumaError, ValueError):
     ... except nn.CacheSettingError as exc:
     ...     print(exc)
     cache limit must be >= 0 bytes, not -1
+    """
+
+
+class ParallelSettingError(NumaError, ValueError):
+    """A parallel-mode setting that cannot be used: a threshold that is not an
+    int >= 1, a node without CPUs or that does not exist, a switch that is not
+    a bool, or a bad ``NUMA_NUMPY_PARALLEL_THRESHOLD``. It is a `ValueError`.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> try:
+    ...     nn.set_parallel(True, threshold=-1)
+    ... except nn.ParallelSettingError as exc:
+    ...     print(exc)
+    parallel threshold must be an int >= 1 (elements), not -1
     """
 
 

@@ -132,4 +132,16 @@ int nn_block_mapping(void *ptr, void **base, size_t *length);
  * on free instead of returning to its arena's cache. */
 int nn_block_mark_migrated(void *ptr);
 
+/* Most parts of a partitioned block nn_parts_find knows about. */
+#define NN_REG_PARTS 64
+/* Live large blocks of partitioned arenas, by address (the allocator keeps
+ * the table: add on publish, drop before free or move; a few dozen at most,
+ * those beyond are not found). */
+void nn_parts_add(nn_arena *a, void *ptr, size_t size, const size_t *cut);
+void nn_parts_drop(void *ptr);
+/* For any address inside such a block: its data start, nparts + 1 part
+ * bounds (byte offsets) and each part's node (-1: several), up to max parts;
+ * returns nparts, or 0 when the address is in none. Never reads the block. */
+int nn_parts_find(const void *addr, char **start, size_t *bounds, int *nodes, int max);
+
 #endif

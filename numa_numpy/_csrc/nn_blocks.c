@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -108,4 +109,93 @@ int nn_block_mark_migrated(void *ptr)
         return -EINVAL;
     large_of(ptr)->map.status |= NN_MAP_MIGRATED;
     return 0;
+}
+
+/* ---- live partitioned blocks, by address ---- */
+
+/* A small table of the live large blocks of partitioned arenas, for code that
+ * holds a pointer into one (a view, a piece of a ufunc's operand) and wants
+ * its part bounds without a header to read: nn_large.c adds a block when it is
+ * published and drops it before it is freed or moved. */
+#define REG_SLOTS 32
+typedef struct reg_entry {
+    char *start;
+    size_t size;
+    int nparts;
+    size_t bound[NN_REG_PARTS + 1];
+    int node[NN_REG_PARTS];
+} reg_entry;
+static reg_entry reg[REG_SLOTS];
+static int reg_lock_word;
+
+static void reg_lock(void)
+{
+    while (__atomic_exchange_n(&reg_lock_word, 1, __ATOMIC_ACQUIRE))
+        while (__atomic_load_n(&reg_lock_word, __ATOMIC_RELAXED))
+            CPU_RELAX();
+}
+static void reg_unlock(void) { __atomic_store_n(&reg_lock_word, 0, __ATOMIC_RELEASE); }
+
+/* The node a part's binding names, -1 for several or none. */
+static int binding_node(const nn_binding *b)
+{
+    int node = -1;
+    for (size_t w = 0; b->mask && w < b->nwords; w++)
+        for (unsigned long bits = b->mask[w]; bits; bits &= bits - 1) {
+            if (node >= 0)
+                return -1;
+            node = (int)(w * 8 * sizeof(unsigned long)) + __builtin_ctzl(bits);
+        }
+    return node;
+}
+
+void nn_parts_add(nn_arena *a, void *ptr, size_t size, const size_t *cut)
+{
+    int k = a->nparts;
+    if (k < 2 || k > NN_REG_PARTS)
+        return;
+    reg_lock();
+    for (int s = 0; s < REG_SLOTS; s++) {
+        reg_entry *e = &reg[s];
+        if (e->start)
+            continue;
+        e->size = size;
+        e->nparts = k;
+        e->bound[0] = 0;
+        for (int i = 1; i < k; i++)
+            e->bound[i] = cut[i - 1] < size ? cut[i - 1] : size;
+        e->bound[k] = size;
+        for (int i = 0; i < k; i++)
+            e->node[i] = binding_node(&a->parts[i]);
+        e->start = ptr;
+        break;
+    }
+    reg_unlock();
+}
+
+void nn_parts_drop(void *ptr)
+{
+    reg_lock();
+    for (int s = 0; s < REG_SLOTS; s++)
+        if (reg[s].start == ptr)
+            reg[s].start = NULL;
+    reg_unlock();
+}
+
+int nn_parts_find(const void *addr, char **start, size_t *bounds, int *nodes, int max)
+{
+    int k = 0;
+    const char *p = addr;
+    reg_lock();
+    for (int s = 0; s < REG_SLOTS && !k; s++) {
+        reg_entry *e = &reg[s];
+        if (!e->start || p < e->start || p >= e->start + e->size || e->nparts > max)
+            continue;
+        k = e->nparts;
+        *start = e->start;
+        memcpy(bounds, e->bound, (size_t)(k + 1) * sizeof *bounds);
+        memcpy(nodes, e->node, (size_t)k * sizeof *nodes);
+    }
+    reg_unlock();
+    return k;
 }

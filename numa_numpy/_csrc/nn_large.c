@@ -127,6 +127,8 @@ static void *large_publish(nn_arena *a, const nn_mapping *m, size_t size, const 
     a->stats.live_blocks++;
     a->stats.large_bytes += m->length;
     unlock(a);
+    if (a->nparts > 1)
+        nn_parts_add(a, ptr, size, cut);
     return ptr;
 }
 
@@ -197,6 +199,8 @@ void nn_large_free(nn_arena *a, void *ptr)
     uint64_t now = nn_now_ms();
     /* A migrated block follows another policy now: it must not be reused as ours. */
     int keep = !(m.status & NN_MAP_MIGRATED) && nn_cacheable(a, m.length);
+    if (a->nparts > 1)
+        nn_parts_drop(ptr);
     if (keep && (a->ncached == CACHE_SLOTS ||
                  a->stats.cached_bytes + m.length > a->stats.cache_limit))
         nn_cache_make_room(a, m.length);
@@ -225,9 +229,14 @@ void *nn_large_resize(nn_arena *a, void *ptr, size_t size)
     size_t len = (size + lead + page - 1) / page * page;
     if (is_hugetlb(m.huge))
         return NULL; /* let the caller copy */
+    if (a->nparts > 1)
+        nn_parts_drop(ptr);
     void *base = len == m.length ? m.base : mremap(m.base, m.length, len, MREMAP_MAYMOVE);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        if (a->nparts > 1)
+            nn_parts_add(a, ptr, old_size, cuts_of(&m)->cut);
         return NULL;
+    }
     if (len > m.length && a->prefault.mode != NN_PREFAULT_NONE) {
         /* A prefaulted block has every page present: the grown tail too. */
         int rc = nn_populate((char *)base + m.length, len - m.length, page, &a->prefault);
@@ -246,6 +255,8 @@ void *nn_large_resize(nn_arena *a, void *ptr, size_t size)
     h->map.length = len;
     char *out = (char *)base + lead;
     header_of(out)->size = size;
+    if (a->nparts > 1)
+        nn_parts_add(a, out, size, cuts_of(&h->map)->cut);
     return out;
 }
 

@@ -21,6 +21,11 @@ Load it with ``-p numa_plugin`` (its directory on PYTHONPATH, as run.sh does).
   bytes, chunk/large/cached bytes), so the plugin samples them after every test
   and reports the high-water marks as well as the values at the end.
 * ``NUMA_NUMPY_SUITE_REPORT=path`` writes all of that as JSON (run.sh reads it).
+* ``NUMA_NUMPY_SUITE_LOOPS=1`` also turns numa_numpy's node-parallel ufunc loops
+  on for the whole session with the threshold at its minimum (1 element: every
+  eligible call of two elements or more is split), and reports at the end how
+  many calls were split (``numa_numpy.parallel_info()``); none split fails the
+  session.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ class NumaSuitePlugin:
         self.final_stats: dict[str, Any] = {}
         self.handler_after_exit: str | None = None
         self.started = time.monotonic()
+        self.loops = os.environ.get("NUMA_NUMPY_SUITE_LOOPS", "") not in ("", "0")
+        self.loops_info: dict[str, Any] = {}
 
     # -- entering and leaving ---------------------------------------------------
     def enter(self) -> None:
@@ -75,6 +82,8 @@ class NumaSuitePlugin:
         self.scope.__enter__()
         self.entered = 1
         self.thread_id = threading.get_ident()
+        if self.loops:
+            nn.set_parallel(True, threshold=1)
         name = get_handler_name()
         if name != OUR_HANDLER:
             raise pytest.UsageError(
@@ -178,6 +187,11 @@ class NumaSuitePlugin:
 
         self._sample()
         self.final_stats = nn.memory_stats()
+        if self.loops:
+            self.loops_info = nn.parallel_info()
+            nn.set_parallel(False)
+            if not self.loops_info["split"] + self.loops_info["reduce_split"]:
+                self.problems.append("parallel loops were on but no call was split")
         if self.entered:
             self.leave()
         if self.lost:
@@ -207,6 +221,7 @@ class NumaSuitePlugin:
             "problems": self.problems,
             "peak": self.peak,
             "memory_stats": self.final_stats,
+            "loops": self.loops_info,
             "ok": not self.problems,
         }
 
@@ -234,6 +249,12 @@ class NumaSuitePlugin:
             tr.line(f"  peak (sampled after each test): {p['live_blocks']} live arrays, "
                     f"{p['used_bytes']} bytes in use, {p['chunk_bytes']} chunk bytes, "
                     f"{p['large_bytes']} large-mapping bytes, {p['cached_bytes']} cached")
+        if self.loops_info:
+            i = self.loops_info
+            tr.line(f"parallel loops (threshold {i['threshold']}, workers {i['workers']}, "
+                    f"{i['loops_installed']} loops): {i['split']} calls split, "
+                    f"{i['reduce_split']} reductions split, {i['serial']} run whole, "
+                    f"{i['busy']} busy, {i['nested']} nested")
         tr.line(f"handler after leaving the scope: {self.handler_after_exit!r} "
                 f"(before: {self.handler_before!r})")
         if self.problems:

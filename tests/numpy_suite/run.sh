@@ -26,7 +26,9 @@
 # NUMA_NUMPY_SUITE_SKIP_BASELINE=1 (reuse baseline.xml already in OUT: it does
 # not depend on numa_numpy, only on NumPy and the selection),
 # NUMA_NUMPY_SUITE_PARALLEL=auto|1|0 (run baseline and plugin run at the same
-# time; auto: when there are 2+ CPUs).
+# time; auto: when there are 2+ CPUs), NUMA_NUMPY_SUITE_LOOPS=1 (the plugin run
+# also turns numa_numpy's node-parallel ufunc loops on, threshold 1, so that
+# every eligible call is split; it reports how many were and fails if none).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
