@@ -46,8 +46,7 @@ def _handler_entry(handler: Handler, stats: dict[str, Any]) -> dict[str, Any]:
     o = handler.options
     return {
         "policy": str(o.policy),
-        "options": f"strict={o.strict} huge_pages={o.huge_pages.value} "
-        f"prefault={o.prefault.value}",
+        "options": f"strict={o.strict} huge_pages={o.huge_pages.value} prefault={o.prefault.value}",
         "peak_bytes": stats["peak_bytes"],
         "used_bytes": stats["used_bytes"],
         "live_blocks": stats["live_blocks"],
@@ -63,7 +62,8 @@ def _about_handler(entry: dict[str, Any], level: EnforcementLevel) -> list[str]:
     name = entry["policy"]
     if level is EnforcementLevel.NONE:
         said.append(
-            f"{name}: policy refused, soft mode fell back to unbound memory ({entry['enforcement']})"
+            f"{name}: policy refused, soft mode fell back to unbound memory "
+            f"({entry['enforcement']})"
         )
     elif level is EnforcementLevel.BEST_EFFORT and "(" in entry["enforcement"]:
         said.append(f"{name}: applied only in part: {entry['enforcement']}")
@@ -82,7 +82,10 @@ def _about_handler(entry: dict[str, Any], level: EnforcementLevel) -> list[str]:
 
 def _handlers(topo: Topology) -> tuple[list[dict[str, Any]], dict[int, int], int, list[str]]:
     """(handler entries, peak per node, unattributed peak, what they say)."""
-    entries, peaks, unattributed, said = [], {}, 0, []
+    entries: list[dict[str, Any]] = []
+    peaks: dict[int, int] = {}
+    unattributed = 0
+    said: list[str] = []
     for handler in all_handlers():
         stats = handler.stats()
         if not stats:
@@ -206,9 +209,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"in use {_mib(entry['used_bytes'])}, enforcement {entry['enforcement']}"
         )
     lines += [f"run: {sentence}" for sentence in report["run"]]
-    lines += [
-        f"doctor [{f['severity']}] {f['check']}: {f['summary']}" for f in report["findings"]
-    ]
+    lines += [f"doctor [{f['severity']}] {f['check']}: {f['summary']}" for f in report["findings"]]
     if not report["findings"]:
         lines.append("doctor: nothing on this machine refuses or undoes placement")
     return "\n".join(lines)

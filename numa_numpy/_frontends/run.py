@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
 from collections.abc import MutableMapping
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from ..errors import NumaError
