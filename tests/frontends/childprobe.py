@@ -28,12 +28,23 @@ except ImportError:  # NumPy 1.x
     from numpy.core.multiarray import get_handler_name
 
 
+def kernel_policy(address):
+    # maps and numa_maps are two reads: another thread's mmap between them can
+    # move a VMA boundary (malloc's own mappings merge); read again then
+    for _ in range(5):
+        try:
+            return numa_maps_entry(address).policy
+        except LookupError:
+            continue
+    return "unknown"
+
+
 def where(a):
     a[...] = 1.0
     return {{
         "handler": get_handler_name(a),
         "requested": str(nn.placement(a).requested),
-        "kernel": numa_maps_entry(a.ctypes.data).policy,
+        "kernel": kernel_policy(a.ctypes.data),
         "pid": os.getpid(),
     }}
 """
