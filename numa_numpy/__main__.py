@@ -1,4 +1,6 @@
 """python -m numa_numpy [info|check|doctor|maps PID|bench|cleanup] [--json]
+       python -m numa_numpy run [--policy POLICY] [--parallel] [--report[=FILE]]
+                                [--] (SCRIPT.py | -m MODULE | -c CODE | COMMAND) [ARGS...]
 
 info   the topology (like `numactl --hardware`) and the kernel's capabilities
 check  a self-check: allocate on every node with memory, verify page by page
@@ -12,6 +14,9 @@ bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node), one
        whole machine (each node's team on its own memory)
 cleanup  remove shared arrays (/dev/shm) whose creating process has ended,
        e.g. by SIGKILL; --dry-run lists them
+run    run a program with every NumPy allocation under POLICY and no change to
+       its code (`numa-numpy run --policy interleave --parallel job.py`); it
+       becomes the program, whose exit status is run's; `run --help` for more
 
 With no command: info, then check. Exit status: 0 when everything passed,
 1 when a check failed, 2 for a usage error, 3 when the process to inspect does
@@ -32,6 +37,7 @@ from ._alloc.creation import interleaved_zeros, numa_zeros
 from ._alloc.scope import on_node
 from ._diagnostics.capabilities import capabilities, process_memory
 from ._diagnostics.doctor import doctor, refusal_hint
+from ._frontends import run
 from ._kernel.topology import Topology, topology
 from ._ranges.placement import placement
 from ._ranges.shared import cleanup_shared
@@ -248,9 +254,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _bench_command,
     "cleanup": _cleanup,
 }
+# Commands that take the rest of the line as their own (not parsed here).
+PASS_THROUGH: dict[str, Callable[[list[str]], int]] = {"run": run.main}
 
 
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
+    if words and words[0] in PASS_THROUGH:
+        return PASS_THROUGH[words[0]](words[1:])
     args = _parse(argv)
     return COMMANDS.get(args.command, _info_and_check)(args)
 

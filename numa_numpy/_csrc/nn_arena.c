@@ -249,6 +249,7 @@ void *nn_arena_realloc(nn_arena *a, void *ptr, size_t size)
         if (size <= SMALL_MAX && nn_size_class(size) == (int)b->kind) {
             lock(a);
             a->stats.used_bytes += size - old;
+            note_peak(a);
             unlock(a);
             b->size = size;
             return ptr;

@@ -18,6 +18,7 @@ typedef struct nn_arena nn_arena;
 typedef struct nn_arena_stats {
     unsigned long long id; /* unique for the process's lifetime */
     size_t used_bytes;     /* bytes handed out in live blocks (their requested sizes) */
+    size_t peak_bytes;     /* the highest used_bytes has been (the arena's lifetime) */
     size_t live_blocks;
     size_t chunk_bytes;    /* mapped for small blocks */
     size_t large_bytes;    /* mapped for live large blocks */

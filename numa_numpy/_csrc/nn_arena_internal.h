@@ -157,6 +157,12 @@ static inline void lock(nn_arena *a)
 }
 
 static inline void unlock(nn_arena *a) { __atomic_store_n(&a->lock, 0, __ATOMIC_RELEASE); }
+/* After used_bytes grew (under the lock): keep its high-water mark. */
+static inline void note_peak(nn_arena *a)
+{
+    if (a->stats.used_bytes > a->stats.peak_bytes)
+        a->stats.peak_bytes = a->stats.used_bytes;
+}
 
 /* Every live arena (nn_arena.c). Lock order: nn_arenas_lock, then an arena's
  * lock. Holding nn_arenas_lock keeps every listed arena alive (destroy unlinks

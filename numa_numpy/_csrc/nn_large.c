@@ -124,6 +124,7 @@ static void *large_publish(nn_arena *a, const nn_mapping *m, size_t size, const 
     b->magic = MAGIC;
     lock(a);
     a->stats.used_bytes += size;
+    note_peak(a);
     a->stats.live_blocks++;
     a->stats.large_bytes += m->length;
     unlock(a);
@@ -249,6 +250,7 @@ void *nn_large_resize(nn_arena *a, void *ptr, size_t size)
     lock(a);
     a->stats.large_bytes += len - m.length;
     a->stats.used_bytes += size - old_size;
+    note_peak(a);
     unlock(a);
     h = base;
     h->map.base = base;

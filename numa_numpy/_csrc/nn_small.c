@@ -226,6 +226,7 @@ void *nn_small_alloc(nn_arena *a, size_t size, int zero)
     }
     chunk_of(b)->live++;
     a->stats.used_bytes += size;
+    note_peak(a);
     a->stats.live_blocks++;
     unlock(a);
     b->size = size;

@@ -8,6 +8,13 @@
     cell ends, also when it raises. The value of the cell's last expression is
     displayed as usual (it is computed inside the scope).
 
+``%numa_policy POLICY [--parallel]`` and ``%numa_policy off``
+    For the rest of the session (every later cell, and every thread started
+    from now on), NumPy allocates under POLICY, as ``numa-numpy run --policy``
+    places a whole program; ``--parallel`` also runs NumPy's loops on the node
+    teams. ``off`` gives NumPy its own allocator back (and parallel mode off).
+    A ``%%numa`` cell still runs under its own policy.
+
 ``%numa_placement EXPR``
     Evaluate EXPR in the user namespace and return ``numa_numpy.placement`` of
     its value: in Jupyter it shows as a table of pages per node.
@@ -31,6 +38,7 @@ from typing import Any, NoReturn
 from .._alloc.scope import policy
 from .._ranges.placement import placement
 from ..errors import NumaError
+from .startup import enter_session_here, session_policy, set_parallel_mode, set_session_policy
 
 __all__ = ["load_ipython_extension", "unload_ipython_extension"]
 
@@ -43,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad magic line as IPython's UsageError."""
 
     def error(self, message: str) -> NoReturn:
-        raise _ipython("core.error").UsageError(f"%%numa: {message}\n{self.format_usage()}")
+        raise _ipython("core.error").UsageError(f"{self.prog}: {message}\n{self.format_usage()}")
 
 
 def _parser() -> _Parser:
@@ -88,11 +96,30 @@ def _parser() -> _Parser:
 _PARSER = _parser()
 
 
+def _line_parser() -> _Parser:
+    parser = _Parser(
+        prog="%numa_policy",
+        add_help=False,
+        allow_abbrev=False,
+        description="Every NumPy allocation of the rest of the session (later cells, "
+        "new threads) under a NUMA policy; 'off' to stop.",
+    )
+    parser.add_argument("policy", help="the policy in its string form (bind:1, interleave), or off")
+    parser.add_argument(
+        "--parallel", action="store_true", help="also run NumPy's loops on the node teams"
+    )
+    return parser
+
+
+_LINE_PARSER = _line_parser()
+
+
 class _Magics:
     """The magics of one shell, registered as plain functions."""
 
     def __init__(self, shell: Any) -> None:
         self.shell = shell
+        self._hooked = False  # pre_run_cell registered (by %numa_policy)
 
     def numa(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True  # noqa: F841 - IPython hides this frame
@@ -123,6 +150,42 @@ class _Magics:
             scope.__exit__(None, None, None)
         # IPython's own ';' check sees the %%numa call, not the cell: do it here
         return None if _ends_with_semicolon(cell) else value
+
+    def numa_policy(self, line: str) -> Any:
+        """%numa_policy POLICY [--parallel] | off: the policy of every later cell
+        and every new thread; returns the policy now in force (None: off)."""
+        __tracebackhide__ = True  # noqa: F841
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            _LINE_PARSER.error(str(exc))
+        args = _LINE_PARSER.parse_args(words)
+        if args.policy.lower() == "off":
+            set_session_policy(None)
+            set_parallel_mode(False)
+            return None
+        try:
+            set_session_policy(args.policy)
+        except NumaError as exc:  # as %%numa: our message, not our frames
+            raise exc.with_traceback(None) from None
+        set_parallel_mode(args.parallel)
+        self._hook_cells()
+        return session_policy()
+
+    def _hook_cells(self) -> None:
+        """Before each cell: enter the session's policy where the cell runs (a
+        kernel may run each cell in a fresh copy of the context)."""
+        if not self._hooked:
+            self.shell.events.register("pre_run_cell", self._pre_run_cell)
+            self._hooked = True
+
+    def _pre_run_cell(self, info: Any = None) -> None:
+        enter_session_here()
+
+    def unhook(self) -> None:
+        if self._hooked:
+            self.shell.events.unregister("pre_run_cell", self._pre_run_cell)
+            self._hooked = False
 
     def numa_placement(self, line: str) -> Any:
         """%numa_placement EXPR: where the pages of EXPR's value are
@@ -171,11 +234,12 @@ def _ends_with_semicolon(cell: str) -> bool:
 
 _LOADED: dict[int, _Magics] = {}  # id(shell) -> the magics registered there
 
-_KINDS = {"numa": "cell", "numa_placement": "line"}
+_KINDS = {"numa": "cell", "numa_policy": "line", "numa_placement": "line"}
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register ``%%numa`` and ``%numa_placement`` (``%load_ext numa_numpy``)."""
+    """Register ``%%numa``, ``%numa_policy`` and ``%numa_placement``
+    (``%load_ext numa_numpy``)."""
     if id(ipython) in _LOADED:
         return
     magics = _Magics(ipython)
@@ -189,6 +253,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     magics = _LOADED.pop(id(ipython), None)
     if magics is None:
         return
+    magics.unhook()
     manager = ipython.magics_manager
     for name, kind in _KINDS.items():
         # only where it is still ours (another extension may have replaced it)
