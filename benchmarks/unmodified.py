@@ -19,8 +19,9 @@ Every figure is a whole process running one script of `benchmarks/unmodified/`
   `pnumpy_run.py`; PNumPy's speed-up is against NumPy 1.26 from that environment.
 
 Each expression has a result row: every tool's result against NumPy's
-(elementwise: the same bytes; sums: rtol 1e-12). A tool with a wrong result is
-marked WRONG and never counts as meeting a target. The runner always exits 0.
+(elementwise: the same bytes; sums: rtol 1e-9, below the n·eps bound of a
+reordered sum of non-negative terms). A tool with a wrong result is marked WRONG
+and never counts as meeting a target. The runner always exits 0.
 """
 
 from __future__ import annotations
@@ -264,14 +265,15 @@ def measure_all(
 
 
 def same_result(cell: dict[str, Any], ref: dict[str, Any]) -> bool | None:
-    """Equal to the reference (bytes; sums within rtol 1e-12); None: unknown."""
+    """Equal to the reference (bytes; sums within rtol 1e-9: a reordered sum
+    may differ, up to n·eps); None: unknown."""
     a, b = cell.get("last"), ref.get("last")
     if a is None or b is None:
         return None
     if b.get("value") is not None:
         if a.get("value") is None:
             return False
-        return bool(abs(a["value"] - b["value"]) <= 1e-12 * abs(b["value"]))
+        return bool(abs(a["value"] - b["value"]) <= 1e-9 * abs(b["value"]))
     return a.get("digest") is not None and a["digest"] == b["digest"]
 
 
