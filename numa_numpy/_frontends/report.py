@@ -22,6 +22,7 @@ from typing import Any
 
 from .._alloc.cache import node_memory_stats
 from .._alloc.handler import Handler, all_handlers
+from .._compute.loops import parallel_info
 from .._diagnostics.doctor import doctor
 from .._diagnostics.findings import Severity
 from .._kernel.topology import Topology, topology
@@ -134,8 +135,10 @@ def collect_report(
     dict
         ``pid``, ``policy``, ``parallel``, ``nodes`` (per node ``in_use_bytes``,
         ``resident_bytes``, ``peak_bytes``), ``unattributed_peak_bytes``,
-        ``handlers``, ``run`` (sentences about this run) and ``findings`` (the
-        doctor's warnings and errors).
+        ``handlers``, ``loops`` (with parallel mode on: the calls the parallel
+        loops split, ran whole and sent to their part's node, and the workers
+        per node; else None), ``run`` (sentences about this run) and
+        ``findings`` (the doctor's warnings and errors).
 
     Examples
     --------
@@ -164,9 +167,16 @@ def collect_report(
         },
         "unattributed_peak_bytes": unattributed,
         "handlers": entries,
+        "loops": _loops() if parallel else None,
         "run": list(events) + said,
         "findings": _doctor_findings(),
     }
+
+
+def _loops() -> dict[str, Any]:
+    info = parallel_info()
+    keys = ("split", "reduce_split", "serial", "busy", "nested", "local_pieces", "workers")
+    return {key: info[key] for key in keys}
 
 
 def _mib(nbytes: int) -> str:
@@ -207,6 +217,15 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(
             f"handler {entry['policy']} ({entry['options']}): peak {_mib(entry['peak_bytes'])}, "
             f"in use {_mib(entry['used_bytes'])}, enforcement {entry['enforcement']}"
+        )
+    loops = report.get("loops")
+    if loops:
+        workers = ", ".join(f"N{node}: {n}" for node, n in loops["workers"].items())
+        lines.append(
+            f"parallel loops: {loops['split']} calls split, {loops['reduce_split']} reductions "
+            f"split, {loops['local_pieces']} pieces on their part's node, "
+            f"{loops['serial'] + loops['busy'] + loops['nested']} large calls whole; "
+            f"workers {workers or 'none'}"
         )
     lines += [f"run: {sentence}" for sentence in report["run"]]
     lines += [f"doctor [{f['severity']}] {f['check']}: {f['summary']}" for f in report["findings"]]

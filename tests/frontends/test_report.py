@@ -150,3 +150,31 @@ def test_collect_report_in_this_process_counts_a_live_array():
     assert "policy none" in text.splitlines()[0]
     del a
     np.ones(1)  # nothing of ours left active
+
+
+LOOPS_JOB = """
+a = np.ones(1 << 21)
+b = a + a            # one large call: split by the parallel loops
+s = float(b.sum())   # one large reduction
+info = nn.parallel_info()
+print(json.dumps({"split": info["split"], "reduce_split": info["reduce_split"], "s": s}))
+"""
+
+
+def test_the_report_says_what_the_parallel_loops_did(tmp_path):
+    job = script(tmp_path, LOOPS_JOB)
+    out_file = tmp_path / "report.json"
+    out = run_wrapped(["--policy", "interleave", "--parallel", f"--report={out_file}", str(job)])
+    assert out.returncode == 0, out.stderr
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    loops = json.loads(out_file.read_text())["loops"]
+    assert child["s"] == 2.0 * (1 << 21)
+    # the report is taken at exit, after the program's own reading
+    assert loops["split"] >= child["split"] >= 1
+    assert loops["reduce_split"] >= child["reduce_split"] >= 1
+    assert "parallel loops:" in out.stderr and "calls split" in out.stderr
+    # without --parallel there is nothing to say about them
+    plain = run_wrapped(["--policy", "interleave", f"--report={out_file}", str(job)])
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(out_file.read_text())["loops"] is None
+    assert "parallel loops:" not in plain.stderr
