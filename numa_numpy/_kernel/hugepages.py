@@ -196,21 +196,24 @@ def thp_folio_bytes(pfns: np.ndarray, flags: np.ndarray, page: int) -> np.ndarra
     >>> thp_folio_bytes(np.arange(8, 13, dtype=np.uint64), flags, 4096).tolist()
     [16384, 16384, 16384, 16384, 0]
     """
+    group, counts = _folios(pfns, flags)
+    sizes: np.ndarray = counts[group].astype(np.int64) * page
+    return sizes
+
+
+def _folios(pfns: np.ndarray, flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(folio number per page, 0 for none; pages per folio number)."""
     if pfns.shape != flags.shape:
         raise ValueError(f"{pfns.size} frames but {flags.size} flags")
     thp = ((flags >> np.uint64(KPF_THP)) & np.uint64(1)).astype(bool) & (pfns != 0)
-    if not thp.any():
-        return np.zeros(pfns.size, dtype=np.int64)
     head = ((flags >> np.uint64(KPF_COMPOUND_HEAD)) & np.uint64(1)).astype(bool)
     tail = ((flags >> np.uint64(KPF_COMPOUND_TAIL)) & np.uint64(1)).astype(bool)
     follows = np.zeros(pfns.size, dtype=bool)
     follows[1:] = thp[:-1] & (pfns[1:] == pfns[:-1] + np.uint64(1)) & tail[1:] & ~head[1:]
-    starts = thp & ~follows
-    group = np.cumsum(starts) * thp
-    counts = np.bincount(group)
+    group = np.cumsum(thp & ~follows) * thp
+    counts = np.bincount(group, minlength=1)
     counts[0] = 0
-    sizes: np.ndarray = counts[group].astype(np.int64) * page
-    return sizes
+    return group, counts
 
 
 def smaps_vmas(address: int, nbytes: int, pid: int | str = "self") -> list[SmapsVma]:
@@ -258,7 +261,8 @@ def _frame_flags(pfns: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HugeBacking:
-    """The huge pages behind a range: node -> page size -> bytes of the range.
+    """The huge pages a range lies on: node -> page size -> bytes of those
+    pages (a huge page partly in the range counts whole).
 
     ``huge`` counts every huge page (transparent and hugetlb), ``hugetlb`` the
     part from the hugetlb pools. ``source``: "kpageflags" (page by page),
@@ -299,9 +303,12 @@ def _hugetlb_pages(
         if vma.kernel_page > page:
             where = _page_slice(vma, first, status.size, page)
             covered[where] = True
-            for node, n in _nodes_in(status[where]).items():
-                _add(out.huge, node, vma.kernel_page, n * page)
-                _add(out.hugetlb, node, vma.kernel_page, n * page)
+            index = np.arange(where.start, where.stop)
+            ids = (first + index * page - vma.start) // vma.kernel_page
+            for node in _nodes_in(status[where]):
+                n = np.unique(ids[status[where] == node]).size * vma.kernel_page
+                _add(out.huge, node, vma.kernel_page, n)
+                _add(out.hugetlb, node, vma.kernel_page, n)
     return covered
 
 
@@ -347,15 +354,13 @@ def _thp_from_frames(
     pfns = parse_pagemap(data)
     if ((raw & _PRESENT) != 0).any() and not pfns.any():
         return False  # present pages, no frames: not privileged
-    sizes = thp_folio_bytes(pfns, _frame_flags(pfns), page)
+    group, counts = _folios(pfns, _frame_flags(pfns))
     offset = (first - lo) // page
-    sizes = sizes[offset : offset + status.size]
-    counted = (sizes > 0) & (status >= 0) & ~skip
-    pairs, counts = np.unique(
-        np.stack([status[counted].astype(np.int64), sizes[counted]]), axis=1, return_counts=True
-    )
-    for (node, size), n in zip(pairs.T.tolist(), counts.tolist(), strict=True):
-        _add(out.huge, int(node), int(size), int(n) * page)
+    group = group[offset : offset + status.size]
+    counted = (group > 0) & (status >= 0) & ~skip
+    for node in _nodes_in(status[counted]):
+        for folio in np.unique(group[counted & (status == node)]).tolist():
+            _add(out.huge, node, int(counts[folio]) * page, int(counts[folio]) * page)
     return True
 
 
