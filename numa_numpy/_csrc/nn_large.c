@@ -35,6 +35,37 @@ static size_t large_length(const nn_arena *a, size_t size)
     return (large_request(size) + page - 1) / page * page;
 }
 
+/* ---- the THP hint of a cached block ---- */
+
+/* A block's MADV_HUGEPAGE lives no longer than its use: a block cached for
+ * reuse gets MADV_NOHUGEPAGE (so khugepaged spends nothing on memory nobody
+ * uses, and a reuse without huge pages gets none it did not ask for), recorded
+ * in its map.huge as NN_HUGE_NONE; a reuse that wants huge pages advises
+ * MADV_HUGEPAGE again. The kernel has no advice back to neutral short of a new
+ * mapping, which would throw away the pages the cache keeps: a block mapped
+ * with the system's setting (NN_HUGE_SYSTEM) and reused under a NONE request
+ * gets MADV_NOHUGEPAGE too. An unmapped block has no VMA: no hint remains. */
+static void hint_cached(nn_mapping *m)
+{
+    if (m->huge == NN_HUGE_TRANSPARENT) {
+        madvise(m->base, m->length, MADV_NOHUGEPAGE);
+        m->huge = NN_HUGE_NONE;
+    }
+}
+
+static void hint_reused(nn_mapping *m, int want)
+{
+    if (is_hugetlb(m->huge))
+        return;
+    if ((want == NN_HUGE_TRANSPARENT || is_hugetlb(want)) && m->huge != NN_HUGE_TRANSPARENT) {
+        madvise(m->base, m->length, MADV_HUGEPAGE);
+        m->huge = NN_HUGE_TRANSPARENT;
+    } else if (want == NN_HUGE_NONE && m->huge != NN_HUGE_NONE) {
+        madvise(m->base, m->length, MADV_NOHUGEPAGE);
+        m->huge = NN_HUGE_NONE;
+    }
+}
+
 /* ---- partitioned blocks ---- */
 
 /* The calling thread's request for its next partitioned block. */
@@ -157,6 +188,8 @@ void *nn_large_alloc(nn_arena *a, size_t size, int zero)
     if (a->nparts)
         block_cuts(a, size, huge, cut);
     int reuse = nn_cache_take(a, large_length(a, size), cut, &m, &lazy);
+    if (reuse)
+        hint_reused(&m, huge);
     if (!reuse) {
         int rc = large_map(a, size, huge, cut, &m);
         lock(a);
@@ -205,6 +238,8 @@ void nn_large_free(nn_arena *a, void *ptr)
     if (keep && (a->ncached == CACHE_SLOTS ||
                  a->stats.cached_bytes + m.length > a->stats.cache_limit))
         nn_cache_make_room(a, m.length);
+    if (keep)
+        hint_cached(&m);
     lock(a);
     a->stats.used_bytes -= header_of(ptr)->size;
     a->stats.live_blocks--;

@@ -83,6 +83,55 @@ def check_thp(host: Host) -> list[Finding]:
     return [Finding("thp", Severity.OK, summary, details=details)]
 
 
+_DEFRAG = {
+    "always": (
+        Severity.WARNING,
+        "every THP fault without a free 2 MiB page stalls in direct reclaim and "
+        "compaction (milliseconds), for every mapping",
+    ),
+    "defer": (
+        Severity.OK,
+        "a THP fault never stalls: it takes base pages and wakes kswapd/kcompactd, "
+        "and khugepaged collapses the pages later (fewer huge pages at first)",
+    ),
+    "defer+madvise": (
+        Severity.OK,
+        "mappings with MADV_HUGEPAGE (huge_pages='transparent') compact at the "
+        "fault, stalling to get huge pages; others defer to the background",
+    ),
+    "madvise": (
+        Severity.OK,
+        "mappings with MADV_HUGEPAGE (huge_pages='transparent') compact at the "
+        "fault, stalling to get huge pages; others take base pages at once",
+    ),
+    "never": (
+        Severity.INFO,
+        "a fault takes a huge page only when one is free: no stall, but fewer huge "
+        "pages on a fragmented machine (placement() shows how many were given)",
+    ),
+}
+
+
+@check("thp-defrag", order=41)
+def check_thp_defrag(host: Host) -> list[Finding]:
+    """What THP's `defrag` setting costs at a page fault: stalls or huge pages."""
+    defrag = tunables.thp_defrag(host.files)
+    if defrag is None:
+        return []
+    severity, why = _DEFRAG.get(defrag, (Severity.INFO, "a setting this check does not know"))
+    fix = "echo defer+madvise > /sys/kernel/mm/transparent_hugepage/defrag"
+    return [
+        Finding(
+            "thp-defrag",
+            severity,
+            f"THP defrag={defrag}",
+            why,
+            fix if severity is not Severity.OK else "",
+            {"defrag": defrag},
+        )
+    ]
+
+
 # ---------------------------------------------------------- NUMA balancing
 _BALANCING_OFF = "echo 0 > /proc/sys/kernel/numa_balancing (or boot with numa_balancing=disable)"
 

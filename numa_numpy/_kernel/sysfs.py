@@ -44,6 +44,8 @@ CGROUP_ROOT = "sys/fs/cgroup"  # where cgroup trees are mounted unless mountinfo
 MEMINFO = "proc/meminfo"
 OSRELEASE = "proc/sys/kernel/osrelease"
 THP_SIZE = "sys/kernel/mm/transparent_hugepage/hpage_pmd_size"
+# One u64 of flags per physical frame (root only: others cannot open it).
+KPAGEFLAGS = Path("/proc/kpageflags")
 UNLIMITED = 1 << 62  # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from .._alloc.bridge import HANDLER_NAME, get_handler_name
 from .._alloc.handler import handler_of_arena
 from .._kernel.arena import block_owner
+from .._kernel.hugepages import huge_backing
 from .._kernel.lib import error, lib
 from .._kernel.pages import base_page_size, mapping_pages, mempolicy, query_pages
 from .._policies.enforcement import Enforcement, EnforcementLevel
@@ -57,6 +58,18 @@ class Placement:
         ``"numa_maps"`` where ``move_pages`` is refused (a container's
         seccomp profile): the counts are then those of the whole mappings the
         span lies in.
+    huge : dict of int to dict of int to int, optional
+        Bytes of the span backed by huge pages: node -> page size in bytes ->
+        bytes (transparent and hugetlb pages alike; a huge page's base pages
+        are all on its node).
+    hugetlb : dict of int to dict of int to int, optional
+        The part of `huge` from the hugetlb pools (``huge_pages="2mb"/"1gb"``).
+    huge_source : {"kpageflags", "smaps", "smaps, pro-rated"} or None
+        Where the huge figures come from: page by page from
+        ``/proc/self/pagemap`` and ``/proc/kpageflags`` (root), per mapping
+        from ``/proc/self/smaps`` (exact, or shared out by bytes where a
+        mapping reaches past the span or holds pages of several nodes), or
+        None when they could not be read.
 
     See Also
     --------
@@ -91,6 +104,35 @@ class Placement:
     # (a container's seccomp profile), so the counts are those of the whole
     # mapping(s) the span lies in, from /proc/self/numa_maps
     source: str = "move_pages"
+    huge: dict[int, dict[int, int]] = field(default_factory=dict, compare=False)
+    hugetlb: dict[int, dict[int, int]] = field(default_factory=dict, compare=False)
+    huge_source: str | None = None
+
+    @property
+    def huge_bytes(self) -> int:
+        """Bytes of the span backed by huge pages of any kind."""
+        return sum(sum(sizes.values()) for sizes in self.huge.values())
+
+    @property
+    def thp_bytes(self) -> int:
+        """Bytes of the span backed by transparent huge pages."""
+        return self.huge_bytes - sum(sum(sizes.values()) for sizes in self.hugetlb.values())
+
+    def _huge_clause(self) -> str:
+        """ "huge: N0 2 MiB x 12 (THP)", or "" when no page is huge."""
+        parts = []
+        for node, sizes in sorted(self.huge.items()):
+            for size, nbytes in sorted(sizes.items()):
+                tlb = self.hugetlb.get(node, {}).get(size, 0)
+                for kind, n in (("THP", nbytes - tlb), ("hugetlb", tlb)):
+                    if n > 0 and n % size == 0:
+                        parts.append(f"N{node} {_size_words(size)} x {n // size} ({kind})")
+                    elif n > 0:
+                        parts.append(f"N{node} {n} B of {_size_words(size)} pages ({kind})")
+        if not parts:
+            return ""
+        where = "" if self.huge_source == "kpageflags" else f", from {self.huge_source}"
+        return f"huge: {', '.join(parts)}{where}"
 
     @property
     def pages(self) -> dict[int, int]:
@@ -179,6 +221,8 @@ class Placement:
             text += f"; from {self.source} (whole mappings: move_pages is refused here)"
         if self.requested is not None:
             text += f"; requested {self.requested}, enforcement {self.enforcement}"
+        if self._huge_clause():
+            text += f"; {self._huge_clause()}"
         return text
 
     def __repr__(self) -> str:
@@ -191,6 +235,8 @@ class Placement:
         )
         if self.enforcement is not None:
             rows += f"<tr><td>enforcement</td><td colspan=2>{self.enforcement}</td></tr>"
+        if self._huge_clause():
+            rows += f"<tr><td>huge pages</td><td colspan=2>{self._huge_clause()[6:]}</td></tr>"
         return (
             f"<table><caption>policy {self.policy}"
             f"{'' if self.requested is None else f' (requested {self.requested})'}"
@@ -198,6 +244,14 @@ class Placement:
             f"<tbody>{rows}<tr><td>not present</td><td>{self.not_present}</td><td></td></tr>"
             "</tbody></table>"
         )
+
+
+def _size_words(size: int) -> str:
+    """2097152 -> "2 MiB", 1073741824 -> "1 GiB", 65536 -> "64 KiB"."""
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift and size % (1 << shift) == 0:
+            return f"{size >> shift} {unit}"
+    return f"{size} B"
 
 
 def span_of(a: np.ndarray) -> tuple[int, int]:
@@ -350,4 +404,16 @@ def placement(a: Any) -> Placement:
         return _from_numa_maps(address, nbytes, requested, enforcement)
     policy = range_policy(first) if nbytes else None
     page = base_page_size()
-    return Placement(address, nbytes, page, status, policy, requested, enforcement)
+    backing = huge_backing(first, status, page)
+    return Placement(
+        address,
+        nbytes,
+        page,
+        status,
+        policy,
+        requested,
+        enforcement,
+        huge=backing.huge,
+        hugetlb=backing.hugetlb,
+        huge_source=backing.source,
+    )
