@@ -43,26 +43,9 @@ def _enabled_findings(enabled: str, details: dict[str, str | None]) -> list[Find
     return []
 
 
-def _defrag_findings(defrag: str | None, details: dict[str, str | None]) -> list[Finding]:
-    """What THP's `defrag` mode does to page faults."""
-    if defrag != "always":
-        return []
-    return [
-        Finding(
-            "thp",
-            Severity.WARNING,
-            "transparent huge pages: defrag=always",
-            "a page fault that finds no free 2 MiB page stalls in direct compaction "
-            "(milliseconds), also for later unrelated allocations",
-            "echo defer+madvise > /sys/kernel/mm/transparent_hugepage/defrag",
-            details,
-        )
-    ]
-
-
 @check("thp", order=40)
 def check_thp(host: Host) -> list[Finding]:
-    """Transparent huge pages: `enabled` and `defrag`."""
+    """Transparent huge pages: `enabled` (what `defrag` costs: ``thp-defrag``)."""
     enabled = tunables.thp_enabled(host.files)
     defrag = tunables.thp_defrag(host.files)
     details = {"enabled": enabled, "defrag": defrag}
@@ -76,7 +59,7 @@ def check_thp(host: Host) -> list[Finding]:
                 details=details,
             )
         ]
-    findings = _enabled_findings(enabled, details) + _defrag_findings(defrag, details)
+    findings = _enabled_findings(enabled, details)
     if findings:
         return findings
     summary = f"transparent huge pages: enabled={enabled}, defrag={defrag}"

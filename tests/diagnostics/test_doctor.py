@@ -142,7 +142,7 @@ def test_lab_numa_balancing_on_and_off():
 )
 def test_lab_thp_modes(file, mode, severity):
     with written(f"{THP}/{file}", mode):
-        findings = nn.doctor(probe=False).of("thp")
+        findings = nn.doctor(probe=False).of("thp" if file == "enabled" else "thp-defrag")
     assert any(f.severity.value == severity and f"{file}={mode}" in f.summary for f in findings)
 
 
