@@ -19,6 +19,7 @@ import math
 import os
 import stat
 import struct
+import tokenize
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -199,11 +200,16 @@ def _header(fp: Any, max_header_size: int) -> tuple[tuple[int, ...], bool, np.dt
     NumPy's own `numpy.lib.format`; None for a version NumPy's public readers
     do not parse (3.0), left to `numpy.lib.format.read_array`."""
     version = npy_format.read_magic(fp)
-    if version == (1, 0):
-        return npy_format.read_array_header_1_0(fp, max_header_size=max_header_size)
-    if version == (2, 0):
-        return npy_format.read_array_header_2_0(fp, max_header_size=max_header_size)
-    return None
+    read = {
+        (1, 0): npy_format.read_array_header_1_0,
+        (2, 0): npy_format.read_array_header_2_0,
+    }.get(version)
+    if read is None:
+        return None
+    try:
+        return read(fp, max_header_size=max_header_size)
+    except (SyntaxError, tokenize.TokenError) as exc:  # NumPy's retry of old headers
+        raise ValueError(f"the .npy header cannot be parsed: {exc}") from None
 
 
 def _read_npy(
@@ -341,7 +347,18 @@ class NpzFile(Mapping[str, Any]):
         return key in self.files or key in self._names
 
     def close(self) -> None:
-        """Close the archive (and its file, when `load` opened it)."""
+        """Close the archive (and its file, when `load` opened it).
+
+        Examples
+        --------
+        >>> import io, numpy as np, numa_numpy as nn
+        >>> buffer = io.BytesIO()
+        >>> np.savez(buffer, x=np.arange(3))
+        >>> z = nn.load(io.BytesIO(buffer.getvalue()))
+        >>> z.close()
+        >>> z.fid is None
+        True
+        """
         self.zip.close()
         if self._own and self.fid is not None:
             self.fid.close()
