@@ -22,6 +22,7 @@ SOURCES = [
     "nn_handler.c",
     "nn_workers.c",
     "nn_ufunc.c",
+    "nn_files.c",
 ]
 
 # NumPy's headers do not compile under Py_LIMITED_API, which cffi sets by default.
@@ -35,7 +36,7 @@ ffibuilder.set_source(
     "numa_numpy._numa",
     '#include "nn_syscalls.h"\n#include "nn_mapping.h"\n#include "nn_arena.h"\n'
     '#include "nn_placement.h"\n#include "nn_handler.h"\n#include "nn_workers.h"\n'
-    '#include "nn_ufunc.h"\n',
+    '#include "nn_ufunc.h"\n#include "nn_files.h"\n',
     sources=[str((CSRC / name).relative_to(Path.cwd())) if CSRC.is_relative_to(Path.cwd())
              else str(CSRC / name) for name in SOURCES],
     include_dirs=[str(CSRC), numpy.get_include()],

@@ -62,6 +62,7 @@ from ._policies.policy import (
     parse_nodes,
 )
 from ._policies.weights import InterleaveWeights
+from ._ranges.files import NpzFile, fromfile, load, memmap
 from ._ranges.migrate import migrate
 from ._ranges.placement import Placement, placement
 from ._ranges.region import NumaRegion
@@ -140,6 +141,10 @@ __all__ = [
     "Enforcement",
     "EnforcementLevel",
     "migrate",
+    "load",
+    "fromfile",
+    "memmap",
+    "NpzFile",
     "NumaRegion",
     "SharedArray",
     "shared_empty",

@@ -32,6 +32,7 @@ __all__ = [
     "selftest",
     "nested_check",
     "block_parts_at",
+    "read_pieces",
     "MAX_PIECES",
 ]
 
@@ -181,3 +182,20 @@ def block_parts_at(address: int) -> tuple[int, list[int], list[int]] | None:
         return None
     base = int(ffi.cast("uintptr_t", start[0]))
     return base, [int(bounds[i]) for i in range(k + 1)], [int(nodes[i]) for i in range(k)]
+
+
+def read_pieces(fd: int, pieces: Sequence[tuple[int, int, int, int]]) -> None:
+    """Read pieces of file `fd` into memory, each (address, file offset,
+    length, node) on a worker of its node (-1: any thread), in parallel when
+    the pool runs, else here in order (``nn_files.c``). Raises NumaError with
+    the first failed piece's errno (ENODATA: the file ended first)."""
+    if not pieces:
+        return
+    if len(pieces) > MAX_PIECES:
+        raise ValueError(f"{len(pieces)} pieces: at most {MAX_PIECES} per read")
+    dests = ffi.new("char *[]", [ffi.cast("char *", p[0]) for p in pieces])
+    offsets = ffi.new("long long[]", [p[1] for p in pieces])
+    lengths = ffi.new("size_t[]", [p[2] for p in pieces])
+    nodes = ffi.new("int[]", [p[3] for p in pieces])
+    rc = lib.nn_files_read(fd, dests, offsets, lengths, nodes, len(pieces), ffi.NULL)
+    check(rc, "reading the file", step="preadv")

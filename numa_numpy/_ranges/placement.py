@@ -4,7 +4,7 @@ and the policy the kernel holds for the range (get_mempolicy MPOL_F_ADDR)."""
 from __future__ import annotations
 
 import errno as _errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,10 @@ class Placement:
         from ``/proc/self/smaps`` (exact, or shared out by bytes where a
         mapping reaches past the span or holds pages of several nodes), or
         None when they could not be read.
+    file : str, optional
+        The file whose page cache holds the pages (a memmap; ``backing`` is
+        then ``"file"``), None for anonymous memory. ``requested`` is set
+        when a numa_numpy `memmap` placed them, None for NumPy's memmap.
 
     See Also
     --------
@@ -133,6 +137,14 @@ class Placement:
             return ""
         where = "" if self.huge_source == "kpageflags" else f", from {self.huge_source}"
         return f"huge: {', '.join(parts)}{where}"
+
+    # the file whose page cache holds the pages (a memmap), or None: anonymous memory
+    file: str | None = None
+
+    @property
+    def backing(self) -> str:
+        """``"file"``: the pages are the page cache's (a memmap); else ``"anonymous"``."""
+        return "anonymous" if self.file is None else "file"
 
     @property
     def pages(self) -> dict[int, int]:
@@ -223,6 +235,9 @@ class Placement:
             text += f"; requested {self.requested}, enforcement {self.enforcement}"
         if self._huge_clause():
             text += f"; {self._huge_clause()}"
+        if self.file is not None:
+            who = "numa_numpy.memmap" if self.requested is not None else "not numa_numpy's"
+            text += f"; file-backed: page cache of {self.file} ({who})"
         return text
 
     def __repr__(self) -> str:
@@ -351,6 +366,24 @@ def _from_numa_maps(
     return Placement(address, nbytes, page, status, policy, requested, enforcement, "numa_maps")
 
 
+def _file_of(a: np.ndarray) -> tuple[str, Policy | None, Enforcement | None] | None:
+    """(file, policy, enforcement) of a memmap `a` is or views, the policy
+    and enforcement None unless numa_numpy's memmap placed it; None when no
+    memmap backs `a`."""
+    current: Any = a
+    while isinstance(current, np.ndarray):
+        if isinstance(current, np.memmap) and current.filename is not None:
+            policy = getattr(current, "policy", None)
+            placed = isinstance(policy, Policy)
+            return (
+                str(current.filename),
+                policy if placed else None,
+                getattr(current, "enforcement", None) if placed else None,
+            )
+        current = current.base
+    return None
+
+
 def placement(a: Any) -> Placement:
     """Ask the kernel where every page of `a`'s span is.
 
@@ -396,12 +429,16 @@ def placement(a: Any) -> Placement:
     arr = a if isinstance(a, np.ndarray) else _buffer_array(a)
     address, nbytes = span_of(arr)
     requested, enforcement = _ours(arr)
+    mapped = _file_of(arr)  # a memmap: the page cache's pages, placed by numa_numpy or not
+    file = None if mapped is None else mapped[0]
+    if mapped is not None:
+        requested, enforcement = mapped[1:]
     try:
         first, status = query_pages(address, nbytes)
     except NumaError as exc:
         if getattr(exc, "errno", None) not in (_errno.EPERM, _errno.ENOSYS):
             raise
-        return _from_numa_maps(address, nbytes, requested, enforcement)
+        return replace(_from_numa_maps(address, nbytes, requested, enforcement), file=file)
     policy = range_policy(first) if nbytes else None
     page = base_page_size()
     backing = huge_backing(first, status, page)
@@ -416,4 +453,5 @@ def placement(a: Any) -> Placement:
         huge=backing.huge,
         hugetlb=backing.hugetlb,
         huge_source=backing.source,
+        file=file,
     )
