@@ -24,7 +24,6 @@ from types import TracebackType
 from typing import Any
 
 from .._kernel import loops as _k
-from .._kernel.topology import topology
 from ..errors import ParallelSettingError
 
 __all__ = ["set_parallel", "parallel", "parallel_info", "DEFAULT_THRESHOLD"]
@@ -63,34 +62,13 @@ def _current_threshold() -> int:
     return int(value) if value is not None else _default_threshold()
 
 
-def _node_groups(nodes: Iterable[int] | None) -> dict[int, tuple[int, ...]]:
-    """{node: its CPUs this process may use} for `nodes` (None: every node with some)."""
-    topo = topology()
-    allowed = set(topo.allowed_cpus)
-    groups = {n.id: tuple(c for c in n.cpus if c in allowed) for n in topo.nodes}
-    if nodes is None:
-        chosen = [n for n, cpus in groups.items() if cpus]
-        return {n: groups[n] for n in chosen} or {0: tuple(sorted(os.sched_getaffinity(0)))}
-    wanted = list(nodes)
-    for n in wanted:
-        if isinstance(n, bool) or not isinstance(n, int) or not groups.get(n):
-            raise ParallelSettingError(
-                f"node {n!r} has no CPUs this process may run on; nodes with CPUs: "
-                f"{sorted(k for k, v in groups.items() if v)}",
-                nodes=(n,),
-            )
-    if not wanted:
-        raise ParallelSettingError("nodes= names no node", nodes=())
-    return {n: groups[n] for n in dict.fromkeys(wanted)}
-
-
 def _ensure_running(nodes: Iterable[int] | None = None) -> None:
     """Loops installed and workers running (on `nodes` when given); lock held.
     A forked child's workers start again in C, on its first split call."""
     _k.install_loops()
     if nodes is None and (_k.worker_count() or _k.worker_stats()["forked"]):
         return  # running: no topology read on every parallel() block
-    groups = _node_groups(nodes if nodes is not None else _state["nodes"])
+    groups = _k.node_cpu_groups(nodes if nodes is not None else _state["nodes"])
     if nodes is not None:
         _state["nodes"] = tuple(groups)
     if _k.worker_count() and groups != _state.get("groups"):
@@ -148,8 +126,8 @@ def set_parallel(
         if enabled:
             _ensure_running(nodes)
         elif nodes is not None:  # checked, used from the next start
-            _state["nodes"] = tuple(_node_groups(nodes))
-            if _k.worker_count() and _node_groups(nodes) != _state.get("groups"):
+            _state["nodes"] = tuple(_k.node_cpu_groups(nodes))
+            if _k.worker_count() and _k.node_cpu_groups(nodes) != _state.get("groups"):
                 _k.stop_workers()
         if value is not None:
             _state["threshold"] = value

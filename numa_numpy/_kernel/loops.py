@@ -9,12 +9,17 @@ the C side pins each worker to its node's CPUs that this thread may run on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import ParallelSettingError
 from .lib import check, clear_step, ffi, lib
+from .topology import topology
 
 __all__ = [
+    "node_cpu_groups",
+    "ensure_workers",
     "start_workers",
     "stop_workers",
     "worker_count",
@@ -37,6 +42,36 @@ __all__ = [
 ]
 
 MAX_PIECES: int = int(lib.NN_MAX_PIECES)
+
+
+def node_cpu_groups(nodes: Iterable[int] | None) -> dict[int, tuple[int, ...]]:
+    """{node: its CPUs this process may use} for `nodes` (None: every node
+    with some); ParallelSettingError for a node without such CPUs."""
+    topo = topology()
+    allowed = set(topo.allowed_cpus)
+    groups = {n.id: tuple(c for c in n.cpus if c in allowed) for n in topo.nodes}
+    if nodes is None:
+        chosen = [n for n, cpus in groups.items() if cpus]
+        return {n: groups[n] for n in chosen} or {0: tuple(sorted(os.sched_getaffinity(0)))}
+    wanted = list(nodes)
+    for n in wanted:
+        if isinstance(n, bool) or not isinstance(n, int) or not groups.get(n):
+            raise ParallelSettingError(
+                f"node {n!r} has no CPUs this process may run on; nodes with CPUs: "
+                f"{sorted(k for k, v in groups.items() if v)}",
+                nodes=(n,),
+            )
+    if not wanted:
+        raise ParallelSettingError("nodes= names no node", nodes=())
+    return {n: groups[n] for n in dict.fromkeys(wanted)}
+
+
+def ensure_workers() -> None:
+    """The pool running on every node with CPUs, unless it runs already (or a
+    forked child's pool restarts on its first job). For callers below the
+    compute layer that need workers per node (a partitioned file read)."""
+    if not worker_count() and not worker_stats()["forked"]:
+        start_workers(node_cpu_groups(None))
 
 
 def start_workers(groups: Mapping[int, Sequence[int]], per_node: int = 0) -> None:

@@ -3,8 +3,8 @@
 `load` and `fromfile` allocate the destination like every ``numa_*``
 constructor (the policy is set on the memory first) and read the file's bytes
 straight into it (``preadv``, no intermediate copy); under `Partitioned`,
-with the worker pool running, each node's block is read by workers pinned to
-that node, in parallel (``nn_files.c``). `memmap` is NumPy's memmap whose
+each node's block is read by workers of the C pool pinned to that node, in
+parallel (``nn_files.c``; the pool starts for it). `memmap` is NumPy's memmap whose
 page-cache pages are placed: read in under the policy where they are not
 cached yet, moved (``move_pages``) where they are, and reported where the
 kernel keeps them.
@@ -33,7 +33,13 @@ from .._alloc.creation import allocate_in, placement_scope
 from .._alloc.scope import PolicyScope, current_policy
 from .._alloc.thread import thread_policy
 from .._kernel.lib import errno_counts, move_range
-from .._kernel.loops import MAX_PIECES, block_parts_at, read_pieces, workers_per_node
+from .._kernel.loops import (
+    MAX_PIECES,
+    block_parts_at,
+    ensure_workers,
+    read_pieces,
+    workers_per_node,
+)
 from .._kernel.pages import base_page_size, query_pages
 from .._kernel.topology import current_node
 from .._policies.docstrings import document
@@ -89,10 +95,12 @@ def _truncated(shape: tuple[int, ...], itemsize: int, got: int) -> ValueError:
 
 def _pieces(a: np.ndarray) -> list[tuple[int, int, int]]:
     """(address, bytes, node) pieces of `a`'s memory to read: one per worker of
-    each node's block when `a` lies in a partitioned block and the pool runs,
-    else one piece read here (node -1)."""
+    each node's block when `a` lies in a partitioned block (the pool is
+    started for it), else one piece read here (node -1)."""
     address, nbytes = a.ctypes.data, a.nbytes
     found = block_parts_at(address) if nbytes else None
+    if found is not None:
+        ensure_workers()  # a partitioned block is read by its nodes' workers
     per_node = workers_per_node() if found is not None else {}
     if found is None or not per_node:
         return [(address, nbytes, -1)]
@@ -405,8 +413,8 @@ def load(
     A .npy is parsed with NumPy's own `numpy.lib.format` and its bytes read
     straight into an array allocated under the policy (no intermediate
     copy); a .npz gives an `NpzFile` whose members load the same way. Under
-    `Partitioned`, with the worker pool running (`set_parallel`, a node
-    team), each node's block is read by workers on that node, in parallel.
+    `Partitioned`, each node's block is read by workers pinned to that node,
+    in parallel (the pool of the parallel loops, started if need be).
 
     Parameters
     ----------
@@ -524,8 +532,8 @@ def fromfile(
     """`numpy.fromfile` whose result lands on memory placed by a NUMA policy.
 
     Binary data (``sep=''``) is read straight into the placed array
-    (``preadv``; in parallel under `Partitioned` with the worker pool
-    running). Text (``sep`` given) is parsed by NumPy, then copied into a
+    (``preadv``; in parallel under `Partitioned`, by workers on each
+    block's node). Text (``sep`` given) is parsed by NumPy, then copied into a
     placed array: the parse needs its own buffer.
 
     Parameters

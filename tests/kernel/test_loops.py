@@ -54,6 +54,26 @@ def test_start_and_stop(pool):
     assert rc == -errno.ESRCH and ran == [0, 0]
 
 
+def test_ensure_workers_starts_the_pool_on_every_node_with_cpus_once(pool):
+    assert loops.node_cpu_groups(None) == node_groups()
+    loops.stop_workers()
+    loops.ensure_workers()
+    assert loops.workers_per_node() == {n: len(c) for n, c in node_groups().items()}
+    loops.stop_workers()
+    loops.start_workers({n: c[:1] for n, c in node_groups().items()}, per_node=1)
+    loops.ensure_workers()  # running: left as it is
+    assert loops.workers_per_node() == {n: 1 for n in node_groups()}
+
+
+def test_node_cpu_groups_names_a_node_without_cpus():
+    from numa_numpy.errors import ParallelSettingError
+
+    with pytest.raises(ParallelSettingError, match="node 4095 has no CPUs"):
+        loops.node_cpu_groups([4095])
+    with pytest.raises(ParallelSettingError, match="names no node"):
+        loops.node_cpu_groups([])
+
+
 def test_start_twice_and_bad_arguments_say_why(pool):
     with pytest.raises(NumaError) as info:
         loops.start_workers(pool)

@@ -106,12 +106,20 @@ def test_partitioned_load_puts_each_block_on_its_node(tmp_path):
     path = tmp_path / "p.npy"
     want = np.arange(8 * MiB // 8 * len(nodes), dtype=np.float64)
     np.save(path, want)
-    nn.set_parallel(True)
+    from numa_numpy._kernel import loops
+
+    loops.stop_workers()  # the load starts the pool itself
+    loops.set_record(True)
     try:
-        got = nn.load(path, policy=nn.Partitioned(nodes), strict=True)
+        got = nn.load(path, policy=nn.Partitioned(nodes), strict=True, progress=False)
+        record = loops.last_record()  # the one read job: (cpu, node) per piece
     finally:
-        nn.set_parallel(False)
+        loops.set_record(False)
     assert (got == want).all()
+    topo = nn.topology()
+    ran_on = {node for _cpu, node in record}
+    assert {n for n in nodes if n in topo.cpu_nodes} <= ran_on, record
+    assert all(topo.node_of_cpu(cpu) == node for cpu, node in record if node >= 0), record
     blocks = nn.blocks(got)
     assert [node for node, _rows in blocks] == list(nodes)
     for node, rows in blocks:
