@@ -4,6 +4,8 @@ the variables are unset; the installed .pth in a fresh environment."""
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import json
 import shutil
 import subprocess
@@ -240,7 +242,10 @@ def test_pip_install_puts_the_hook_into_a_fresh_site_packages(tmp_path):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to list the sources")
 def test_the_sdist_carries_the_hook(tmp_path):
-    pytest.importorskip("build")
+    try:  # the distribution, not a `build/` folder importable from the cwd
+        importlib.metadata.distribution("build")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("needs the `build` package (the dev extra)")
     src = _source_copy(tmp_path / "src")
     subprocess.run(
         [sys.executable, "-m", "build", "--sdist", "--no-isolation", "--outdir",
