@@ -1,5 +1,6 @@
 """Every Python example in README.md, on the docs' front page and in the user
-guide (docs/guide/*.md, in the order of docs/index.md's table of contents) runs,
+guide (docs/guide/*.md and the quick start, in the order of the site's Getting started
+and User guide tables of contents) runs,
 in order, as one script.
 
 The guide pages continue the README's quick start: they use its `np`, `nn`,
@@ -17,11 +18,27 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 
 
+#: the section pages whose tables of contents list the guide, in reading order
+SECTIONS = ["getting-started/index.md", "guide/index.md"]
+
+
 def guide_pages(root: Path = ROOT) -> list[Path]:
-    """The guide pages in the order docs/index.md lists them."""
-    index = (root / "docs" / "index.md").read_text()
-    names = re.findall(r"^(guide/[\w-]+)$", index, re.M)
-    return [root / "docs" / f"{name}.md" for name in names]
+    """The Markdown pages in the order the site's Getting started and User
+    guide sections list them (their toctrees: names relative to the section's
+    folder, or absolute from docs/)."""
+    docs = root / "docs"
+    pages = []
+    for section in SECTIONS:
+        index = docs / section
+        for block in re.findall(r"```\{toctree\}\n(.*?)```", index.read_text(), re.S):
+            for line in block.splitlines():
+                name = line.strip()
+                if not name or name.startswith(":"):
+                    continue
+                path = docs / f"{name[1:]}.md" if name.startswith("/") else index.parent / f"{name}.md"
+                if path.is_file():
+                    pages.append(path)
+    return pages
 
 
 def _python_blocks(path: Path) -> list[str]:
@@ -81,8 +98,8 @@ def test_a_broken_example_fails_the_run(tmp_path):
 
 
 def test_every_guide_page_is_in_the_table_of_contents():
-    listed = {p.name for p in guide_pages()}
-    present = {p.name for p in (ROOT / "docs" / "guide").glob("*.md")}
+    listed = {p.name for p in guide_pages() if p.parent.name == "guide"}
+    present = {p.name for p in (ROOT / "docs" / "guide").glob("*.md")} - {"index.md"}
     assert present == listed, present ^ listed
 
 
