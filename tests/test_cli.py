@@ -124,4 +124,90 @@ def test_bench_team_reports_threads_per_row_and_the_whole_machine():
 
 def test_team_is_only_for_bench():
     out = run("info", "--team")
-    assert out.returncode == 2 and "--team is only for `bench`" in out.stderr
+    assert out.returncode == 2
+    assert "numa-numpy info: error: unrecognized arguments: --team (an option of bench)" in out.stderr
+
+
+def test_version_is_the_distributions():
+    from importlib.metadata import version
+
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout == f"numa-numpy {version('numa-numpy')}\n"
+    assert version("numa-numpy") == nn.__version__
+
+
+def test_help_names_the_console_script_and_lists_every_command():
+    out = run("--help")
+    assert out.returncode == 0 and out.stdout.startswith("usage: numa-numpy ")
+    for name in ("info", "check", "doctor", "maps", "bench", "cleanup", "run"):
+        assert f"\n    {name} " in out.stdout, name
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "numa-numpy"
+    if exe.exists():  # the console script says the same
+        script = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+        assert script.stdout == out.stdout
+
+
+OPTIONS = {  # each command's --help lists its own options, and only them
+    "info": {"--json"},
+    "check": {"--json"},
+    "doctor": {"--json", "--root"},
+    "maps": {"--json"},
+    "bench": {"--json", "--size-mib", "--repeats", "--team"},
+    "cleanup": {"--json", "--dry-run"},
+}
+
+
+def test_each_command_has_its_own_help_with_only_its_options():
+    import re
+
+    every = set().union(*OPTIONS.values())
+    for name, own in OPTIONS.items():
+        out = run(name, "--help")
+        assert out.returncode == 0 and out.stdout.startswith(f"usage: numa-numpy {name} ")
+        listed = set(re.findall(r"^  (--[a-z-]+)", out.stdout, re.M)) - {"--help"}
+        assert listed == own, name
+        assert not (every - own) & set(re.findall(r"--[a-z-]+", out.stdout)), name
+    assert "pid" in run("maps", "--help").stdout
+    assert "--policy POLICY" in run("run", "--help").stdout  # run's own parser, as before
+
+
+def test_json_may_come_before_or_after_the_command():
+    before, after = run("--json", "cleanup", "--dry-run"), run("cleanup", "--dry-run", "--json")
+    assert before.returncode == after.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["dry_run"] is True and json.loads(after.stdout)["dry_run"]
+
+
+def test_one_node_is_said_in_plain_words_only_on_one_node(tmp_path):
+    from fixtures import machine
+
+    from numa_numpy.__main__ import one_node_note
+    from numa_numpy._kernel.topology import read_topology
+
+    four = read_topology(machine.lab().write(tmp_path / "four"))
+    assert one_node_note(four) is None
+    one = read_topology(machine.Machine(cpus={0: (0, 1)}).write(tmp_path / "one"))
+    note = one_node_note(one)
+    assert note.startswith("This machine has one NUMA node: every page is on node 0")
+    for works in ("huge pages", "prefault", "shared arrays", "parallel loops"):
+        assert works in note.split("Not here")[0]
+    assert "Not here: placement gains" in note
+    fenced = read_topology(machine.lab(mems_allowed=(1,)).write(tmp_path / "fenced"))
+    assert one_node_note(fenced).startswith(
+        "This process may use one NUMA node with memory (node 1 of 0-3"
+    )
+    here = run()
+    says = one_node_note(nn.topology())
+    assert (says in here.stdout) if says else ("one NUMA node" not in here.stdout)
+    data = json.loads(run("info", "--json").stdout)
+    assert data.get("one_node") == says
+
+
+def test_the_command_lines_examples_run():
+    import doctest
+
+    import numa_numpy.__main__ as cli
+
+    result = doctest.testmod(cli, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0
