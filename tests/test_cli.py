@@ -211,3 +211,67 @@ def test_the_command_lines_examples_run():
 
     result = doctest.testmod(cli, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 3 and result.failed == 0
+
+
+def test_bench_figures_show_their_spread_and_one_node_says_the_columns_are_one_memory():
+    out = run("bench", "--size-mib", "4", "--repeats", "3", "--json")
+    data = json.loads(out.stdout)
+    for cell in data["cells"]:
+        for name in ("copy", "triad"):
+            runs = cell[f"{name}_runs_gbps"]
+            assert len(runs) == 3 and cell[f"{name}_gbps"] == max(runs)
+            assert min(runs) <= cell[f"{name}_median_gbps"] <= max(runs)
+    text = run("bench", "--size-mib", "4", "--repeats", "3").stdout
+    assert "median of 3 runs (min-max), GB/s" in text
+    import re
+
+    figures = re.findall(r"\| (\d+\.\d\d) \((\d+\.\d\d)-(\d+\.\d\d)\)", text)
+    assert len(figures) == 2 * len(data["cells"])
+    assert all(float(lo) <= float(mid) <= float(hi) for mid, lo, hi in figures)
+    one_node = len(data["memory"]) == 2
+    said = f"mem {data['memory'][0]} and interleaved are the same memory" in text
+    assert said == one_node
+
+
+def test_bench_one_node_note_only_on_one_node():
+    from numa_numpy._diagnostics.bandwidth import format_matrix
+
+    def cell(cpu, mem):
+        return {"cpu_node": cpu, "memory": mem, "copy_gbps": 2.0, "triad_gbps": 1.0,
+                "copy_runs_gbps": [1.0, 2.0, 1.5], "triad_runs_gbps": [1.0]}
+
+    two = {"size_bytes": 1 << 20, "repeats": 3, "cpu_nodes": [0, 1],
+           "memory": [0, 1, "interleaved"],
+           "cells": [cell(c, m) for c in (0, 1) for m in (0, 1, "interleaved")]}
+    text = format_matrix(two)
+    assert "same memory" not in text and "| 0 | 1.50 (1.00-2.00) | " in text
+    one = {**two, "cpu_nodes": [0], "memory": [0, "interleaved"],
+           "cells": [cell(0, 0), cell(0, "interleaved")]}
+    assert "One NUMA node: mem 0 and interleaved are the same memory" in format_matrix(one)
+
+
+def test_bench_progress_goes_to_stderr_and_only_on_a_terminal():
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    args = ["bench", "--size-mib", "1", "--repeats", "1"]
+    piped = run(*args)
+    assert piped.returncode == 0 and piped.stderr == ""  # no bar into a log
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # not 0 columns
+    try:  # stderr a terminal, stdout a pipe; the slave stays open while we read
+        done = subprocess.run([sys.executable, "-m", "numa_numpy", *args], stdout=subprocess.PIPE,
+                              stderr=slave, text=True, timeout=120)
+        drawn = b""
+        while select.select([master], [], [], 0.5)[0]:
+            drawn += os.read(master, 65536)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0 and done.stdout.startswith("STREAM-style bandwidth")
+    assert b"bandwidth:" in drawn and b"cell" in drawn  # tqdm's bar, on the terminal
+    assert "cell" not in done.stdout
