@@ -1,26 +1,10 @@
-"""python -m numa_numpy [info|check|doctor|maps PID|bench|cleanup] [--json]
-       python -m numa_numpy run [--policy POLICY] [--parallel] [--report[=FILE]]
-                                [--] (SCRIPT.py | -m MODULE | -c CODE | COMMAND) [ARGS...]
+"""numa-numpy [COMMAND] [--json]: the command line (also `python -m numa_numpy`).
 
-info   the topology (like `numactl --hardware`) and the kernel's capabilities
-check  a self-check: allocate on every node with memory, verify page by page
-doctor what refuses, undoes or slows placement here (seccomp, cpuset, THP,
-       NUMA balancing, tiers, thread pools...) and the exact fix; exits 0 when
-       healthy, 1 when a finding defeats placement; --root DIR diagnoses a
-       copy of another machine's /sys and /proc (e.g. a tar of them)
-maps   per-node memory of a process by kind (like `numastat -p PID`)
-bench  the NUMA bandwidth matrix (copy and triad, CPU node x memory node), one
-       thread per node; --team: every worker of a node's team at once, and the
-       whole machine (each node's team on its own memory)
-cleanup  remove shared arrays (/dev/shm) whose creating process has ended,
-       e.g. by SIGKILL; --dry-run lists them
-run    run a program with every NumPy allocation under POLICY and no change to
-       its code (`numa-numpy run --policy interleave --parallel job.py`); it
-       becomes the program, whose exit status is run's; `run --help` for more
-
-With no command: info, then check. Exit status: 0 when everything passed,
-1 when a check failed, 2 for a usage error, 3 when the process to inspect does
-not exist or cannot be read.
+With no command: info, then check. `numa-numpy COMMAND --help` lists a
+command's own options; `numa-numpy --version` prints the version. Exit status:
+0 when everything passed, 1 when a check failed, 2 for a usage error, 3 when
+the process to inspect does not exist or cannot be read. `run` passes the rest
+of the line to `numa_numpy._frontends.run` (its own parser and help).
 """
 
 from __future__ import annotations
@@ -38,7 +22,7 @@ from ._alloc.scope import on_node
 from ._diagnostics.capabilities import capabilities, process_memory
 from ._diagnostics.doctor import doctor, refusal_hint
 from ._frontends import run
-from ._kernel.topology import Topology, topology
+from ._kernel.topology import Topology, format_list, topology
 from ._ranges.placement import placement
 from ._ranges.shared import cleanup_shared
 
@@ -136,36 +120,133 @@ def _bench(args: argparse.Namespace) -> tuple[int, Any, str]:
     return EXIT_OK, result, format_matrix(result)
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m numa_numpy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+# name -> (one line for the command list, what `COMMAND --help` says)
+ABOUT: dict[str, tuple[str, str]] = {
+    "info": (
+        "the topology and the kernel's capabilities",
+        "The topology (like `numactl --hardware`), the memory tiers and the kernel's "
+        "capabilities (policies, mbind, huge pages, THP).",
+    ),
+    "check": (
+        "a self-check: allocate on every node with memory, verify page by page",
+        "Allocate on every node with memory (a constructor, a scope) and interleaved, "
+        "and verify every page with move_pages. Exit status 1 when a check fails.",
+    ),
+    "doctor": (
+        "what refuses, undoes or slows placement here, and the fix",
+        "What refuses, undoes or slows placement here (seccomp, cpuset, THP, NUMA "
+        "balancing, tiers, thread pools...) and the exact fix. Exit status 0 when "
+        "healthy, 1 when a finding defeats placement.",
+    ),
+    "maps": (
+        "per-node memory of a process by kind (like `numastat -p PID`)",
+        "Per-node memory of a process by kind (heap, stack, files, ...), read from "
+        "/proc/PID/numa_maps. Exit status 3 when the process cannot be read.",
+    ),
+    "bench": (
+        "the NUMA bandwidth matrix (copy and triad, CPU node x memory node)",
+        "STREAM-style copy and triad bandwidth, CPU node x memory node, one thread "
+        "per node (--team: every worker of a node's team at once, and the whole "
+        "machine). Each figure is the median over the runs, with their range.",
+    ),
+    "cleanup": (
+        "remove shared arrays whose creating process has ended",
+        "Remove shared arrays (/dev/shm) whose creating process has ended, e.g. by SIGKILL.",
+    ),
+    "run": (
+        "run a program with every NumPy allocation under a policy",
+        "Run a program with every NumPy allocation under a policy; `numa-numpy run "
+        "--help` for its options.",
+    ),
+}
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's own."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("numa-numpy")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        from . import __version__
+
+        return __version__
+
+
+def _pid(text: str) -> str:
+    if text == "self" or text.isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"maps takes a process id (a number or 'self'), not {text!r}")
+
+
+def _command_options(name: str, sub: argparse.ArgumentParser) -> None:
+    """The options of command `name`, and nothing else."""
+    if name == "run":
+        sub.add_argument("rest", nargs=argparse.REMAINDER, help="run's own command line")
+        return
+    # SUPPRESS: `numa-numpy --json info` and `numa-numpy info --json` both count
+    sub.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
     )
-    parser.add_argument("command", nargs="?", choices=list(COMMANDS))
-    parser.add_argument("pid", nargs="?", help="for maps: the process id (default: self)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--size-mib", type=int, default=64, help="bench: array size")
-    parser.add_argument("--repeats", type=int, default=5, help="bench: best of N")
-    parser.add_argument(
-        "--team",
-        action="store_true",
-        help="bench: every worker of each node's team at once, plus the whole machine",
+    if name == "maps":
+        sub.add_argument("pid", nargs="?", type=_pid, help="the process id (default: self)")
+    elif name == "doctor":
+        sub.add_argument(
+            "--root", metavar="DIR", help="diagnose a copy of another machine's /sys and /proc"
+        )
+    elif name == "bench":
+        sub.add_argument(
+            "--size-mib", type=int, default=64, metavar="MiB", help="MiB per array (default 64)"
+        )
+        sub.add_argument(
+            "--repeats", type=int, default=5, metavar="N", help="timed runs per figure (default 5)"
+        )
+        sub.add_argument(
+            "--team",
+            action="store_true",
+            help="every worker of each node's team at once, plus the whole machine",
+        )
+    elif name == "cleanup":
+        sub.add_argument("--dry-run", action="store_true", help="only list them")
+
+
+def parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line's parser and, by name, its commands' subparsers (each
+    with its own options and ``--help``)."""
+    top = argparse.ArgumentParser(
+        prog="numa-numpy",
+        description="NumPy arrays on NUMA nodes: the machine, its self-check, what "
+        "defeats placement, and programs run under a policy.",
+        epilog="With no command: info, then check. Exit status: 0 passed, 1 a check "
+        "failed, 2 usage error, 3 no such process (maps).",
     )
-    parser.add_argument("--dry-run", action="store_true", help="cleanup: only list")
-    parser.add_argument("--root", help="doctor: a copy of another machine's /sys and /proc")
-    # intermixed: options may come before the pid too (`maps --json 1234`)
-    args = parser.parse_intermixed_args(argv)
-    if args.pid is not None and args.command != "maps":
-        parser.error("a pid is only for `maps`")
-    if args.pid is not None and not (args.pid == "self" or args.pid.isdigit()):
-        parser.error(f"maps takes a process id (a number or 'self'), not {args.pid!r}")
-    if args.dry_run and args.command != "cleanup":
-        parser.error("--dry-run is only for `cleanup`")
-    if args.team and args.command != "bench":
-        parser.error("--team is only for `bench`")
-    if args.root is not None and args.command != "doctor":
-        parser.error("--root is only for `doctor`")
+    top.add_argument("--version", action="version", version=f"numa-numpy {_version()}")
+    top.add_argument("--json", action="store_true", help="machine-readable output")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    subs = {}
+    for name, (short, long) in ABOUT.items():
+        subs[name] = commands.add_parser(name, help=short, description=long, add_help=name != "run")
+        _command_options(name, subs[name])
+    return top, subs
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    top, subs = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra:  # say whose option it is, in the words of the command given
+        owners = [
+            name
+            for name, sub in subs.items()
+            if name != args.command and extra[0] in sub._option_string_actions
+        ]
+        whose = f" (an option of {', '.join(owners)})" if owners else ""
+        where = subs[args.command] if args.command else top
+        where.error(f"unrecognized arguments: {' '.join(extra)}{whose}")
+    for name, default in (("pid", None), ("root", None), ("team", False), ("dry_run", False)):
+        if not hasattr(args, name):  # another command's option: its default here
+            setattr(args, name, default)
+    args.size_mib = getattr(args, "size_mib", 64)
+    args.repeats = getattr(args, "repeats", 5)
     return args
 
 
@@ -228,6 +309,47 @@ def _check(topo: Topology, out: dict[str, Any], lines: list[str]) -> int:
     return EXIT_OK if passed else EXIT_FAILED
 
 
+def one_node_note(topo: Topology) -> str | None:
+    """What a one-node machine gives and does not, in words (None: several nodes).
+
+    Parameters
+    ----------
+    topo : Topology
+        The machine, as `topology()` or ``read_topology(root)`` reads it.
+
+    Returns
+    -------
+    str or None
+        The note the main command prints after the topology when this process
+        has exactly one node with memory to use; None otherwise.
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> from numa_numpy.__main__ import one_node_note
+    >>> note = one_node_note(nn.topology())
+    >>> (note is None) == (len(nn.topology().usable_nodes) != 1)
+    True
+    """
+    if len(topo.usable_nodes) != 1:
+        return None
+    node = topo.usable_nodes[0]
+    if len(topo.node_ids) == 1:
+        where = "This machine has one NUMA node"
+    else:
+        where = (
+            f"This process may use one NUMA node with memory (node {node} of "
+            f"{format_list(topo.node_ids)}: the others are outside its cpuset or have none)"
+        )
+    return (
+        f"{where}: every page is on node {node}, and there is nowhere else to place memory.\n"
+        "Still useful here: huge pages, prefault, shared arrays, and node teams and "
+        "parallel loops (they run on all the cores).\n"
+        f"Not here: placement gains. Binding, interleaving and partitioning all put every "
+        f"page on node {node}; they cost little and gain nothing until there are more nodes."
+    )
+
+
 def _info_and_check(args: argparse.Namespace) -> int:
     """`info`, `check`, or both (no command)."""
     topo = topology()
@@ -239,6 +361,10 @@ def _info_and_check(args: argparse.Namespace) -> int:
         out["topology"] = _topology_dict(topo)
         out["capabilities"] = caps.as_dict()
         lines += [str(topo), topo.tiers_text(), str(caps)]
+        note = one_node_note(topo)
+        if note is not None:
+            out["one_node"] = note
+            lines.append(note)
     if args.command in (None, "check"):
         status = _check(topo, out, lines)
     print(json.dumps(out, indent=2, default=list) if args.json else "\n".join(lines))
@@ -259,10 +385,33 @@ PASS_THROUGH: dict[str, Callable[[list[str]], int]] = {"run": run.main}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``numa-numpy`` command line; returns its exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The words after the program's name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 when everything passed, 1 when a check failed, 2 for a usage error
+        (argparse exits with 2 itself), 3 when the process `maps` should read
+        cannot be read; `run`: the program's own.
+
+    Examples
+    --------
+    >>> from numa_numpy.__main__ import main
+    >>> main(["cleanup", "--dry-run", "--json"])  # doctest: +ELLIPSIS
+    {"dry_run": true, "segments": [...]}
+    0
+    """
     words = sys.argv[1:] if argv is None else argv
     if words and words[0] in PASS_THROUGH:
         return PASS_THROUGH[words[0]](words[1:])
-    args = _parse(argv)
+    args = _parse(words)
+    if args.command in PASS_THROUGH:  # after a top-level option: `numa-numpy --json run ...`
+        return PASS_THROUGH[args.command](args.rest)
     return COMMANDS.get(args.command, _info_and_check)(args)
 
 

@@ -124,4 +124,154 @@ def test_bench_team_reports_threads_per_row_and_the_whole_machine():
 
 def test_team_is_only_for_bench():
     out = run("info", "--team")
-    assert out.returncode == 2 and "--team is only for `bench`" in out.stderr
+    assert out.returncode == 2
+    assert "numa-numpy info: error: unrecognized arguments: --team (an option of bench)" in out.stderr
+
+
+def test_version_is_the_distributions():
+    from importlib.metadata import version
+
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout == f"numa-numpy {version('numa-numpy')}\n"
+    assert version("numa-numpy") == nn.__version__
+
+
+def test_help_names_the_console_script_and_lists_every_command():
+    out = run("--help")
+    assert out.returncode == 0 and out.stdout.startswith("usage: numa-numpy ")
+    for name in ("info", "check", "doctor", "maps", "bench", "cleanup", "run"):
+        assert f"\n    {name} " in out.stdout, name
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "numa-numpy"
+    if exe.exists():  # the console script says the same
+        script = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+        assert script.stdout == out.stdout
+
+
+OPTIONS = {  # each command's --help lists its own options, and only them
+    "info": {"--json"},
+    "check": {"--json"},
+    "doctor": {"--json", "--root"},
+    "maps": {"--json"},
+    "bench": {"--json", "--size-mib", "--repeats", "--team"},
+    "cleanup": {"--json", "--dry-run"},
+}
+
+
+def test_each_command_has_its_own_help_with_only_its_options():
+    import re
+
+    every = set().union(*OPTIONS.values())
+    for name, own in OPTIONS.items():
+        out = run(name, "--help")
+        assert out.returncode == 0 and out.stdout.startswith(f"usage: numa-numpy {name} ")
+        listed = set(re.findall(r"^  (--[a-z-]+)", out.stdout, re.M)) - {"--help"}
+        assert listed == own, name
+        assert not (every - own) & set(re.findall(r"--[a-z-]+", out.stdout)), name
+    assert "pid" in run("maps", "--help").stdout
+    assert "--policy POLICY" in run("run", "--help").stdout  # run's own parser, as before
+
+
+def test_json_may_come_before_or_after_the_command():
+    before, after = run("--json", "cleanup", "--dry-run"), run("cleanup", "--dry-run", "--json")
+    assert before.returncode == after.returncode == 0, before.stderr
+    assert json.loads(before.stdout)["dry_run"] is True and json.loads(after.stdout)["dry_run"]
+
+
+def test_one_node_is_said_in_plain_words_only_on_one_node(tmp_path):
+    from fixtures import machine
+
+    from numa_numpy.__main__ import one_node_note
+    from numa_numpy._kernel.topology import read_topology
+
+    four = read_topology(machine.lab().write(tmp_path / "four"))
+    assert one_node_note(four) is None
+    one = read_topology(machine.Machine(cpus={0: (0, 1)}).write(tmp_path / "one"))
+    note = one_node_note(one)
+    assert note.startswith("This machine has one NUMA node: every page is on node 0")
+    for works in ("huge pages", "prefault", "shared arrays", "parallel loops"):
+        assert works in note.split("Not here")[0]
+    assert "Not here: placement gains" in note
+    fenced = read_topology(machine.lab(mems_allowed=(1,)).write(tmp_path / "fenced"))
+    assert one_node_note(fenced).startswith(
+        "This process may use one NUMA node with memory (node 1 of 0-3"
+    )
+    here = run()
+    says = one_node_note(nn.topology())
+    assert (says in here.stdout) if says else ("one NUMA node" not in here.stdout)
+    data = json.loads(run("info", "--json").stdout)
+    assert data.get("one_node") == says
+
+
+def test_the_command_lines_examples_run():
+    import doctest
+
+    import numa_numpy.__main__ as cli
+
+    result = doctest.testmod(cli, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+def test_bench_figures_show_their_spread_and_one_node_says_the_columns_are_one_memory():
+    out = run("bench", "--size-mib", "4", "--repeats", "3", "--json")
+    data = json.loads(out.stdout)
+    for cell in data["cells"]:
+        for name in ("copy", "triad"):
+            runs = cell[f"{name}_runs_gbps"]
+            assert len(runs) == 3 and cell[f"{name}_gbps"] == max(runs)
+            assert min(runs) <= cell[f"{name}_median_gbps"] <= max(runs)
+    text = run("bench", "--size-mib", "4", "--repeats", "3").stdout
+    assert "median of 3 runs (min-max), GB/s" in text
+    import re
+
+    figures = re.findall(r"\| (\d+\.\d\d) \((\d+\.\d\d)-(\d+\.\d\d)\)", text)
+    assert len(figures) == 2 * len(data["cells"])
+    assert all(float(lo) <= float(mid) <= float(hi) for mid, lo, hi in figures)
+    one_node = len(data["memory"]) == 2
+    said = f"mem {data['memory'][0]} and interleaved are the same memory" in text
+    assert said == one_node
+
+
+def test_bench_one_node_note_only_on_one_node():
+    from numa_numpy._diagnostics.bandwidth import format_matrix
+
+    def cell(cpu, mem):
+        return {"cpu_node": cpu, "memory": mem, "copy_gbps": 2.0, "triad_gbps": 1.0,
+                "copy_runs_gbps": [1.0, 2.0, 1.5], "triad_runs_gbps": [1.0]}
+
+    two = {"size_bytes": 1 << 20, "repeats": 3, "cpu_nodes": [0, 1],
+           "memory": [0, 1, "interleaved"],
+           "cells": [cell(c, m) for c in (0, 1) for m in (0, 1, "interleaved")]}
+    text = format_matrix(two)
+    assert "same memory" not in text and "| 0 | 1.50 (1.00-2.00) | " in text
+    one = {**two, "cpu_nodes": [0], "memory": [0, "interleaved"],
+           "cells": [cell(0, 0), cell(0, "interleaved")]}
+    assert "One NUMA node: mem 0 and interleaved are the same memory" in format_matrix(one)
+
+
+def test_bench_progress_goes_to_stderr_and_only_on_a_terminal():
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    args = ["bench", "--size-mib", "1", "--repeats", "1"]
+    piped = run(*args)
+    assert piped.returncode == 0 and piped.stderr == ""  # no bar into a log
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # not 0 columns
+    try:  # stderr a terminal, stdout a pipe; the slave stays open while we read
+        done = subprocess.run([sys.executable, "-m", "numa_numpy", *args], stdout=subprocess.PIPE,
+                              stderr=slave, text=True, timeout=120)
+        drawn = b""
+        while select.select([master], [], [], 0.5)[0]:
+            drawn += os.read(master, 65536)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 0 and done.stdout.startswith("STREAM-style bandwidth")
+    assert b"bandwidth:" in drawn and b"cell" in drawn  # tqdm's bar, on the terminal
+    assert "cell" not in done.stdout

@@ -12,6 +12,7 @@ set) is unmapped by a thread that exists only while something is cached.
 
 from __future__ import annotations
 
+import html
 import operator
 import os
 import warnings
@@ -27,6 +28,7 @@ from .scope import forget_scopes
 
 __all__ = [
     "MemoryPool",
+    "MemoryStats",
     "get_memory_pool",
     "memory_stats",
     "node_memory_stats",
@@ -149,7 +151,109 @@ def _cache_stats() -> dict[str, Any]:
     return _arena.cache_stats()
 
 
-def memory_stats() -> dict[str, dict[str, Any]]:
+_COLUMNS = (  # (heading, key, MiB?) of the readable table
+    ("used MiB", "used_bytes", True),
+    ("cached MiB", "cached_bytes", True),
+    ("chunks MiB", "chunk_bytes", True),
+    ("live blocks", "live_blocks", False),
+    ("fallbacks", "fallbacks", False),
+    ("enforcement", "enforcement", False),
+)
+
+
+def _cell(entry: dict[str, Any], key: str, mib: bool) -> str:
+    value = entry.get(key, "-")
+    return f"{value / 2**20:.1f}" if mib and isinstance(value, int) else str(value)
+
+
+class MemoryStats(dict[str, dict[str, Any]]):
+    """What `memory_stats` returns: the plain dict of counters (index it as
+    before), shown as a table of handlers and the process's totals.
+
+    ``repr()`` (the REPL) and ``_repr_html_`` (a notebook) give one row per
+    handler, its bytes in live arrays, freed blocks kept for reuse and small
+    arrays' chunks (MiB), live blocks, fallbacks and enforcement, then the
+    ``"process"`` totals and the cache's budget.
+
+    Parameters
+    ----------
+    entries : dict, optional
+        Handler key -> counters, and ``"process"``, as `memory_stats` builds it.
+
+    See Also
+    --------
+    memory_stats
+
+    Examples
+    --------
+    >>> import numa_numpy as nn
+    >>> a = nn.numa_ones(1 << 20, node=0)
+    >>> stats = nn.memory_stats()
+    >>> isinstance(stats, dict) and stats["process"]["used_bytes"] >= a.nbytes
+    True
+    >>> print(repr(stats).splitlines()[0])  # doctest: +ELLIPSIS
+    memory_stats(): ... handler(s), ... MiB in live arrays, ... MiB cached...
+    >>> "<table>" in stats._repr_html_()
+    True
+    """
+
+    def _rows(self) -> list[tuple[str, list[str]]]:
+        return [
+            (
+                "process (all handlers)" if name == "process" else name,
+                [_cell(entry, key, mib) for _, key, mib in _COLUMNS],
+            )
+            for name, entry in self.items()
+        ]
+
+    def _summary(self) -> str:
+        proc = self.get("process", {})
+
+        def mib(key: str) -> str:
+            return f"{proc.get(key, 0) / 2**20:.1f}"
+
+        return (
+            f"memory_stats(): {proc.get('handlers', len(self) - 1)} handler(s), "
+            f"{mib('used_bytes')} MiB in live arrays, {mib('cached_bytes')} MiB cached"
+            + (
+                f" (budget {mib('budget')} MiB, from {proc.get('memory_limit_source', '?')})"
+                if "budget" in proc
+                else ""
+            )
+        )
+
+    def __repr__(self) -> str:
+        heads = ["handler"] + [head for head, _, _ in _COLUMNS]
+        rows = self._rows()
+        widths = [max([len(heads[0])] + [len(name) for name, _ in rows])]
+        widths += [
+            max([len(head)] + [len(cells[i]) for _, cells in rows])
+            for i, head in enumerate(heads[1:])
+        ]
+
+        def line(cells: list[str]) -> str:
+            first = cells[0].ljust(widths[0])
+            rest = [c.rjust(w) for c, w in zip(cells[1:-1], widths[1:-1], strict=True)]
+            return "  ".join([first, *rest, cells[-1]]).rstrip()
+
+        table = [line(heads)] + [line([name, *cells]) for name, cells in rows]
+        return "\n".join([self._summary(), *table])
+
+    def _repr_html_(self) -> str:
+        heads = "".join(f"<th>{head}</th>" for head in ["handler"] + [h for h, _, _ in _COLUMNS])
+        rows = "".join(
+            f"<tr><td style='text-align:left'>{html.escape(name)}</td>"
+            + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells)
+            + "</tr>"
+            for name, cells in self._rows()
+        )
+        return (
+            f"<table><caption>{html.escape(self._summary())}</caption>"
+            f"<thead><tr>{heads}</tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+
+def memory_stats() -> MemoryStats:
     """Per policy handler: used, cached and mapped bytes, live blocks, fallbacks.
 
     The entry ``"process"`` holds the process-wide cache and totals:
@@ -179,10 +283,10 @@ def memory_stats() -> dict[str, dict[str, Any]]:
 
     Returns
     -------
-    dict of str to dict
-        One entry per handler, keyed by its policy and options
+    MemoryStats
+        A dict: one entry per handler, keyed by its policy and options
         (``"bind:0 strict=False huge_pages=auto prefault=none"``), and
-        ``"process"``.
+        ``"process"``; shown as a table in the REPL and in notebooks.
 
     See Also
     --------
@@ -243,7 +347,7 @@ def memory_stats() -> dict[str, dict[str, Any]]:
         **totals,
         "enforcement": "-",  # a totals row: no policy of its own
     }
-    return out
+    return MemoryStats(out)
 
 
 def free_all_blocks() -> int:

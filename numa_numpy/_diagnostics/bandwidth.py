@@ -5,7 +5,8 @@
 `bandwidth_matrix()` returns, for each NUMA node with CPUs (the thread pinned to
 that node's CPUs) and each node with memory, plus an "interleaved" column (pages
 spread over all usable nodes), the single-thread copy and triad bandwidth in
-GB/s (best of `repeats`). The arrays come from
+GB/s (best of `repeats`; every run's figure is kept, and the text shows the
+median with the range over the runs). The arrays come from
 ``numa_numpy.numa_empty(..., node=mem_node, prefault="touch")`` and the kernels
 run inside ``numa_numpy.on_node(mem_node)`` with preallocated temporaries, so
 nothing they touch lands elsewhere.
@@ -36,6 +37,8 @@ whole-machine rows then measure node 0's team again).
 from __future__ import annotations
 
 import os
+import statistics
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,14 +65,28 @@ Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 Chunk = tuple[int, int, int, int]  # (worker node, worker index, start, stop)
 
 
-def _best_seconds(kernel: Callable[[], None], repeats: int) -> float:
-    kernel()  # warm-up: caches, TLB, lazy NumPy setup
-    best = float("inf")
+def _run_seconds(kernel: Callable[[], None], repeats: int) -> list[float]:
+    """Seconds of each of `repeats` timed runs, after one warm-up (caches, TLB,
+    lazy NumPy setup)."""
+    kernel()
+    runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         kernel()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
+def _figures(nbytes: int, copy_s: list[float], triad_s: list[float]) -> Any:
+    """A cell's GB/s: the best (``copy_gbps``), the median and every run's."""
+    out: dict[str, Any] = {}
+    for name, count, runs in (("copy", COPY_ARRAYS, copy_s), ("triad", TRIAD_ARRAYS, triad_s)):
+        gbps = [count * nbytes / seconds / 1e9 for seconds in runs]
+        out[f"{name}_gbps"] = max(gbps)
+        out[f"{name}_median_gbps"] = statistics.median(gbps)
+        out[f"{name}_runs_gbps"] = gbps
+        out[f"{name}_seconds"] = min(runs)
+    return out
 
 
 def _scope(memory: int | str) -> PolicyScope:
@@ -123,15 +140,12 @@ def _cell(memory: int | str, n: int, repeats: int) -> dict[str, Any]:
     arrays = _arrays(memory, n)
     copy, triad = _kernels(arrays)
     with _scope(memory):  # anything NumPy allocates on the way lands there too
-        copy_s = _best_seconds(copy, repeats)
-        triad_s = _best_seconds(triad, repeats)
+        copy_s = _run_seconds(copy, repeats)
+        triad_s = _run_seconds(triad, repeats)
     a = arrays[0]
     where = placement(a)
     return {
-        "copy_gbps": COPY_ARRAYS * a.nbytes / copy_s / 1e9,
-        "triad_gbps": TRIAD_ARRAYS * a.nbytes / triad_s / 1e9,
-        "copy_seconds": copy_s,
-        "triad_seconds": triad_s,
+        **_figures(a.nbytes, copy_s, triad_s),
         "pages_by_node": {str(k): v for k, v in where.pages.items()},
         "policy": str(where.policy),
     }
@@ -193,13 +207,12 @@ def _stream(arrays: Arrays, memory: int | str, barrier: threading.Barrier, repea
     return copy_spans, triad_spans, current_node()
 
 
-def _wall_seconds(spans: list[list[tuple[float, float]]]) -> float:
-    """Best over repeats of (last worker's end - first worker's start)."""
-    walls = [
+def _wall_seconds(spans: list[list[tuple[float, float]]]) -> list[float]:
+    """Each repeat's (last worker's end - first worker's start)."""
+    return [
         max(worker[r][1] for worker in spans) - min(worker[r][0] for worker in spans)
         for r in range(len(spans[0]))
     ]
-    return min(walls)
 
 
 def _team_cell(
@@ -245,10 +258,7 @@ def _team_cell(
             }
         )
     return {
-        "copy_gbps": COPY_ARRAYS * nbytes / copy_s / 1e9,
-        "triad_gbps": TRIAD_ARRAYS * nbytes / triad_s / 1e9,
-        "copy_seconds": copy_s,
-        "triad_seconds": triad_s,
+        **_figures(nbytes, copy_s, triad_s),
         "threads": len(chunks),
         "pages_by_node": dict(sorted(total.items(), key=lambda kv: int(kv[0]))),
         "policy": str(placement(arrays[0][0]).policy),
@@ -372,7 +382,10 @@ def _team_matrix(n: int, repeats: int, memory: list[int | str], bar: Any) -> dic
 def _progress_bar(total: int) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="bandwidth", unit="cell", leave=False)
+    # on stderr, and not drawn at all when stderr is not a terminal (disable=None)
+    return tqdm(
+        total=total, desc="bandwidth", unit="cell", leave=False, file=sys.stderr, disable=None
+    )
 
 
 def bandwidth_matrix(
@@ -402,9 +415,10 @@ def bandwidth_matrix(
         temporary); per node in team mode, split among the node's workers.
         Choose at least 4x the last-level cache.
     repeats : int
-        Timed runs per kernel; the best counts.
+        Timed runs per kernel: ``copy_gbps`` is the best, ``copy_median_gbps``
+        the median and ``copy_runs_gbps`` every run's (triad alike).
     progress : bool
-        Draw a progress bar on stderr (tqdm).
+        Draw a progress bar on stderr (tqdm), when stderr is a terminal.
     team : bool
         Measure node teams (all of a node's workers at once) and the whole
         machine instead of one thread per node.
@@ -418,7 +432,9 @@ def bandwidth_matrix(
              "cpu_nodes": [0, 1], "memory": [0, 1, "interleaved"],
              "copy_gbps": [[...], ...], "triad_gbps": [[...], ...],  # rows: cpu_nodes
              "cells": [{"cpu_node", "cpus", "memory", "copy_gbps", "triad_gbps",
-                        "copy_seconds", "triad_seconds", "pages_by_node", "policy"}, ...]}
+                        "copy_median_gbps", "triad_median_gbps", "copy_runs_gbps",
+                        "triad_runs_gbps", "copy_seconds", "triad_seconds",
+                        "pages_by_node", "policy"}, ...]}
 
         A cell that could not be measured (a full node) has None figures and an
         "error". With ``team=True``: "team": True, "threads" is the list of each
@@ -507,30 +523,55 @@ def bandwidth_matrix(
     }
 
 
-def _figure(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _figure(cell: dict[str, Any], name: str) -> str:
+    """A cell's `name` ("copy", "triad") GB/s: the median and, over several
+    runs, their range; "-" for a hole."""
+    best = cell.get(f"{name}_gbps")
+    if best is None:
+        return "-"
+    runs = cell.get(f"{name}_runs_gbps") or [best]
+    if len(runs) == 1:
+        return f"{runs[0]:.2f}"
+    return f"{statistics.median(runs):.2f} ({min(runs):.2f}-{max(runs):.2f})"
+
+
+def _runs(repeats: int) -> str:
+    return "1 run (GB/s)" if repeats == 1 else f"median of {repeats} runs (min-max), GB/s"
+
+
+def _one_node_note(memory: list[int | str]) -> list[str]:
+    if len(memory) != 2:  # one node with memory, and the interleaved column
+        return []
+    return [
+        "",
+        f"One NUMA node: mem {memory[0]} and interleaved are the same memory (interleaving "
+        f"over one node puts every page on node {memory[0]}): any difference between the two "
+        "columns is run-to-run noise, not placement.",
+    ]
 
 
 def format_matrix(result: dict[str, Any]) -> str:
-    """The two matrices as Markdown tables (rows: CPU node, columns: memory);
-    in team mode with each row's threads, then the whole-machine rows."""
+    """The two matrices as Markdown tables (rows: CPU node, columns: memory),
+    each figure the median over the runs with their range; in team mode with
+    each row's threads, then the whole-machine rows."""
     team = bool(result.get("team"))
     columns = [f"mem {m}" if m != INTERLEAVED else INTERLEAVED for m in result["memory"]]
+    runs = _runs(result["repeats"])
     if team:
         head = (
             "STREAM-style bandwidth, node teams (one worker per allowed CPU of the node, "
             f"all at once), {result['size_bytes'] >> 20} MiB per array split among them, "
-            f"best of {result['repeats']} (GB/s)"
+            f"{runs}"
         )
         lead, threads = "| cpu node | threads | ", [f"{t} | " for t in result["threads"]]
     else:
         head = (
-            f"STREAM-style bandwidth, 1 thread, {result['size_bytes'] >> 20} MiB per array, "
-            f"best of {result['repeats']} (GB/s)"
+            f"STREAM-style bandwidth, 1 thread, {result['size_bytes'] >> 20} MiB per array, {runs}"
         )
         lead, threads = "| cpu node | ", [""] * len(result["cpu_nodes"])
+    cells = {(c["cpu_node"], c["memory"]): c for c in result["cells"]}
     out = [head]
-    for key, title in (("copy_gbps", "copy  b = a"), ("triad_gbps", "triad a = b + s*c")):
+    for name, title in (("copy", "copy  b = a"), ("triad", "triad a = b + s*c")):
         out += [
             "",
             f"{title}:",
@@ -538,8 +579,10 @@ def format_matrix(result: dict[str, Any]) -> str:
             lead + " | ".join(columns) + " |",
             "|---|" + "---|" * (len(columns) + team),
         ]
-        for node, row, t in zip(result["cpu_nodes"], result[key], threads, strict=True):
-            out.append(f"| {node} | {t}" + " | ".join(_figure(v) for v in row) + " |")
+        for node, t in zip(result["cpu_nodes"], threads, strict=True):
+            row = [_figure(cells[node, m], name) for m in result["memory"]]
+            out.append(f"| {node} | {t}" + " | ".join(row) + " |")
+    out += _one_node_note(result["memory"])
     if team and result["machine"]:
         out += [
             "",
@@ -553,7 +596,7 @@ def format_matrix(result: dict[str, Any]) -> str:
             name = "node-local" if row["memory"] == LOCAL else row["memory"]
             out.append(
                 f"| {name} | {format_list(row['nodes'])} | {row['threads']} | "
-                f"{_figure(row['copy_gbps'])} | {_figure(row['triad_gbps'])} |"
+                f"{_figure(row, 'copy')} | {_figure(row, 'triad')} |"
             )
     errors = [c for c in result["cells"] if c.get("error")]
     for c in errors:

@@ -226,7 +226,7 @@ def check_huge_pages(host: Host) -> list[Finding]:
             "huge-pages",
             Severity.INFO,
             "no huge-page pool is reserved on any node",
-            "huge_pages='2MB' or '1GB' fails (or falls back) until a pool is reserved",
+            "huge_pages='2mb' or '1gb' fails (or falls back) until a pool is reserved",
             "echo N > /sys/devices/system/node/nodeX/hugepages/hugepages-2048kB/"
             "nr_hugepages (N pages on node X, as root)",
             details,

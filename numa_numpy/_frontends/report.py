@@ -66,8 +66,8 @@ def _about_handler(entry: dict[str, Any], level: EnforcementLevel) -> list[str]:
             f"{name}: policy refused, soft mode fell back to unbound memory "
             f"({entry['enforcement']})"
         )
-    elif level is EnforcementLevel.BEST_EFFORT and "(" in entry["enforcement"]:
-        said.append(f"{name}: applied only in part: {entry['enforcement']}")
+    elif level is EnforcementLevel.BEST_EFFORT and entry["enforcement"] != "applied":
+        said.append(f"{name}: {entry['enforcement']}")  # partly applied: why
     if entry["fallbacks"]:
         said.append(
             f"{name}: {entry['fallbacks']} mapping(s) left unbound in soft mode "
@@ -216,7 +216,7 @@ def format_report(report: dict[str, Any]) -> str:
     for entry in report["handlers"]:
         lines.append(
             f"handler {entry['policy']} ({entry['options']}): peak {_mib(entry['peak_bytes'])}, "
-            f"in use {_mib(entry['used_bytes'])}, enforcement {entry['enforcement']}"
+            f"in use {_mib(entry['used_bytes'])}, {entry['enforcement']}"
         )
     loops = report.get("loops")
     if loops:

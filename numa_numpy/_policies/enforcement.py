@@ -83,6 +83,8 @@ class EnforcementLevel(enum.Enum):
     ``STRICT``: applied, and a refusal would have raised (``strict=True``).
     ``BEST_EFFORT``: applied in soft mode, or only partly (see the reason).
     ``NONE``: not applied, the memory is unbound (see the reason).
+    `Enforcement.words` says which in words: "applied", "partly applied:
+    <why>", "refused: <why>".
 
     See Also
     --------
@@ -101,12 +103,19 @@ class EnforcementLevel(enum.Enum):
     NONE = "none"  # not applied: memory is unbound (see reason)
 
 
+MIGRATED = "migrated from "  # the reason `placement` gives a block migrate() rebound
+NOTHING_TO_PLACE = "nothing to place"  # a file range under the default policy
+KERNEL_REFUSED = "the kernel refused "  # how a refusal's reason begins
+
+
 @dataclass(frozen=True)
 class Enforcement:
     """How far a policy is enforced, and why not further.
 
-    ``str()`` gives ``"best-effort (reason)"``; `placement` reports it for
-    numa_numpy's memory, and so do regions and shared arrays.
+    ``str()`` says it in one of three words (`words`), defined in the guide's
+    "Strict vs soft" page: ``"applied"``, ``"partly applied: <why>"`` or
+    ``"refused: <why>"``; `placement` reports it for numa_numpy's memory, and
+    so do regions, shared arrays and the handlers' reports.
 
     Parameters
     ----------
@@ -125,15 +134,37 @@ class Enforcement:
     >>> e = nn.placement(nn.numa_ones(1000, node=0)).enforcement
     >>> e.level in (nn.EnforcementLevel.BEST_EFFORT, nn.EnforcementLevel.NONE)
     True
-    >>> str(nn.Enforcement(nn.EnforcementLevel.NONE, "mbind: EPERM"))
-    'none (mbind: EPERM)'
+    >>> str(nn.Enforcement(nn.EnforcementLevel.NONE, "the kernel refused it: mbind: EPERM"))
+    'refused by the kernel: mbind: EPERM'
+    >>> str(nn.Enforcement(nn.EnforcementLevel.BEST_EFFORT, "node 3 has no memory"))
+    'partly applied: node 3 has no memory'
+    >>> soft, strict = nn.EnforcementLevel.BEST_EFFORT, nn.EnforcementLevel.STRICT
+    >>> print(nn.Enforcement(soft), nn.Enforcement(strict), sep=", ")
+    applied, applied (strict)
     """
 
     level: EnforcementLevel
     reason: str = ""
 
+    @property
+    def words(self) -> str:
+        """What ``str()`` says: ``"applied"`` (``"applied (strict)"`` when a
+        refusal would have raised), ``"partly applied: <why>"`` or
+        ``"refused: <why>"``."""
+        if self.reason.startswith(MIGRATED):  # the kernel holds migrate()'s policy now
+            return f"applied ({self.reason})"
+        if self.reason == NOTHING_TO_PLACE:
+            return NOTHING_TO_PLACE
+        if self.level is EnforcementLevel.NONE:
+            if self.reason.startswith(KERNEL_REFUSED):  # "the kernel refused it: mbind: EPERM"
+                return "refused by the kernel: " + self.reason.split(": ", 1)[-1]
+            return "refused" + (f": {self.reason}" if self.reason else "")
+        if self.reason:
+            return f"partly applied: {self.reason}"
+        return "applied (strict)" if self.level is EnforcementLevel.STRICT else "applied"
+
     def __str__(self) -> str:
-        return self.level.value + (f" ({self.reason})" if self.reason else "")
+        return self.words
 
 
 def node_shortfall(policy: Policy, topo: Topology) -> str:

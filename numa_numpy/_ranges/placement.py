@@ -232,7 +232,7 @@ class Placement:
         if self.source != "move_pages":
             text += f"; from {self.source} (whole mappings: move_pages is refused here)"
         if self.requested is not None:
-            text += f"; requested {self.requested}, enforcement {self.enforcement}"
+            text += f"; requested {self.requested}, {self.enforcement}"
         if self._huge_clause():
             text += f"; {self._huge_clause()}"
         if self.file is not None:

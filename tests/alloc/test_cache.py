@@ -700,3 +700,24 @@ def test_memory_pool_has_cupys_names_and_meanings(cache_settings):
     pool.set_cache_limit(None)
     assert pool.get_cache_limit() == nn.memory_stats()["process"]["budget"]
 
+
+
+def test_memory_stats_is_a_dict_shown_as_a_table():
+    a = nn.numa_ones(1 << 20, node=0)  # 8 MiB live under bind:0
+    stats = nn.memory_stats()
+    key = "bind:0 strict=False huge_pages=auto prefault=none"
+    assert isinstance(stats, dict) and stats[key]["used_bytes"] >= a.nbytes  # indexed as before
+    assert json.loads(json.dumps(stats)) == stats  # still plain data
+    text = repr(stats).splitlines()
+    assert text[0].startswith(f"memory_stats(): {stats['process']['handlers']} handler(s), ")
+    assert text[1].split() == ["handler", "used", "MiB", "cached", "MiB", "chunks", "MiB",
+                               "live", "blocks", "fallbacks", "enforcement"]
+    row = next(line for line in text if line.startswith(key))
+    mib = f"{stats[key]['used_bytes'] / 2**20:.1f}"
+    assert row.split()[4:6] == [mib, f"{stats[key]['cached_bytes'] / 2**20:.1f}"]
+    assert row.endswith(stats[key]["enforcement"])
+    assert text[-1].startswith("process (all handlers)")
+    html = stats._repr_html_()
+    assert html.count("<tr>") == len(stats) + 1  # the heading and one row per entry
+    assert f"<td style='text-align:left'>{key}</td><td>{mib}</td>" in html
+    del a

@@ -180,6 +180,17 @@ def test_huge_page_pools_everywhere_or_nowhere(tmp_path):
     assert only(diagnose(tmp_path / "b", machine.lab()), "huge-pages").severity is Severity.INFO
 
 
+def test_no_pool_names_huge_page_values_the_api_takes(tmp_path):
+    import re
+
+    from numa_numpy._policies.options import HugePages
+
+    impact = only(diagnose(tmp_path, machine.lab()), "huge-pages").impact
+    named = re.findall(r"'([^']+)'", impact)
+    assert named == ["2mb", "1gb"], impact
+    assert [HugePages(value).value for value in named] == named  # spelled as the API spells them
+
+
 def test_an_unreadable_balancing_switch_is_unknown_not_off(tmp_path):
     m = machine.lab()
     root = m.write(tmp_path)

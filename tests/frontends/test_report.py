@@ -178,3 +178,14 @@ def test_the_report_says_what_the_parallel_loops_did(tmp_path):
     assert plain.returncode == 0, plain.stderr
     assert json.loads(out_file.read_text())["loops"] is None
     assert "parallel loops:" not in plain.stderr
+
+
+def test_a_handler_applied_only_in_part_is_said_in_the_guides_words():
+    from numa_numpy._frontends.report import _about_handler
+
+    entry = {"policy": "bind:0", "fallbacks": 0, "huge_fallbacks": 0}
+    partly = nn.Enforcement(nn.EnforcementLevel.BEST_EFFORT, "no 1gb huge pages free on node 0")
+    said = _about_handler({**entry, "enforcement": str(partly)}, partly.level)
+    assert said == ["bind:0: partly applied: no 1gb huge pages free on node 0"]
+    applied = nn.Enforcement(nn.EnforcementLevel.BEST_EFFORT)
+    assert _about_handler({**entry, "enforcement": str(applied)}, applied.level) == []

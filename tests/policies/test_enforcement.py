@@ -297,3 +297,29 @@ def test_ranges_report_the_enforcement_asked_for_and_prefault_only_when_asked(st
         region.close()
         shared.unlink()
 
+
+
+def test_enforcement_says_applied_partly_applied_or_refused(fresh_handlers):
+    # the three words of the guide's "Strict vs soft", in str(), the placement
+    # and the handler's stats alike; the enum values stay what they were
+    soft = nn.numa_ones(1 << 16, node=0)
+    strict = nn.numa_ones(1 << 16, node=0, strict=True)
+    assert str(nn.placement(soft).enforcement) == "applied"
+    assert str(nn.placement(strict).enforcement) == "applied (strict)"
+    assert repr(nn.placement(soft)).endswith("requested bind:0, applied>")
+    with pytest.warns(nn.NumaWarning, match="huge pages"):
+        partly = nn.numa_ones(1 << 16, node=0, huge_pages="1gb")
+    where = nn.placement(partly)
+    assert where.enforcement.level is nn.EnforcementLevel.BEST_EFFORT
+    assert str(where.enforcement) == f"partly applied: {where.enforcement.reason}"
+    assert "no 1gb huge pages free" in str(where)
+    inject(lib.NN_FAULT_MBIND, errno.EPERM)
+    with pytest.warns(nn.NumaWarning, match="EPERM"):
+        with nn.on_node(0, prefault="touch"):
+            refused = np.ones(1 << 16)
+    words = nn.placement(refused).enforcement.words
+    assert words.startswith("refused by the kernel: ") and "EPERM" in words
+    assert "refused it" not in words  # said once
+    stats = nn.memory_stats()
+    assert stats["bind:0 strict=False huge_pages=auto prefault=touch"]["enforcement"] == words
+    assert [level.value for level in nn.EnforcementLevel] == ["strict", "best-effort", "none"]
