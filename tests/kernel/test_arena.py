@@ -1107,8 +1107,8 @@ def test_decay_unmaps_from_the_thread(arena, process_cache):
     old = address(p)
     lib.nn_arena_free(a, p)
     assert stats(a)["cached_bytes"] > 0 and cache_stats()["decay_thread"] == 1
-    for _ in range(100):
-        if stats(a)["cached_bytes"] == 0:
+    for _ in range(100):  # out of the cache, then unmapped (after the arena's lock)
+        if stats(a)["cached_bytes"] == 0 and not is_bound_vma(old):
             break
         time.sleep(0.05)
     assert stats(a)["cached_bytes"] == 0
@@ -1357,8 +1357,13 @@ def test_emptied_chunks_decay_like_large_blocks(arena, process_cache):
     for p in fill_chunks(a, 3):
         lib.nn_arena_free(a, p)
     assert stats(a)["cached_chunk_bytes"] == 2 * CHUNK
+    # The decay thread takes entries out under the arena's lock and counts them
+    # as it unmaps them, after: wait for both, not for the first alone.
     for _ in range(100):
-        if stats(a)["cached_bytes"] == 0:
+        if (
+            stats(a)["cached_bytes"] == 0
+            and cache_stats()["decayed_bytes"] - decayed == 2 * CHUNK
+        ):
             break
         time.sleep(0.05)
     assert stats(a)["cached_bytes"] == 0
