@@ -171,7 +171,11 @@ def test_the_report_says_what_the_parallel_loops_did(tmp_path):
     assert child["s"] == 2.0 * (1 << 21)
     # the report is taken at exit, after the program's own reading
     assert loops["split"] >= child["split"] >= 1
-    assert loops["reduce_split"] >= child["reduce_split"] >= 1
+    assert loops["reduce_split"] >= child["reduce_split"]
+    if np.lib.NumpyVersion(np.__version__) >= "2.4.0":
+        # older NumPy hands a reduction to the loop in 8192-element buffers,
+        # below the default threshold (see the guide)
+        assert child["reduce_split"] >= 1
     assert "parallel loops:" in out.stderr and "calls split" in out.stderr
     # without --parallel there is nothing to say about them
     plain = run_wrapped(["--policy", "interleave", f"--report={out_file}", str(job)])
