@@ -2,7 +2,7 @@
 
     python benchmarks/libraries.py [--n N] [--json FILE] [--markdown FILE]
 
-Needs pandas, pyarrow and scikit-learn (`pip install -e ".[bench,libraries]"`);
+Needs pandas, pyarrow and scikit-learn (`pip install -e ".[libraries]"`);
 torch is measured when it is installed, and its rows are left out otherwise.
 
 Every object is made inside `with nn.on_node(0):` from inputs made outside it
@@ -91,8 +91,16 @@ def probe(library: str, case: str, x: Any, why: str = "", workaround: str = "") 
             why = f"the library's own allocator (owner: {foreign})"
         else:
             why = "NumPy's allocator, outside the scope"
-    return Row(library, case, placed, str(handler), str(where.requested), str(where.policy),
-               why, workaround)
+    return Row(
+        library,
+        case,
+        placed,
+        str(handler),
+        str(where.requested),
+        str(where.policy),
+        why,
+        workaround,
+    )
 
 
 def pandas_rows(n: int) -> list[Row]:
@@ -111,18 +119,30 @@ def pandas_rows(n: int) -> list[Row]:
         ]
         for blk in df._mgr.blocks:
             if isinstance(blk.values, np.ndarray):
-                rows.append(probe("pandas", f"block {blk.values.dtype} {blk.values.shape}",
-                                  blk.values))
+                rows.append(
+                    probe("pandas", f"block {blk.values.dtype} {blk.values.shape}", blk.values)
+                )
         rows += [
             probe("pandas", "groupby().sum() column", df.groupby("k")[["f"]].sum()["f"].to_numpy()),
             probe("pandas", "sort_values() column", df.sort_values("f")["f"].to_numpy()),
             probe("pandas", "to_numpy() of float+int", df[["f", "i"]].to_numpy()),
-            probe("pandas", "to_numpy() of float+str (object)", df[["f", "s"]].to_numpy(),
-                  why="NumPy's allocator for the pointers; the str objects: Python's"),
-            probe("pandas", "object column (pointers)", obj.to_numpy(),
-                  why="NumPy's allocator for the pointers; the str objects: Python's"),
-            probe("pandas", f"default string column ({df['s'].dtype}) data",
-                  _arrow_buffer(df["s"].array)),
+            probe(
+                "pandas",
+                "to_numpy() of float+str (object)",
+                df[["f", "s"]].to_numpy(),
+                why="NumPy's allocator for the pointers; the str objects: Python's",
+            ),
+            probe(
+                "pandas",
+                "object column (pointers)",
+                obj.to_numpy(),
+                why="NumPy's allocator for the pointers; the str objects: Python's",
+            ),
+            probe(
+                "pandas",
+                f"default string column ({df['s'].dtype}) data",
+                _arrow_buffer(df["s"].array),
+            ),
             probe("pandas", "float64[pyarrow] column data", _arrow_buffer(arrow.array)),
             probe("pandas", "float64[pyarrow] to_numpy()", arrow.to_numpy()),
         ]
@@ -178,12 +198,24 @@ def sklearn_rows(n: int) -> list[Row]:
         probe("joblib", "threading backend result", threads[0], why=THREAD),
         probe("joblib", "loky result, in the parent", procs[0][0], why=RECEIVED),
         _told("joblib", "loky result, in the worker", procs[0][1], PROCESS),
-        probe("joblib", "threading backend, delayed(nn.propagate(f))", propagated[0],
-              workaround="nn.propagate"),
-        probe("scikit-learn", "RandomForest tree_.value, nn.numa_array copy",
-              nn.numa_array(value, node=0), workaround="nn.numa_array"),
-        probe("joblib", "loky result, nn.numa_array copy in the parent",
-              nn.numa_array(procs[0][0], node=0), workaround="nn.numa_array"),
+        probe(
+            "joblib",
+            "threading backend, delayed(nn.propagate(f))",
+            propagated[0],
+            workaround="nn.propagate",
+        ),
+        probe(
+            "scikit-learn",
+            "RandomForest tree_.value, nn.numa_array copy",
+            nn.numa_array(value, node=0),
+            workaround="nn.numa_array",
+        ),
+        probe(
+            "joblib",
+            "loky result, nn.numa_array copy in the parent",
+            nn.numa_array(procs[0][0], node=0),
+            workaround="nn.numa_array",
+        ),
     ]
     return rows
 
@@ -205,12 +237,21 @@ def loky_child() -> list[Row]:
     procs = Parallel(n_jobs=2)(delayed(make_and_ask)(x) for _ in range(2))
     how = "numa-numpy run --policy bind:0"
     return [
-        probe("joblib", "threading backend result", threads[0], workaround=how,
-              why="every thread of the program starts under the policy"),
-        _told("joblib", "loky result, in the worker", procs[0][1],
-              "the worker started with NUMA_NUMPY_POLICY", how),
-        probe("joblib", "loky result, in the parent", procs[0][0], why=RECEIVED,
-              workaround=how),
+        probe(
+            "joblib",
+            "threading backend result",
+            threads[0],
+            workaround=how,
+            why="every thread of the program starts under the policy",
+        ),
+        _told(
+            "joblib",
+            "loky result, in the worker",
+            procs[0][1],
+            "the worker started with NUMA_NUMPY_POLICY",
+            how,
+        ),
+        probe("joblib", "loky result, in the parent", procs[0][0], why=RECEIVED, workaround=how),
     ]
 
 
@@ -226,14 +267,29 @@ def torch_rows(n: int) -> list[Row]:
     return [
         probe("torch", "torch.from_numpy(placed).numpy()", shared.numpy()),
         probe("torch", "torch.ones(n).numpy()", own.numpy()),
-        probe("torch", "from_numpy(nn.numa_array(t.numpy()))", copy.numpy(),
-              workaround="nn.numa_array"),
+        probe(
+            "torch",
+            "from_numpy(nn.numa_array(t.numpy()))",
+            copy.numpy(),
+            workaround="nn.numa_array",
+        ),
     ]
 
 
 def run_child(n: int) -> list[Row]:
-    cmd = [sys.executable, "-m", "numa_numpy", "run", "--policy", "bind:0", "--",
-           __file__, "--child", "--n", str(n)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "numa_numpy",
+        "run",
+        "--policy",
+        "bind:0",
+        "--",
+        __file__,
+        "--child",
+        "--n",
+        str(n),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         print(out.stderr[-2000:], file=sys.stderr)
@@ -245,8 +301,16 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     found = {"python": platform.python_version()}
-    for name in ("numpy", "numa_numpy", "pandas", "pyarrow", "scikit-learn", "joblib",
-                 "scipy", "torch"):
+    for name in (
+        "numpy",
+        "numa_numpy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "joblib",
+        "scipy",
+        "torch",
+    ):
         try:
             found[name] = md.version(name)
         except md.PackageNotFoundError:
@@ -256,12 +320,17 @@ def versions() -> dict[str, str]:
 
 
 def markdown(rows: list[Row], facts: dict[str, str]) -> str:
-    lines = [", ".join(f"{k} {v}" for k, v in facts.items()), "",
-             "| library | case | placed | handler | requested | kernel | why | workaround |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        ", ".join(f"{k} {v}" for k, v in facts.items()),
+        "",
+        "| library | case | placed | handler | requested | kernel | why | workaround |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r.library} | {r.case} | {'yes' if r.placed else 'no'} | {r.handler} "
-                     f"| {r.requested} | {r.kernel} | {r.why} | {r.workaround or '-'} |")
+        lines.append(
+            f"| {r.library} | {r.case} | {'yes' if r.placed else 'no'} | {r.handler} "
+            f"| {r.requested} | {r.kernel} | {r.why} | {r.workaround or '-'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
