@@ -105,7 +105,7 @@ def test_a_refused_policy_is_reported_as_a_soft_fallback(tmp_path):
     said = [s for s in report["run"] if "policy refused, soft mode fell back" in s]
     assert said and said[0].startswith("bind:0")
     assert "policy refused, soft mode fell back" in out.stderr
-    assert any(f["check"] == "policy-syscalls" for f in report["findings"])
+    assert any(f["check"] == "policy-syscalls" for f in report["findings"]), report["findings"]
 
 
 def test_one_report_per_run_whatever_children_it_starts(tmp_path):
