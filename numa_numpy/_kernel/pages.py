@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .hugepages import smaps_vmas
 from .lib import check, ffi, lib
 from .sysfs import THP_SIZE, KernelFiles, process_file
 from .topology import mask_bits
@@ -126,23 +127,10 @@ def allocation_unit(address: int, nbytes: int, pid: int | str = "self") -> int:
     An interleaved range is spread in these units, so its balance is only ever
     exact to one unit.
     """
-    text = process_file("smaps", pid).read_text()
-    stop = address + max(nbytes, 1)
     unit = 0
-    inside = False
-    for line in text.splitlines():
-        match = _RANGE.match(line + " ")
-        if match and "-" in line.split()[0]:
-            start, end = int(match.group(1), 16), int(match.group(2), 16)
-            inside = start < stop and end > address
-            continue
-        if not inside:
-            continue
-        key, _, value = line.partition(":")
-        kib = value.split()[0] if value.split() else ""
-        if key == "KernelPageSize" and kib.isdigit():
-            unit = max(unit, int(kib) << 10)
-        elif key == "AnonHugePages" and kib.isdigit() and int(kib) > 0:
+    for vma in smaps_vmas(address, nbytes, pid):
+        unit = max(unit, vma.kernel_page)
+        if vma.anon_huge > 0:
             unit = max(unit, _thp_size())
     return unit or os.sysconf("SC_PAGE_SIZE")
 
