@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .._kernel.arena import partition_cuts
 from .._kernel.lib import apply_binding, check_room, errno_of, lib, populate, rephrase
 from .._kernel.pages import query_pages
-from .._kernel.topology import Topology, format_list
+from .._kernel.topology import Topology, current_node, format_list
 from .._policies.cstructs import binding_struct, prefault_plan
 from .._policies.enforcement import (
     Enforcement,
@@ -19,7 +21,7 @@ from .._policies.enforcement import (
     refuse_or_warn,
 )
 from .._policies.options import AllocationOptions, Prefault
-from .._policies.policy import Policy, validate
+from .._policies.policy import Interleave, Local, Policy, validate
 from ..errors import NumaAllocationError, NumaError
 
 
@@ -143,3 +145,23 @@ def bind_range(
                         reason=f"{off} pages off-policy",
                     )
     return Enforcement(level, "; ".join(reasons))
+
+
+def page_nodes(policy: Policy, topo: Topology, npages: int, page: int) -> np.ndarray:
+    """The node each of `npages` pages of a range should be on: each part's
+    node for `Partitioned` (cut as `range_cuts` cuts), round robin over an
+    interleave's nodes, this thread's node for Local, the first node else."""
+    parts = policy.parts(topo)
+    if parts is not None:
+        ends = [-(-c // page) for c in range_cuts(npages * page, page, len(parts))]
+        bounds = [0, *ends, npages]
+        out = np.empty(npages, np.intc)
+        for part, a, b in zip(parts, bounds[:-1], bounds[1:], strict=True):
+            out[a:b] = part.resolved_nodes(topo)[0]
+        return out
+    if isinstance(policy, Local):
+        return np.full(npages, current_node(), np.intc)
+    nodes = list(policy.resolved_nodes(topo))
+    if isinstance(policy, Interleave):
+        return np.resize(np.asarray(nodes, np.intc), npages)
+    return np.full(npages, nodes[0], np.intc)

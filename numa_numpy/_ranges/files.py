@@ -41,7 +41,6 @@ from .._kernel.loops import (
     workers_per_node,
 )
 from .._kernel.pages import base_page_size, query_pages
-from .._kernel.topology import current_node
 from .._policies.docstrings import document
 from .._policies.enforcement import Enforcement, EnforcementLevel, refuse
 from .._policies.options import (
@@ -54,7 +53,7 @@ from .._policies.options import (
 )
 from .._policies.policy import Default, Interleave, Local, Policy, validate
 from ..errors import NumaError
-from .binding import bind_range, range_cuts
+from .binding import bind_range, page_nodes, range_cuts
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -625,25 +624,6 @@ def _options(where: str, numa: dict[str, Any]) -> AllocationOptions:
     return AllocationOptions.from_keywords(chosen, where, AllocationKeywords, **rest)
 
 
-def _wanted(policy: Policy, topo: Any, npages: int, page: int) -> np.ndarray:
-    """The node each page of a range should be on (round robin for an
-    interleave, each part's node for Partitioned, the first node else)."""
-    parts = policy.parts(topo)
-    if parts is not None:
-        ends = [-(-c // page) for c in range_cuts(npages * page, page, len(parts))]
-        bounds = [0, *ends, npages]
-        out = np.empty(npages, np.intc)
-        for part, a, b in zip(parts, bounds[:-1], bounds[1:], strict=True):
-            out[a:b] = part.resolved_nodes(topo)[0]
-        return out
-    if isinstance(policy, Local):
-        return np.full(npages, current_node(), np.intc)
-    nodes = list(policy.resolved_nodes(topo))
-    if isinstance(policy, Interleave):
-        return np.resize(np.asarray(nodes, np.intc), npages)
-    return np.full(npages, nodes[0], np.intc)
-
-
 def _misplaced(status: np.ndarray, wanted: np.ndarray, policy: Policy, topo: Any) -> np.ndarray:
     """Present pages not where the policy wants them. An interleave accepts
     its nodes in any order while each holds at least 3/4 of its share."""
@@ -711,7 +691,7 @@ def place_file_pages(
     _touch(lo, hi, policy, topo)
     npages = (hi - lo) // page
     _, status = query_pages(lo, hi - lo)
-    wanted = _wanted(policy, topo, npages, page)
+    wanted = page_nodes(policy, topo, npages, page)
     off = _misplaced(status, wanted, policy, topo)
     targets = np.where(off, wanted, np.where(status >= 0, status, wanted)).astype(np.intc)
     after = np.empty(npages, np.intc)

@@ -12,21 +12,19 @@ from .._alloc.bridge import HANDLER_NAME, get_handler_name
 from .._kernel.arena import block_mapping, block_mark_migrated
 from .._kernel.lib import errno_counts, errno_of, move_range
 from .._kernel.pages import base_page_size
-from .._kernel.topology import current_node, format_list
+from .._kernel.topology import format_list
 from .._policies.enforcement import refuse
 from .._policies.options import AllocationOptions
 from .._policies.policy import (
     Bind,
     Default,
-    Interleave,
-    Local,
     Policy,
     PolicyLike,
     as_policy,
     validate,
 )
 from ..errors import InvalidPolicyError, MigrationError, NumaError
-from .binding import bind_range, off_policy_pages
+from .binding import bind_range, off_policy_pages, page_nodes
 from .placement import Placement, owner_of, placement, span_of
 
 __all__ = ["migrate"]
@@ -194,17 +192,7 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
     npages = max(0, (last - first) // page)
     if not npages:
         return
-    if isinstance(target, Local):
-        nodes = [current_node()]
-    elif isinstance(target, Interleave):
-        nodes = list(target.resolved_nodes(topo))
-    else:
-        nodes = [target.resolved_nodes(topo)[0]]
-    per_page = (
-        np.resize(np.asarray(nodes, dtype=np.intc), npages)
-        if len(nodes) > 1
-        else np.asarray(nodes, dtype=np.intc)
-    )
+    per_page = page_nodes(target, topo, npages, page)
     status = np.empty(npages, dtype=np.intc)
     refusal: NumaError | None = None
     try:
@@ -220,7 +208,7 @@ def _move_inner_pages(a: np.ndarray, options: AllocationOptions, topo: Any) -> N
             err=errno_of(refusal),
         )
         return
-    wanted = np.resize(per_page, npages)
+    wanted = per_page
     # status: the node each page is on now, or -errno (-ENOENT: never touched: fine)
     misplaced = int(((status >= 0) & (status != wanted)).sum())
     errors = status[(status < 0) & (status != -errno.ENOENT)]
