@@ -106,7 +106,9 @@ def _line_parser() -> _Parser:
     )
     parser.add_argument("policy", help="the policy in its string form (bind:1, interleave), or off")
     parser.add_argument(
-        "--parallel", action="store_true", help="also run NumPy's loops on the node teams"
+        "--parallel",
+        action="store_true",
+        help="also split large ufunc calls over workers pinned per node",
     )
     return parser
 

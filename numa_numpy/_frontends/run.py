@@ -40,7 +40,7 @@ Run a program with every NumPy allocation under POLICY, as `numactl
 --interleave=all python job.py` places the whole process.
 
   --policy POLICY   {ACCEPTED}
-  --parallel        NumPy's loops run on the node teams (NUMA_NUMPY_PARALLEL=1)
+  --parallel        large ufunc calls split over pinned workers (NUMA_NUMPY_PARALLEL=1)
   --report[=FILE]   at exit, per node: NumPy's bytes there and the peak, and what
                     the doctor says about the run, on stderr; JSON into FILE
   --                ends the options

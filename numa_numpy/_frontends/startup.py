@@ -13,7 +13,7 @@ nothing; when one is set it imports this module and calls `activate`.
     first line. A policy that does not parse, or names nodes this machine does
     not have, prints one line on stderr and the program runs unplaced.
 ``NUMA_NUMPY_PARALLEL=1``
-    NumPy's loops run on the node teams (``numa_numpy._compute.loops``).
+    NumPy's large ufunc calls split over workers pinned per node (``numa_numpy._compute.loops``).
 ``NUMA_NUMPY_REPORT=1`` or ``NUMA_NUMPY_REPORT=FILE``
     At exit, the per-node report (`numa_numpy._frontends.report`) on stderr, and
     as JSON into FILE. Only the first Python process that sees the variable
@@ -205,7 +205,7 @@ def _install_thread_hook() -> None:
 
 
 def set_parallel_mode(on: bool) -> bool:
-    """Run NumPy's loops on the node teams (on=True) or not; False when this
+    """Split NumPy's large ufunc calls over the pinned workers (on=True) or not; False when this
     build has no parallel loops (a message on stderr says so).
 
     Parameters
