@@ -697,11 +697,13 @@ def _collect(
             where = f"team worker {given[slot].index} of node {given[slot].node}"
         else:
             where = f"the calling thread, which ran the task of node {tasks[slot][0]} itself"
+        note = f"(raised in numa_numpy {where}" + (
+            f"; {len(errors) - 1} other task(s) failed too)" if len(errors) > 1 else ")"
+        )
         if hasattr(exc, "add_note"):  # Python 3.11+
-            exc.add_note(
-                f"(raised in numa_numpy {where}"
-                + (f"; {len(errors) - 1} other task(s) failed too)" if len(errors) > 1 else ")")
-            )
+            exc.add_note(note)
+        else:  # 3.10: what add_note stores (PEP 678); the traceback does not print it
+            exc.__notes__ = [*getattr(exc, "__notes__", ()), note]
         raise exc
     return values
 

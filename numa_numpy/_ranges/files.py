@@ -214,9 +214,13 @@ def _header(fp: Any, max_header_size: int) -> tuple[tuple[int, ...], bool, np.dt
     if read is None:
         return None
     try:
-        return read(fp, max_header_size=max_header_size)
+        shape, fortran_order, dtype = read(fp, max_header_size=max_header_size)
     except (SyntaxError, tokenize.TokenError) as exc:  # NumPy's retry of old headers
         raise ValueError(f"the .npy header cannot be parsed: {exc}") from None
+    # NumPy <= 2.2 reads a negative dimension as "the rest of the file"
+    if any(n < 0 for n in shape):
+        raise ValueError(f"the .npy header has a negative dimension: shape {shape}")
+    return shape, fortran_order, dtype
 
 
 def _read_npy(

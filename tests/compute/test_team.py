@@ -1,6 +1,5 @@
 import gc
 import os
-import sys
 import threading
 import traceback
 
@@ -75,8 +74,7 @@ def test_worker_exception_propagates_with_traceback():
             team.map_blocks(boom, a)
         text = "".join(traceback.format_exception(info.value))
         assert "in boom" in text  # the worker's frames
-        if sys.version_info >= (3, 11):  # exception notes
-            assert any("team worker" in note for note in info.value.__notes__)
+        assert any("team worker" in note for note in info.value.__notes__)
         # the team still works afterwards
         assert team.on_each_worker(lambda: 1) == [1] * sum(team.threads.values())
     assert _team_threads() == []

@@ -363,8 +363,7 @@ def test_run_assist_raises_the_callers_own_exception():
             team.run([(node, 0, boom, ()), (node, 1, fine, ())], assist=True)
         assert ran[0] == threading.current_thread().name  # the caller ran it
         assert len(ran) == 2  # the worker's task ran too, before run() returned
-        if sys.version_info >= (3, 11):
-            assert any("calling thread" in note for note in info.value.__notes__)
+        assert any("calling thread" in note for note in info.value.__notes__)
         # a worker's exception after the caller's value: raised as well
         with pytest.raises(KeyError, match="caller's own block"):
             team.run([(node, 0, fine, ()), (node, 1, boom, ())], assist=True)
