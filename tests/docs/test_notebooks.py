@@ -109,3 +109,20 @@ def test_stored_notebook_has_outputs_and_is_small(path):
     assert all(cell.get("execution_count") for cell in code), "not executed top to bottom"
     assert outputs, f"{path.name} is stored without outputs: execute it before committing"
     assert not [out for out in outputs if out.get("output_type") == "error"]
+
+
+def test_the_tours_opening_list_has_one_item_per_section():
+    # A reader scans the opening list to find a section: each "## N." heading has
+    # item N, and no section is left unnumbered.
+    import re
+
+    nb = nbformat.read(NOTEBOOKS / "tour.ipynb", as_version=4)
+    markdown = [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+    items = re.findall(r"^(\d+)\. ", markdown[0], re.M)
+    headings = [
+        line for text in markdown[1:] for line in text.splitlines() if line.startswith("## ")
+    ]
+    numbered = [re.match(r"## (\d+)\. ", h) for h in headings]
+    unnumbered = [h for h, m in zip(headings, numbered) if m is None and h != "## Where next"]
+    assert not unnumbered, f"sections without a number: {unnumbered}"
+    assert [m.group(1) for m in numbered if m] == items
