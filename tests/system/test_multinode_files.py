@@ -42,20 +42,24 @@ def _drop(path) -> None:
         os.close(fd)
 
 
-def _read_on_node(path, node: int) -> None:
-    """Read the whole file from a thread pinned to `node`'s CPUs: its page
-    cache lands there (first touch)."""
+def _on_node(node: int, work) -> None:
+    """Run `work()` in a thread pinned to `node`'s CPUs: the page-cache pages
+    it creates land there (first touch)."""
     cpus = nn.topology().node(node).cpus
 
-    def read() -> None:
+    def pinned() -> None:
         os.sched_setaffinity(0, cpus)
-        with open(path, "rb") as f:
-            while f.read(1 << 20):
-                pass
+        work()
 
-    t = threading.Thread(target=read)
+    t = threading.Thread(target=pinned)
     t.start()
     t.join()
+
+
+def _read(path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 20):
+            pass
 
 
 @pytest.fixture
@@ -65,9 +69,11 @@ def cached_on_0(tmp_path):
     if 0 not in topo.cpu_nodes or len(topo.usable_nodes) < 2:
         pytest.skip("needs node 0 with CPUs and a second node with memory")
     path = tmp_path / "data.bin"
-    np.arange(2 * MiB, dtype=np.float64).tofile(path)
+    # Written there too: on tmpfs (the lab's /tmp) the written pages are the
+    # cache, and dropping them does nothing.
+    _on_node(0, lambda: np.arange(2 * MiB, dtype=np.float64).tofile(path))
     _drop(path)
-    _read_on_node(path, 0)
+    _on_node(0, lambda: _read(path))
     probe = np.memmap(path, np.float64, "r")
     probe[:: 4096 // 8].sum()  # map every page: the kernel can say where
     assert nn.placement(probe).fraction(0) > 0.9  # the page cache really is on node 0
