@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(
         reason=f"needs >= 2 NUMA nodes with memory; this machine has {len(usable)} "
-        "(run it in the NUMA lab: python tests/lab/run.py)"
+        "(python tests/lab/run.py runs it in a 4-node virtual machine)"
     )
     for item in items:
         if "multinode" in item.keywords:
