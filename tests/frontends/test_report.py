@@ -65,6 +65,7 @@ def test_the_json_report_matches_the_kernel_and_the_allocator(tmp_path):
     assert set(peaks) == set(spread)
     assert sum(peaks.values()) == handler["peak_bytes"]
     assert all(f["severity"] in ("warning", "error") for f in report["findings"])
+    assert not [f for f in report["findings"] if "did not run" in f["summary"]]  # the doctor ran
 
 
 def test_the_text_report_on_stderr_says_the_same(tmp_path):
@@ -95,8 +96,19 @@ def test_a_refused_policy_is_reported_as_a_soft_fallback(tmp_path):
     job = script(tmp_path, "a = np.ones(1 << 20)\nprint(json.dumps(where(a)))\n")
     out_file = tmp_path / "r.json"
     out = run_python(
-        [str(seccomp), "EPERM", "--", sys.executable, "-m", "numa_numpy", "run",
-         "--policy", "bind:0", f"--report={out_file}", str(job)]
+        [
+            str(seccomp),
+            "EPERM",
+            "--",
+            sys.executable,
+            "-m",
+            "numa_numpy",
+            "run",
+            "--policy",
+            "bind:0",
+            f"--report={out_file}",
+            str(job),
+        ]
     )
     assert out.returncode == 0, out.stderr
     where = json.loads(out.stdout.strip().splitlines()[-1])

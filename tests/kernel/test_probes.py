@@ -33,7 +33,7 @@ def test_base_page_size():
 
 def test_every_call_is_permitted_here(binding):
     probes.bind_one_page(binding)
-    probes.set_default_policy()
+    probes.set_policy_permitted()
     probes.get_policy()
     probes.query_one_page()
     probes.migrate_within(nn.topology().allowed_nodes)
@@ -65,8 +65,31 @@ def test_a_failed_mapping_is_no_answer_about_mbind(binding):
 @pytest.mark.skipif(
     not hasattr(lib, "NN_FAULT_SET_MEMPOLICY"), reason="this build has no set_mempolicy fault"
 )
-def test_a_refused_set_mempolicy_is_raised_in_the_callers_thread():
+def test_a_refused_set_mempolicy_is_raised():
     with injected(lib.NN_FAULT_SET_MEMPOLICY, errno.EPERM), pytest.raises(nn.NumaError) as info:
-        probes.set_default_policy()
+        probes.set_policy_permitted()
     assert (info.value.errno_name, info.value.step) == ("EPERM", "set_mempolicy")
     assert str(info.value).startswith("set_mempolicy: Operation not permitted (EPERM")
+
+
+def test_asking_set_mempolicy_leaves_the_threads_policy_as_it_was():
+    node = nn.topology().usable_nodes[0]
+    with nn.thread_policy(Bind(node)):
+        before = nn.get_thread_policy()
+        probes.set_policy_permitted()
+        assert nn.get_thread_policy() == before == Bind(node)
+
+
+def test_the_probe_runs_at_interpreter_shutdown(tmp_path):
+    # CPython 3.12.0-3.12.1 refuse new threads in atexit callbacks, where the
+    # run report asks the doctor; the probe starts none.
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit\n"
+        "from numa_numpy._kernel import probes\n"
+        "atexit.register(lambda: (probes.set_policy_permitted(), print('asked')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "asked", out.stderr
