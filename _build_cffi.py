@@ -9,6 +9,15 @@ from pathlib import Path
 import numpy
 from cffi import FFI
 
+# Built against NumPy 2's headers the module runs on NumPy 1.22+ too; built
+# against NumPy 1's it cannot import (no PyArray_ImportNumPyAPI). pip's build
+# isolation brings NumPy 2 (pyproject.toml's build requirements).
+if int(numpy.__version__.split(".")[0]) < 2:
+    raise RuntimeError(
+        f"numa_numpy builds against NumPy >= 2.0's headers; this environment has NumPy "
+        f"{numpy.__version__}: build without --no-build-isolation, or with numpy>=2 installed"
+    )
+
 CSRC = Path(__file__).resolve().parent / "numa_numpy" / "_csrc"
 SOURCES = [
     "nn_syscalls.c",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import inspect
 import math
 import os
 import stat
@@ -66,6 +67,14 @@ _STEP = 256 << 20  # bytes per read call: the progress bar's step
 _MIN_PIECE = 4 << 20  # a worker's share of a node's block is at least this
 _ZIP_PREFIXES = (b"PK\x03\x04", b"PK\x05\x06")
 _MAX_HEADER_SIZE = 10000  # numpy.lib.format's default
+# NumPy < 1.24 has no header limit (its readers take no max_header_size): there
+# the limit is checked here, where NumPy >= 1.24 checks it itself.
+_NUMPY_LIMITS_HEADERS = "max_header_size" in inspect.signature(npy_format.read_array).parameters
+
+
+def _header_limit(max_header_size: int) -> dict[str, int]:
+    """The max_header_size keyword for NumPy's readers, where they take it."""
+    return {"max_header_size": max_header_size} if _NUMPY_LIMITS_HEADERS else {}
 
 
 # -- reading bytes into placed memory ----------------------------------------------
@@ -213,14 +222,33 @@ def _header(fp: Any, max_header_size: int) -> tuple[tuple[int, ...], bool, np.dt
     }.get(version)
     if read is None:
         return None
+    if not _NUMPY_LIMITS_HEADERS:
+        _check_header_length(fp, version, max_header_size)
     try:
-        shape, fortran_order, dtype = read(fp, max_header_size=max_header_size)
+        shape, fortran_order, dtype = read(fp, **_header_limit(max_header_size))
     except (SyntaxError, tokenize.TokenError) as exc:  # NumPy's retry of old headers
         raise ValueError(f"the .npy header cannot be parsed: {exc}") from None
     # NumPy <= 2.2 reads a negative dimension as "the rest of the file"
     if any(n < 0 for n in shape):
         raise ValueError(f"the .npy header has a negative dimension: shape {shape}")
     return shape, fortran_order, dtype
+
+
+def _check_header_length(fp: Any, version: tuple[int, int], max_header_size: int) -> None:
+    """Refuse a header longer than `max_header_size` as NumPy >= 1.24 does
+    (its words), for a NumPy whose readers do not."""
+    width = 2 if version == (1, 0) else 4
+    at = fp.tell()
+    raw = fp.read(width)
+    fp.seek(at)
+    if len(raw) == width:
+        length = int.from_bytes(raw, "little")
+        if length > max_header_size:
+            raise ValueError(
+                f"Header info length ({length}) is large and may not be safe to load "
+                "securely.\nTo allow loading, adjust `max_header_size` or fully trust "
+                "the `.npy` file using `allow_pickle=True`."
+            )
 
 
 def _read_npy(
@@ -241,7 +269,7 @@ def _read_npy(
         return allocate_in(
             scope,
             lambda: npy_format.read_array(
-                fp, allow_pickle, pickle_kwargs, max_header_size=max_header_size
+                fp, allow_pickle, pickle_kwargs, **_header_limit(max_header_size)
             ),
         )
     shape, fortran, dtype = header
@@ -481,6 +509,8 @@ def load(
             )
             own = False  # the archive closes it
             return archive
+        if magic == npy_format.MAGIC_PREFIX and allow_pickle:
+            max_header_size = 2**64  # as np.load: a trusted file has no header limit
         if magic == npy_format.MAGIC_PREFIX and mmap_mode:
             if not own:
                 raise ValueError(
@@ -498,7 +528,7 @@ def load(
                 allow_pickle,
                 fix_imports,
                 encoding,  # type: ignore[arg-type]
-                max_header_size=max_header_size,
+                **_header_limit(max_header_size),
             ),
         )
     finally:

@@ -72,3 +72,23 @@ def test_console_script_is_declared_for_the_cli() -> None:
     readme = (REPO / "README.md").read_text()
     blocks = readme.split("```bash\n")
     assert "numa-numpy" in blocks[1].split("```")[0]
+
+
+def test_a_build_against_numpy_1_headers_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    # `pip install --no-build-isolation` where NumPy 1.x is installed would build a
+    # module that cannot import; the build says so before compiling anything
+    fake = tmp_path / "numpy"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("__version__ = '1.26.4'\ndef get_include(): return ''\n")
+    out = subprocess.run(
+        [sys.executable, "-c", f"import runpy; runpy.run_path({str(REPO / '_build_cffi.py')!r})"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("RuntimeError: numa_numpy builds against NumPy >= 2.0's headers")
+    assert "NumPy 1.26.4" in last and "--no-build-isolation" in last
