@@ -6,7 +6,8 @@
  * caller claim pieces by compare-and-swap 2g -> 2g + 1, so a worker that wakes
  * late can never take a piece of a later job: the stamp says whose it is. A
  * piece that names a node is claimed only by that node's workers (or by the
- * caller when it runs there). The caller waits for the pieces' done count
+ * caller when it is pinned there: an unpinned caller may be moved off the node
+ * mid-piece, so it takes only pieces that name none). The caller waits for the pieces' done count
  * (spinning briefly, then on the futex). One job at a time: a second caller
  * gets -EBUSY and runs its loop itself. Never touches Python. */
 #define _GNU_SOURCE
@@ -99,6 +100,25 @@ static void run_piece(int i, int caller)
     if (__atomic_add_fetch(&P.done, 1, __ATOMIC_SEQ_CST) == (unsigned)J.npieces &&
         !caller && __atomic_load_n(&P.caller_waiting, __ATOMIC_SEQ_CST))
         futex(&P.done, FUTEX_WAKE_PRIVATE, 1);
+}
+
+/* The node whose pieces the caller may run: the one node all CPUs of its
+ * affinity are on (a pinned caller), else -1. */
+static int caller_node(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return -1;
+    int node = -1;
+    for (int cpu = 0; cpu < MAX_CPU; cpu++) {
+        if (!CPU_ISSET(cpu, &set))
+            continue;
+        int n = node_of(cpu);
+        if (n < 0 || (node >= 0 && n != node))
+            return -1;
+        node = n;
+    }
+    return node;
 }
 
 /* Claim and run the pieces of job g this thread may take. */
@@ -362,7 +382,7 @@ int nn_workers_run(nn_piece_fn fn, void *ctx, int npieces, const int *piece_node
     if (__atomic_load_n(&P.sleepers, __ATOMIC_SEQ_CST))
         futex(&P.gen, FUTEX_WAKE_PRIVATE, INT_MAX);
     int saved = fetestexcept(FE_ALL_EXCEPT);
-    take_pieces(g, node_of(sched_getcpu()), 1);
+    take_pieces(g, caller_node(), 1);
     wait_done((unsigned)npieces);
     feclearexcept(FE_ALL_EXCEPT);
     int flags = saved | __atomic_load_n(&J.fpe, __ATOMIC_ACQUIRE);
