@@ -96,19 +96,8 @@ def test_a_refused_policy_is_reported_as_a_soft_fallback(tmp_path):
     job = script(tmp_path, "a = np.ones(1 << 20)\nprint(json.dumps(where(a)))\n")
     out_file = tmp_path / "r.json"
     out = run_python(
-        [
-            str(seccomp),
-            "EPERM",
-            "--",
-            sys.executable,
-            "-m",
-            "numa_numpy",
-            "run",
-            "--policy",
-            "bind:0",
-            f"--report={out_file}",
-            str(job),
-        ]
+        [str(seccomp), "EPERM", "--", sys.executable, "-m", "numa_numpy", "run",
+         "--policy", "bind:0", f"--report={out_file}", str(job)]
     )
     assert out.returncode == 0, out.stderr
     where = json.loads(out.stdout.strip().splitlines()[-1])
