@@ -210,10 +210,10 @@ def _source_files() -> list[str]:
     if listed is not None and listed.returncode == 0:
         return listed.stdout.split()
     built = (".so", ".o", ".pyc")
+    package = [p for p in (REPO / "numa_numpy").rglob("*") if "__pycache__" not in p.parts]
     return [
-        str(p.relative_to(REPO)) for p in REPO.rglob("*")
+        str(p.relative_to(REPO)) for p in [*REPO.iterdir(), *package]
         if p.is_file() and p.suffix not in built and p.name != "_numa.c"
-        and not any(part == "__pycache__" or part.endswith(".egg-info") for part in p.parts)
     ]
 
 
